@@ -1,0 +1,62 @@
+# bunga: `make help` lists the targets. Two commands on a fresh machine: `make run`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help run pipeline serve test lint typecheck unit bench audit clean sample-photos
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[serve,image]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.run-installed
+
+collected_data/foto_sintetis: | $(VENV)/.run-installed
+	$(BIN)/bunga synth collected_data/foto_sintetis --per-class 24
+
+sample-photos: collected_data/foto_sintetis ## Draw the synthetic demo photos into collected_data/foto_sintetis/
+
+run: pipeline ## Install, run the whole pipeline on the shipped data, then serve on http://127.0.0.1:8000
+	$(BIN)/bunga serve --host $(HOST) --port $(PORT)
+
+pipeline: $(VENV)/.run-installed collected_data/foto_sintetis ## Merge -> train -> evaluate -> gate -> promote (local SQLite MLflow)
+	$(BIN)/bunga pipeline
+
+serve: $(VENV)/.run-installed ## Serve the current champions
+	$(BIN)/bunga serve --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.dev-installed ## ruff
+	$(BIN)/ruff check src tests benchmarks scripts *.py
+
+typecheck: $(VENV)/.dev-installed ## mypy --strict on src/
+	$(BIN)/mypy
+
+test: lint typecheck ## Lint, type-check and run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: $(VENV)/.dev-installed ## Only the fast unit tests
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+audit: $(VENV)/.dev-installed ## pip-audit the installed runtime dependencies
+	$(BIN)/pip-audit --skip-editable --progress-spinner off
+
+bench: $(VENV)/.dev-installed ## Speed, memory and accuracy benchmarks -> benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks.run
+
+clean: ## Remove the venv, caches and local MLflow store
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mlflow.db mlartifacts .bunga-cache bunga-model

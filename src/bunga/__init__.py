@@ -1,0 +1,3 @@
+"""bunga: MLOps for the flowers of Kebun Raya ITERA."""
+
+__version__ = "0.1.0"

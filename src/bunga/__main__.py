@@ -1,0 +1,5 @@
+"""`python -m bunga` runs the CLI."""
+
+from bunga.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""Settings: one place for every knob, read from the environment (prefix ``BUNGA_``) or ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DataKind = Literal["measurements", "photos"]
+DATA_KINDS: tuple[DataKind, ...] = ("measurements", "photos")
+
+
+class Settings(BaseSettings):
+    """Project settings. Relative paths resolve against the working directory."""
+
+    model_config = SettingsConfigDict(env_prefix="BUNGA_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- data -------------------------------------------------------------------------------
+    data_dir: Path = Path("collected_data")
+    dataset_dir: Path = Path("Dataset Bunga")
+    aliases_file: Path | None = None
+    tabular_classes: list[str] = ["setosa", "versicolor", "virginica"]
+    max_length_cm: float = Field(50.0, gt=0)
+    missing_policy: Literal["reject", "median"] = "reject"
+    image_min_side: int = Field(32, ge=1)
+    image_max_pixels: int = Field(50_000_000, ge=1)
+
+    # --- tracking and registry --------------------------------------------------------------
+    mlflow_tracking_uri: str = Field(
+        "sqlite:///mlflow.db",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "BUNGA_MLFLOW_TRACKING_URI"),
+    )
+    artifact_dir: Path = Path("mlartifacts")
+    experiment_measurements: str = "bunga-measurements"
+    experiment_photos: str = "bunga-photos"
+    model_measurements: str = "bunga-measurements"
+    model_photos: str = "bunga-photos"
+
+    # --- training ---------------------------------------------------------------------------
+    seed: int = 42
+    test_size: float = Field(0.25, gt=0, lt=1)
+    cv_folds: int = Field(5, ge=2)
+    cache_dir: Path = Path(".bunga-cache")
+    image_batch_size: int = Field(16, ge=1)
+
+    # --- promotion gate ---------------------------------------------------------------------
+    gate_min_f1_measurements: float = Field(0.90, ge=0, le=1)
+    gate_min_f1_photos: float = Field(0.85, ge=0, le=1)
+    gate_tolerance: float = Field(0.02, ge=0, le=1)
+    abstain_max_refused: float = Field(0.05, ge=0, le=1)
+
+    # --- serving ----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    model_dir: Path | None = None
+    serve_kinds: list[DataKind] = ["measurements", "photos"]
+    admin_token: str | None = None
+    cors_origins: list[str] = []
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_upload_bytes: int = Field(15_000_000, ge=1024)
+    max_files: int = Field(8, ge=1)
+    max_batch: int = Field(256, ge=1)
+    serve_max_pixels: int = Field(40_000_000, ge=1)
+    request_timeout_s: float = Field(20.0, gt=0)
+    max_concurrency: int = Field(64, ge=1)
+    reload_interval_s: float = Field(0.0, ge=0)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_strong_enough(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and len(value) < 16:
+            raise ValueError("BUNGA_ADMIN_TOKEN must be at least 16 characters (or unset)")
+        return value or None
+
+    @field_validator("tabular_classes")
+    @classmethod
+    def _classes_not_empty(cls, value: list[str]) -> list[str]:
+        if len(value) < 2:
+            raise ValueError("tabular_classes needs at least two species")
+        return [v.strip().lower() for v in value]
+
+    @property
+    def inbox_dir(self) -> Path:
+        """Where the API's feedback endpoint drops new data for `bunga merge`."""
+        return self.data_dir / "feedback"
+
+    def experiment(self, kind: DataKind) -> str:
+        """The MLflow experiment name of a data kind."""
+        return self.experiment_measurements if kind == "measurements" else self.experiment_photos
+
+    def model_name(self, kind: DataKind) -> str:
+        """The registered model name of a data kind."""
+        return self.model_measurements if kind == "measurements" else self.model_photos
+
+    def gate_min_f1(self, kind: DataKind) -> float:
+        """The absolute macro-F1 floor of a data kind."""
+        return self.gate_min_f1_measurements if kind == "measurements" else self.gate_min_f1_photos
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests clear the cache with ``get_settings.cache_clear()``)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Raw data to a clean, versioned dataset: sheets, photos, the merge and its manifest."""

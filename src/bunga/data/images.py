@@ -1,0 +1,131 @@
+"""Finding, labelling and validating photos for the merge."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bunga.data.tabular import normalise
+from bunga.files import sha256_file
+from bunga.imaging import IMAGE_SUFFIXES, REFUSED_SUFFIXES, ImageRejected, PhotoInfo, load_photo
+
+# Folders whose name is not a label: photos directly inside them wait for a curator.
+UNLABELLED_FOLDERS = frozenset(
+    {
+        "inbox",
+        "unlabelled",
+        "unlabeled",
+        "review",
+        "feedback",
+        "uploads",
+        "unknown",
+        "tidak_diketahui",
+        "photos",
+        "photo",
+        "foto",
+        "images",
+        "gambar",
+        "tanpa_label",
+    }
+)
+LABEL_HEADER = ("sha256", "label")
+
+
+@dataclass(frozen=True)
+class PhotoFile:
+    """A photo found on disk with the label its location gives it (None: needs review)."""
+
+    path: Path
+    source: str
+    sha256: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class CheckedPhoto:
+    """A photo after validation: info when it is acceptable, otherwise the reason."""
+
+    photo: PhotoFile
+    info: PhotoInfo | None
+    reason: str | None
+
+
+def is_label_sheet(header: list[str]) -> bool:
+    """True when a CSV header is a photo label sheet (``sha256,label``) rather than measurements."""
+    return tuple(normalise(h.lstrip("\ufeff")) for h in header[:2]) == LABEL_HEADER
+
+
+def read_label_sheet(path: Path) -> dict[str, str]:
+    """sha256 -> label from a curator's or the review command's label sheet (empty labels skipped)."""
+    labels: dict[str, str] = {}
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for row in csv.DictReader(handle):
+            sha = (row.get("sha256") or "").strip().lower()
+            label = normalise(row.get("label") or "")
+            if sha and label:
+                labels[sha] = label
+    return labels
+
+
+def sidecar_label(path: Path) -> tuple[bool, str | None]:
+    """(has sidecar, label) from ``<photo>.json`` as written by the feedback endpoint."""
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        return False, None
+    try:
+        label = json.loads(sidecar.read_text("utf-8")).get("label")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return True, None
+    return True, normalise(label) if isinstance(label, str) and label.strip() else None
+
+
+def folder_label(path: Path, root: Path) -> str | None:
+    """The label a photo's parent folder gives it, or None for inbox-like folders and the root."""
+    parent = path.parent
+    if parent == root or normalise(parent.name) in UNLABELLED_FOLDERS:
+        return None
+    return normalise(parent.name) or None
+
+
+def iter_files(root: Path, skip: Iterable[Path] = ()) -> Iterator[Path]:
+    """Every regular file under ``root`` in sorted order, skipping hidden names and ``skip`` trees."""
+    skipped = [s.resolve() for s in skip]
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.is_symlink() or not path.is_file():
+            continue
+        if any(path.resolve().is_relative_to(s) for s in skipped):
+            continue
+        yield path
+
+
+def is_photo_name(path: Path) -> bool:
+    """True for files the photo path looks at (accepted and refused image suffixes)."""
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES or suffix in REFUSED_SUFFIXES
+
+
+def find_photo(path: Path, root: Path, source: str, curated: dict[str, str]) -> PhotoFile:
+    """Hash a photo and work out its label: curator sheet, then sidecar, then folder."""
+    sha = sha256_file(path)
+    has_sidecar, label = sidecar_label(path)
+    if not has_sidecar:
+        label = folder_label(path, root)
+    return PhotoFile(path=path, source=source, sha256=sha, label=curated.get(sha, label))
+
+
+def check_photo(photo: PhotoFile, max_pixels: int, min_side: int) -> CheckedPhoto:
+    """Validate a photo fully (suffix allow-list, decodes, pixel limit, minimum size)."""
+    if photo.path.suffix.lower() in REFUSED_SUFFIXES:
+        return CheckedPhoto(photo, None, f"{photo.path.suffix.lower()} files are not accepted (JPEG, PNG or WebP)")
+    try:
+        _, info = load_photo(photo.path, max_pixels=max_pixels, min_side=min_side)
+    except ImageRejected as err:
+        return CheckedPhoto(photo, None, str(err))
+    return CheckedPhoto(photo, info, None)

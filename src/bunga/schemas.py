@@ -1,0 +1,120 @@
+"""Typed records at every boundary: measurements, the merge manifest, evaluation and gate reports."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+FEATURES: tuple[str, ...] = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Length = Annotated[float, Field(gt=0, le=100, description="centimetres"), AfterValidator(_finite)]
+
+
+class Measurements(BaseModel):
+    """The four measurements of one flower, in centimetres."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]
+        },
+    )
+
+    sepal_length: Length
+    sepal_width: Length
+    petal_length: Length
+    petal_width: Length
+
+    def as_row(self) -> list[float]:
+        """The values in the canonical feature order."""
+        return [self.sepal_length, self.sepal_width, self.petal_length, self.petal_width]
+
+
+FileKind = Literal["measurements", "photo", "labels", "ignored", "rejected"]
+
+
+class FileEntry(BaseModel):
+    """One input file seen by the merge."""
+
+    path: str
+    sha256: str
+    kind: FileKind
+
+
+class Manifest(BaseModel):
+    """What one merge read, kept and dropped, and the digest of the result."""
+
+    dataset_digest: str
+    measurements_digest: str
+    photos_digest: str
+    rows_read: int = 0
+    rows_kept: int = 0
+    rows_rejected: int = 0
+    rows_duplicate: int = 0
+    rows_with_missing: int = 0
+    blank_lines: int = 0
+    images_read: int = 0
+    images_kept: int = 0
+    images_rejected: int = 0
+    images_duplicate: int = 0
+    images_queued: int = 0
+    missing_policy: str = "reject"
+    classes_measurements: list[str] = []
+    classes_photos: dict[str, int] = {}
+    files: list[FileEntry] = []
+
+    def balanced(self) -> bool:
+        """True when every row and every image read is accounted for."""
+        rows_ok = self.rows_read == self.rows_kept + self.rows_rejected + self.rows_duplicate
+        images_ok = self.images_read == (
+            self.images_kept + self.images_rejected + self.images_duplicate + self.images_queued
+        )
+        return rows_ok and images_ok
+
+
+class ClassMetrics(BaseModel):
+    """Precision, recall and F1 of one class."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class EvaluationReport(BaseModel):
+    """The metrics of one model on one labelled set."""
+
+    kind: Literal["measurements", "photos"]
+    n_samples: int
+    accuracy: float
+    precision_macro: float
+    recall_macro: float
+    f1_macro: float
+    precision_weighted: float
+    recall_weighted: float
+    f1_weighted: float
+    classes: list[str]
+    per_class: dict[str, ClassMetrics]
+    confusion_matrix: list[list[int]]
+    model_version: str | None = None
+    dataset_digest: str | None = None
+
+
+class GateDecision(BaseModel):
+    """The verdict of the promotion gate, with every reason."""
+
+    passed: bool
+    reasons: list[str]
+    candidate_f1: float
+    champion_f1: float | None = None
+    threshold: float
+    tolerance: float

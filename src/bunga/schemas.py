@@ -118,3 +118,30 @@ class GateDecision(BaseModel):
     champion_f1: float | None = None
     threshold: float
     tolerance: float
+
+
+class Abstention(BaseModel):
+    """How the photo model says 'not a species I know': a score and its calibrated threshold."""
+
+    method: Literal["max_prob", "centroid"]
+    threshold: float
+
+
+class ModelCard(BaseModel):
+    """Everything serving needs to know about an exported model, stored beside ``model.onnx``."""
+
+    kind: Literal["measurements", "photos"]
+    name: str
+    classes: list[str]
+    onnx_sha256: str
+    family: str
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+    trained_at: str | None = None
+    dataset_digest: str | None = None
+    metrics: dict[str, float] = {}
+    features: list[str] | None = None
+    input_size: int | None = None
+    backbone: str | None = None
+    abstention: Abstention | None = None

@@ -1,0 +1,92 @@
+"""Predictors: load an exported bundle once, predict batches. onnxruntime and numpy only (no training
+code, no torch, no scikit-learn, no pickle)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bunga.bundle import read_bundle
+from bunga.errors import BungaError
+from bunga.imaging import INPUT_SIZE
+from bunga.schemas import ModelCard
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class PhotoScores:
+    """Probabilities per class and whether each photo is recognised as a known species."""
+
+    probabilities: np.ndarray
+    recognised: np.ndarray
+    abstain_scores: np.ndarray
+
+
+class Predictor:
+    """A loaded model bundle of either kind."""
+
+    def __init__(self, folder: Path, threads: int | None = None) -> None:
+        self.card, model_path = read_bundle(folder)
+        try:
+            self.session = _session(model_path, threads)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise BungaError(f"{model_path} cannot be loaded by onnxruntime: {type(err).__name__}") from err
+        self.classes = list(self.card.classes)
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def kind(self) -> str:
+        """'measurements' or 'photos'."""
+        return self.card.kind
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities for a batch (measurements (N, 4) or photos (N, 3, 224, 224))."""
+        return np.asarray(self.session.run(["probabilities"], {"input": x.astype(np.float32, copy=False)})[0])
+
+    def predict(self, x: np.ndarray) -> list[str]:
+        """The most likely class of each row."""
+        return [self.classes[i] for i in self.predict_proba(x).argmax(axis=1)]
+
+    def score_photos(self, x: np.ndarray) -> PhotoScores:
+        """Probabilities plus the abstention decision for preprocessed photos."""
+        probs, sims = self.session.run(["probabilities", "similarity"], {"input": x})
+        abstention = self.card.abstention
+        if abstention is None:
+            scores = np.zeros(len(probs), dtype=np.float32)
+            return PhotoScores(probs, np.ones(len(probs), dtype=bool), scores)
+        best = probs.max(axis=1) if abstention.method == "max_prob" else sims.max(axis=1)
+        scores = 1.0 - best
+        return PhotoScores(probs, scores <= abstention.threshold, scores)
+
+    def smoke_test(self) -> None:
+        """Predict on a synthetic input; raise BungaError unless the output is a probability table."""
+        if self.kind == "measurements":
+            x = np.array([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]], dtype=np.float32)
+        else:
+            x = np.random.default_rng(0).normal(0, 0.5, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
+        try:
+            probs = self.predict_proba(x)
+        except Exception as err:
+            raise BungaError(f"smoke prediction failed: {type(err).__name__}") from err
+        ok = probs.shape == (2, len(self.classes)) and np.isfinite(probs).all()
+        if not ok or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+            raise BungaError(
+                f"smoke prediction returned {probs.shape}, not probabilities over {len(self.classes)} classes"
+            )
+
+    def describe(self) -> ModelCard:
+        """The card of the loaded model."""
+        return self.card

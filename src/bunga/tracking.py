@@ -106,11 +106,13 @@ class RunLog:
         from mlflow.data.sources import LocalArtifactDatasetSource
 
         short = digest[:MLFLOW_DIGEST_CHARS]
-        if frame is not None:
-            data: Any = from_pandas(frame, source=source, targets=targets, name=name, digest=short)
-        else:
-            data = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=short)
-        mlflow.log_input(data, context=context)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "source can be interpreted in multiple ways"
+            if frame is not None:
+                data: Any = from_pandas(frame, source=source, targets=targets, name=name, digest=short)
+            else:
+                data = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=short)
+            mlflow.log_input(data, context=context)
 
     def sklearn_model(self, model: Any, input_example: Any, requirements: list[str]) -> str:
         """Log a scikit-learn model (skops format) with signature and input example; returns its URI."""

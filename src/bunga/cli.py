@@ -504,6 +504,39 @@ def export(
         raise BungaError(f"no registered model at {model!r}: run `bunga pipeline` first")
 
 
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: BUNGA_HOST or 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: BUNGA_PORT or 8000]")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes")] = 1,
+    model_dir: Annotated[Path | None, typer.Option(help="Serve an exported folder instead of the registry")] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+) -> None:
+    """Serve the API and the web page (champions from the registry, or an exported folder)."""
+    import os
+
+    import uvicorn
+
+    if model_dir is not None:
+        if not model_dir.is_dir():
+            raise BungaError(f"{model_dir} is not a folder: write one with `bunga export`", 2)
+        os.environ["BUNGA_MODEL_DIR"] = str(model_dir.resolve())
+        get_settings.cache_clear()
+    s = settings()
+    console.print(f"serving on http://{host or s.host}:{port or s.port} ({workers} worker(s))", highlight=False)
+    uvicorn.run(
+        "bunga.serving.app:create_app",
+        factory=True,
+        host=host or s.host,
+        port=port or s.port,
+        workers=workers,
+        access_log=access_log,
+        server_header=False,
+        log_level="info",
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

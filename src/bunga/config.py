@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     model_dir: Path | None = None
+    catalog_file: Path | None = None
     serve_kinds: list[DataKind] = ["measurements", "photos"]
     admin_token: str | None = None
     cors_origins: list[str] = []

@@ -4,7 +4,7 @@ crash safety and clear messages for bad input."""
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 import random
 import shutil
@@ -163,15 +163,25 @@ def test_existing_dataset_folder_is_accepted_as_it_is(synthetic_photos: Path, tm
     assert len(lines) == 49
 
 
-def test_feedback_sidecar_labels_photos(tmp_path: Path) -> None:
-    inbox = tmp_path / "collected_data" / "feedback" / "photos"
-    inbox.mkdir(parents=True)
-    Image.new("RGB", (80, 80), "yellow").save(inbox / "abc.jpg")
-    (inbox / "abc.json").write_text(json.dumps({"label": "kembang_sepatu", "predicted": "kana"}))
-    Image.new("RGB", (80, 80), "pink").save(inbox / "def.jpg")
-    (inbox / "def.json").write_text(json.dumps({"label": None}))
+def test_feedback_records_label_photos(tmp_path: Path) -> None:
+    from bunga.inbox import store_measurement, store_photo
+
+    inbox = tmp_path / "collected_data" / "feedback"
+    photos = []
+    for colour in ("yellow", "pink", "blue"):
+        buffer = io.BytesIO()
+        Image.new("RGB", (80, 80), colour).save(buffer, "JPEG")
+        photos.append(buffer.getvalue())
+    store_photo(inbox, photos[0], "jpg", "Kembang Sepatu", predicted="kana", model_version="3")
+    store_photo(inbox, photos[0], "jpg", "kembang_sepatu")  # a second visitor agrees
+    store_photo(inbox, photos[1], "jpg", None)  # "I don't know"
+    store_photo(inbox, photos[2], "jpg", "kana")
+    store_photo(inbox, photos[2], "jpg", "tabebuya")  # visitors disagree: a curator decides
+    store_measurement(inbox, [5.1, 3.5, 1.4, 0.2], "setosa", predicted="setosa")
     manifest = merge(_options(tmp_path / "collected_data", tmp_path / "out")).manifest
-    assert manifest.classes_photos == {"kembang_sepatu": 1} and manifest.images_queued == 1
+    assert manifest.classes_photos == {"kembang_sepatu": 1}
+    assert manifest.images_queued == 2 and manifest.images_read == 3
+    assert manifest.rows_kept == 1 and manifest.classes_measurements == ["setosa"]
 
 
 def test_conflicting_records_are_rejected_naming_both_sources(tmp_path: Path) -> None:

@@ -70,16 +70,16 @@ def read_label_sheet(path: Path) -> dict[str, str]:
     return labels
 
 
-def sidecar_label(path: Path) -> tuple[bool, str | None]:
-    """(has sidecar, label) from ``<photo>.json`` as written by the feedback endpoint."""
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
-        return False, None
+def read_feedback_record(path: Path) -> tuple[str, str | None] | None:
+    """(sha256, label or None) from a feedback metadata record; None when the JSON is not one."""
     try:
-        label = json.loads(sidecar.read_text("utf-8")).get("label")
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return True, None
-    return True, normalise(label) if isinstance(label, str) and label.strip() else None
+        record = json.loads(path.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str) or "label" not in record:
+        return None
+    label = record["label"]
+    return record["sha256"].lower(), normalise(label) if isinstance(label, str) and label.strip() else None
 
 
 def folder_label(path: Path, root: Path) -> str | None:
@@ -111,12 +111,16 @@ def is_photo_name(path: Path) -> bool:
     return suffix in IMAGE_SUFFIXES or suffix in REFUSED_SUFFIXES
 
 
-def find_photo(path: Path, root: Path, source: str, curated: dict[str, str]) -> PhotoFile:
-    """Hash a photo and work out its label: curator sheet, then sidecar, then folder."""
+def find_photo(
+    path: Path, root: Path, source: str, curated: dict[str, str], votes: dict[str, set[str | None]]
+) -> PhotoFile:
+    """Hash a photo and work out its label: a curator's sheet first, then visitors' feedback when
+    every vote agrees (disagreement sends it to review), then its folder."""
     sha = sha256_file(path)
-    has_sidecar, label = sidecar_label(path)
-    if not has_sidecar:
-        label = folder_label(path, root)
+    label = folder_label(path, root)
+    ballot = {v for v in votes.get(sha, set()) if v}
+    if sha in votes:
+        label = next(iter(ballot)) if len(ballot) == 1 else None
     return PhotoFile(path=path, source=source, sha256=sha, label=curated.get(sha, label))
 
 

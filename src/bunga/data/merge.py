@@ -204,6 +204,7 @@ class Merger:
         self.sheets: list[tuple[Path, str]] = []
         self.photo_paths: list[tuple[Path, str]] = []
         self.curated: dict[str, str] = {}
+        self.votes: dict[str, set[str | None]] = defaultdict(set)
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.o.data_dir).as_posix()
@@ -226,6 +227,9 @@ class Merger:
             elif photos.is_photo_name(path):
                 kind = "photo"
                 self.photo_paths.append((path, rel))
+            elif suffix == ".json" and (vote := photos.read_feedback_record(path)) is not None:
+                kind = "labels"
+                self.votes[vote[0]].add(vote[1])
             elif suffix not in {".md", ".json", ".yaml", ".yml"}:
                 self.messages.append(f"{rel}: not a sheet or a photo, left alone")
             self.files.append(FileEntry(path=rel, sha256=sha, kind=kind))
@@ -274,7 +278,7 @@ class Merger:
     def merge_photos(self, manifest: Manifest) -> tuple[str, list[tuple[str, str]]]:
         """Validate, deduplicate and copy photos; returns the photo digest and rejections."""
         o = self.o
-        found = [photos.find_photo(p, o.data_dir, rel, self.curated) for p, rel in self.photo_paths]
+        found = [photos.find_photo(p, o.data_dir, rel, self.curated, self.votes) for p, rel in self.photo_paths]
         checked = [photos.check_photo(p, o.image_max_pixels, o.image_min_side) for p in found]
         collected = {(c.photo.sha256, c.photo.label) for c in checked}
         garden: list[photos.CheckedPhoto] = []

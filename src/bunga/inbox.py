@@ -1,0 +1,52 @@
+"""The collection inbox: visitor feedback written atomically where `bunga merge` reads it.
+
+Photos are named by their content hash (never the client's file name); each submission gets its
+own metadata record, so concurrent uploads never overwrite one another.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bunga.files import atomic_write_bytes, atomic_write_text, sha256_bytes
+from bunga.schemas import FEATURES
+
+PHOTOS = "photos"
+MEASUREMENTS = "measurements"
+
+
+def _record(**fields: Any) -> tuple[str, str]:
+    fields["time"] = datetime.now(UTC).isoformat(timespec="microseconds")
+    text = json.dumps(fields, sort_keys=True, ensure_ascii=False) + "\n"
+    return text, sha256_bytes(text.encode())
+
+
+def store_photo(inbox: Path, data: bytes, suffix: str, label: str | None, **meta: Any) -> str:
+    """Keep a photo and one metadata record; returns the photo's sha256."""
+    sha = sha256_bytes(data)
+    folder = inbox / PHOTOS
+    photo = folder / f"{sha}.{suffix}"
+    if not photo.exists():
+        atomic_write_bytes(photo, data)
+    text, digest = _record(kind="photos", sha256=sha, photo=photo.name, label=label, **meta)
+    atomic_write_text(folder / f"{sha}-{digest[:16]}.json", text)
+    return sha
+
+
+def store_measurement(inbox: Path, values: list[float], label: str, **meta: Any) -> str:
+    """Keep one labelled measurement as a one-row sheet plus a metadata record; returns its id."""
+    text, digest = _record(kind="measurements", values=values, label=label, **meta)
+    specimen = f"feedback-{digest[:16]}"
+    sheet = io.StringIO()
+    writer = csv.writer(sheet, lineterminator="\n")
+    writer.writerow(["specimen_id", *FEATURES, "species"])
+    writer.writerow([specimen, *(f"{v:g}" for v in values), label])
+    folder = inbox / MEASUREMENTS
+    atomic_write_text(folder / f"{specimen}.json", text)
+    atomic_write_text(folder / f"{specimen}.csv", sheet.getvalue())
+    return specimen

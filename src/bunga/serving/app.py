@@ -1,0 +1,112 @@
+"""The FastAPI application: models loaded once at start-up (lifespan), routers, limits, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
+
+from bunga import __version__
+from bunga.catalog import load_catalog
+from bunga.config import Settings, get_settings
+from bunga.serving.metrics import Metrics
+from bunga.serving.middleware import Guard
+from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
+from bunga.serving.routes import admin, catalog, feedback, health, page, predict
+from bunga.serving.store import ModelStore
+
+log = logging.getLogger("bunga.serving")
+
+
+def model_source(settings: Settings) -> ModelSource:
+    """An exported folder when BUNGA_MODEL_DIR is set, otherwise the MLflow registry."""
+    if settings.model_dir is not None:
+        return FolderSource(settings.model_dir)
+    names = {"measurements": settings.model_measurements, "photos": settings.model_photos}
+    return RegistrySource(settings.mlflow_tracking_uri, names, settings.cache_dir, settings.artifact_dir)
+
+
+async def _poll(store: ModelStore, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(store.reload)
+        except Exception:  # polling must never die
+            log.exception("registry poll failed")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the models once; optionally poll the registry for alias changes."""
+    store: ModelStore = app.state.store
+    for result in await run_in_threadpool(store.reload):
+        log.info("%s: %s %s", result.kind, result.status, result.new_version or result.error or "")
+    interval = app.state.settings.reload_interval_s
+    task = asyncio.create_task(_poll(store, interval)) if interval > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()[:20]
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None, store: ModelStore | None = None) -> FastAPI:
+    """Build the app; models are loaded when it starts (lifespan)."""
+    settings = settings or get_settings()
+    app = FastAPIOffline(
+        title="bunga",
+        version=__version__,
+        description="Flower species for Kebun Raya ITERA: from measurements or photos, with species "
+        "information in Bahasa Indonesia and feedback that becomes new data.",
+        lifespan=lifespan,
+    )
+    metrics = Metrics()
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.catalog = load_catalog(settings.catalog_file)
+    app.state.store = store or ModelStore(model_source(settings), list(settings.serve_kinds))
+    for module in (predict, catalog, feedback, health, admin, page):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _server_error)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization"],
+        )
+    app.add_middleware(
+        Guard,
+        metrics=metrics,
+        max_body=settings.max_body_bytes,
+        max_upload=settings.max_upload_bytes,
+        max_concurrency=settings.max_concurrency,
+        timeout=settings.request_timeout_s,
+    )
+    return app

@@ -1,0 +1,61 @@
+"""Dependencies shared by the routes: the app's state, typed, and the admin check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from bunga.catalog import Catalog
+from bunga.config import Settings
+from bunga.serving.metrics import Metrics
+from bunga.serving.store import ModelStore
+
+
+def get_store(request: Request) -> ModelStore:
+    """The model store of this app."""
+    store: ModelStore = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings this app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_catalog(request: Request) -> Catalog:
+    """The species catalogue."""
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def get_metrics(request: Request) -> Metrics:
+    """The app's Prometheus metrics."""
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def require_admin(
+    settings: Annotated[Settings, Depends(get_settings)],
+    authorization: Annotated[str | None, Header(description="Bearer <BUNGA_ADMIN_TOKEN>")] = None,
+) -> None:
+    """Admin endpoints exist only when a token is configured, and need it (compared in constant time)."""
+    token = settings.admin_token
+    if not token:
+        raise HTTPException(404, "admin endpoints are disabled: set BUNGA_ADMIN_TOKEN to enable them")
+    if not authorization:
+        raise HTTPException(
+            401, "admin token required (Authorization: Bearer ...)", headers={"WWW-Authenticate": "Bearer"}
+        )
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise HTTPException(403, "wrong admin token")
+
+
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+AdminDep = Depends(require_admin)

@@ -1,0 +1,32 @@
+"""Prometheus metrics, one registry per app (prometheus-client, not hand-written text)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The service's counters, histograms and gauges."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("bunga_requests", "HTTP requests", ["method", "route", "status"], registry=r)
+        self.latency = Histogram(
+            "bunga_request_seconds", "Request latency", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.predictions = Counter(
+            "bunga_predictions", "Predictions by class", ["kind", "species", "version"], registry=r
+        )
+        self.unrecognised = Counter("bunga_unrecognised_photos", "Photos refused as unknown species", registry=r)
+        self.feedback = Counter("bunga_feedback", "Feedback records stored", ["kind"], registry=r)
+        self.model_version = Gauge(
+            "bunga_model_version_info",
+            "Model version in use (1 = serving)",
+            ["kind", "alias", "name", "version"],
+            registry=r,
+        )
+        self.inflight = Gauge("bunga_requests_in_flight", "Requests being handled", registry=r)
+        self.rejected = Counter("bunga_requests_rejected", "Requests refused by a limit", ["reason"], registry=r)

@@ -1,0 +1,127 @@
+"""One pure-ASGI guard around the app: body size, concurrency and time limits, security headers,
+and request metrics. Pure ASGI (no BaseHTTPMiddleware) keeps the hot path cheap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bunga.serving.metrics import Metrics
+
+PROBES = frozenset({"/health", "/ready", "/metrics"})
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Swagger UI (served locally) needs its inline bootstrap script.
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'"
+)
+_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(self), geolocation=(), microphone=()"),
+]
+
+
+class Guard:
+    """Limits, security headers and metrics for every HTTP request."""
+
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body: int, max_upload: int, max_concurrency: int, timeout: float
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+        self.max_upload = max_upload
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        probe = path in PROBES
+        headers = dict(scope["headers"])
+        multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
+        limit = self.max_upload if multipart else self.max_body
+        csp = (_DOCS_CSP if path.startswith(("/docs", "/static-offline-docs")) else _CSP).encode()
+        state: dict[str, Any] = {"status": 0, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"], state["started"] = message["status"], True
+                message["headers"] = [*message.get("headers", []), *_HEADERS, (b"content-security-policy", csp)]
+            await send(message)
+
+        async def reject(status: int, detail: str, reason: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+            self.metrics.rejected.labels(reason).inc()
+            if state["started"]:
+                return
+            body = json.dumps({"detail": detail}).encode()
+            await send_wrapper(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        *extra,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await reject(413, f"request body over the limit of {limit:,} bytes", "body_size")
+            self._count(scope, 413, 0.0)
+            return
+        if not probe and self.inflight >= self.max_concurrency:
+            await reject(503, "server busy, please retry shortly", "concurrency", ((b"retry-after", b"1"),))
+            self._count(scope, 503, 0.0)
+            return
+
+        received = 0
+
+        async def receive_wrapper() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # a lying or missing Content-Length: stop reading, answer 413
+                    raise HTTPException(413, f"request body over the limit of {limit:,} bytes")
+            return message
+
+        self.inflight += 1
+        self.metrics.inflight.inc()
+        start = time.perf_counter()
+        try:
+            if probe:
+                await self.app(scope, receive_wrapper, send_wrapper)
+            else:
+                async with asyncio.timeout(self.timeout):
+                    await self.app(scope, receive_wrapper, send_wrapper)
+        except TimeoutError:
+            await reject(504, f"request took longer than {self.timeout:g} s", "timeout")
+            state["status"] = 504
+        finally:
+            self.inflight -= 1
+            self.metrics.inflight.dec()
+            self._count(scope, state["status"] or 500, time.perf_counter() - start)
+
+    def _count(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        label = getattr(route, "path", None) or ("/static" if scope["path"].startswith("/static") else "other")
+        self.metrics.requests.labels(scope["method"], label, str(status)).inc()
+        self.metrics.latency.labels(label).observe(seconds)

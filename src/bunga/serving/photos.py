@@ -1,0 +1,59 @@
+"""Reading uploaded photos from a multipart form, within the configured limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from bunga.imaging import INPUT_SIZE, ImageRejected, PhotoInfo, load_photo, to_tensor
+
+
+@dataclass
+class Upload:
+    """One decoded upload."""
+
+    data: bytes
+    info: PhotoInfo
+    tensor: np.ndarray
+
+
+async def read_form(request: Request, max_files: int) -> FormData:
+    """Parse a multipart body with bounded files and fields (thousands of parts are refused)."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(415, "send the photo as multipart/form-data in the field 'file'")
+    return await request.form(max_files=max_files, max_fields=16, max_part_size=64 * 1024)
+
+
+def _decode(data: bytes, index: int, max_pixels: int) -> Upload:
+    try:
+        image, info = load_photo(data, max_pixels=max_pixels, min_side=8, draft_to=INPUT_SIZE)
+    except ImageRejected as err:
+        text = str(err)
+        status = (
+            413
+            if "over the limit" in text or "too many pixels" in text
+            else (415 if "not accepted" in text or "not a readable image" in text else 422)
+        )
+        raise HTTPException(status, f"photo {index + 1}: {text}") from None
+    return Upload(data, info, to_tensor(image))
+
+
+async def decode_uploads(form: FormData, max_pixels: int, max_bytes: int) -> list[Upload]:
+    """Every 'file' part decoded and preprocessed, or a 4xx naming the photo that is wrong."""
+    files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+    if not files:
+        raise HTTPException(422, "send at least one photo in the multipart field 'file'")
+    uploads = []
+    for index, upload in enumerate(files):
+        data = await upload.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise HTTPException(413, f"photo {index + 1} is over the limit of {max_bytes:,} bytes")
+        if not data:
+            raise HTTPException(422, f"photo {index + 1} is empty (0 bytes)")
+        uploads.append(await run_in_threadpool(_decode, data, index, max_pixels))
+    return uploads

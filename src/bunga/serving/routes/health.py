@@ -1,0 +1,71 @@
+"""Probes, model information and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bunga.serving.deps import MetricsDep, StoreDep
+from bunga.serving.schemas import Health, ModelInfo, ModelsResponse
+from bunga.serving.store import Slot
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", response_model=Health, summary="Alive")
+async def health() -> Health:
+    """The process is up (says nothing about models)."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=Health,
+    summary="Ready to predict",
+    responses={503: {"model": Health, "description": "No model loaded"}},
+)
+async def ready(store: StoreDep) -> Response:
+    """200 once models are loaded and passed their smoke prediction, 503 before."""
+    versions = {kind: slot.version for kind, slot in store.champions.items()}
+    if not store.ready():
+        body = Health(status="not ready", models={k: f"error: {v}" for k, v in store.errors.items()})
+        return JSONResponse(body.model_dump(), status_code=503)
+    return JSONResponse(Health(status="ready", models=versions).model_dump())
+
+
+def _info(slot: Slot, challenger: Slot | None) -> ModelInfo:
+    card = slot.card
+    return ModelInfo(
+        kind=card.kind,
+        name=card.name,
+        version=slot.version,
+        alias=card.alias,
+        run_id=card.run_id,
+        trained_at=card.trained_at,
+        metrics=card.metrics,
+        classes=card.classes,
+        dataset_digest=card.dataset_digest,
+        family=card.family,
+        challenger_version=challenger.version if challenger else None,
+    )
+
+
+@router.get("/model", response_model=ModelsResponse, summary="What is being served")
+async def model(store: StoreDep) -> ModelsResponse:
+    """Per kind: name, version, alias, run id, training time, metrics, classes, dataset digest."""
+    return ModelsResponse(
+        models={k: _info(s, store.challengers.get(k)) for k, s in store.champions.items()},
+        challenger_percent=store.challenger_percent,
+        errors=dict(store.errors),
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(store: StoreDep, m: MetricsDep) -> Response:
+    """Requests, latency histograms, predictions per class, model versions in use."""
+    m.model_version.clear()
+    for alias, slots in (("champion", store.champions), ("challenger", store.challengers)):
+        for kind, slot in slots.items():
+            m.model_version.labels(kind, alias, slot.card.name, slot.version).set(1)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,136 @@
+"""Prediction endpoints: measurements (JSON) and photos (multipart)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from bunga.catalog import Catalog
+from bunga.config import Settings
+from bunga.schemas import Measurements
+from bunga.serving.metrics import Metrics
+from bunga.serving.photos import decode_uploads, read_form
+from bunga.serving.schemas import Candidate, PhotoPrediction, PhotoResponse, Prediction, PredictResponse
+from bunga.serving.store import ModelStore, Slot
+
+router = APIRouter(tags=["predict"])
+
+MULTIPART_PHOTOS: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One or more photos (JPEG, PNG or WebP); repeat the field",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _slot(store: ModelStore, kind: str) -> Slot:
+    slot = store.pick(kind)
+    if slot is None:
+        reason = store.errors.get(kind) or f"no {kind} model is loaded"
+        raise HTTPException(503, f"{reason}; train one with `bunga pipeline`, then reload")
+    return slot
+
+
+@router.post("/predict", response_model=PredictResponse, summary="Species from measurements (cm)")
+async def predict(
+    request: Request,
+    payload: Annotated[
+        Measurements | list[Measurements],
+        Body(description="One record or a JSON array of records, lengths in centimetres"),
+    ],
+) -> PredictResponse:
+    """Species and the probability of every class for one record or a batch."""
+    state = request.app.state
+    settings: Settings = state.settings
+    records = payload if isinstance(payload, list) else [payload]
+    if not records:
+        raise HTTPException(422, "empty batch: send at least one record")
+    if len(records) > settings.max_batch:
+        raise HTTPException(413, f"batch of {len(records)} records is over the limit of {settings.max_batch}")
+    slot = _slot(state.store, "measurements")
+    x = np.array([r.as_row() for r in records], dtype=np.float32)
+    probs = slot.predictor.predict_proba(x)
+    classes, name, version = slot.predictor.classes, slot.card.name, slot.version
+    counter = state.metrics.predictions
+    out = []
+    for row in probs.tolist():
+        best = classes[max(range(len(row)), key=row.__getitem__)]
+        counter.labels("measurements", best, version).inc()
+        out.append(
+            Prediction(
+                species=best,
+                probabilities={c: round(p, 6) for c, p in zip(classes, row, strict=True)},
+                model_name=name,
+                model_version=version,
+            )
+        )
+    return PredictResponse(predictions=out)
+
+
+@router.post(
+    "/predict/image",
+    response_model=PhotoResponse,
+    summary="Species from photos",
+    openapi_extra=MULTIPART_PHOTOS,
+    responses={413: {"description": "Too large"}, 415: {"description": "Not a JPEG, PNG or WebP"}},
+)
+async def predict_image(
+    request: Request,
+    k: Annotated[int, Query(ge=1, le=20, description="How many candidate species to list")] = 3,
+) -> PhotoResponse:
+    """Top-k species with probabilities and species information; ``recognised: false`` when the
+    photo does not look like any species the model knows (the closest candidates are still listed)."""
+    state = request.app.state
+    settings: Settings = state.settings
+    catalog: Catalog = state.catalog
+    metrics: Metrics = state.metrics
+    slot = _slot(state.store, "photos")
+    form = await read_form(request, settings.max_files)
+    try:
+        uploads = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes)
+    finally:
+        await form.close()
+    batch = np.stack([u.tensor for u in uploads]).astype(np.float32)
+    scores = await run_in_threadpool(slot.predictor.score_photos, batch)
+    classes = slot.predictor.classes
+    results = []
+    for index, (row, known, score) in enumerate(
+        zip(scores.probabilities, scores.recognised, scores.abstain_scores, strict=True)
+    ):
+        order = np.argsort(-row)[: min(k, len(classes))]
+        top = [
+            Candidate(species=classes[i], probability=round(float(row[i]), 6), info=catalog.get(classes[i]))
+            for i in order
+        ]
+        metrics.predictions.labels("photos", top[0].species if known else "_unrecognised", slot.version).inc()
+        if not known:
+            metrics.unrecognised.inc()
+        results.append(
+            PhotoPrediction(
+                index=index,
+                recognised=bool(known),
+                species=top[0].species if known else None,
+                top=top,
+                abstain_score=round(float(score), 6),
+                model_name=slot.card.name,
+                model_version=slot.version,
+            )
+        )
+    return PhotoResponse(results=results)

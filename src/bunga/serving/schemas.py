@@ -1,0 +1,120 @@
+"""Request and response models of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from bunga.catalog import SpeciesInfo
+from bunga.schemas import Measurements
+
+
+class Prediction(BaseModel):
+    """The answer for one measurement record."""
+
+    species: str
+    probabilities: dict[str, float]
+    model_name: str
+    model_version: str
+
+
+class PredictResponse(BaseModel):
+    """Predictions for a record or a batch, in request order."""
+
+    predictions: list[Prediction]
+
+
+class Candidate(BaseModel):
+    """One of the top-k species for a photo."""
+
+    species: str
+    probability: float
+    info: SpeciesInfo
+
+
+class PhotoPrediction(BaseModel):
+    """The answer for one photo."""
+
+    index: int
+    recognised: bool
+    species: str | None = Field(description="The top species, or null when the photo is not recognised")
+    top: list[Candidate]
+    abstain_score: float
+    model_name: str
+    model_version: str
+
+
+class PhotoResponse(BaseModel):
+    """Answers for the uploaded photos, in upload order."""
+
+    results: list[PhotoPrediction]
+
+
+class MeasurementFeedback(Measurements):
+    """A measurement record with the species the user says it is."""
+
+    label: str = Field(min_length=1, max_length=100)
+    predicted: str | None = Field(None, max_length=100)
+
+
+class FeedbackResponse(BaseModel):
+    """What was stored."""
+
+    stored: bool
+    kind: Literal["measurements", "photos"]
+    id: str
+    label: str | None
+
+
+class ModelInfo(BaseModel):
+    """The model serving one data kind."""
+
+    kind: str
+    name: str
+    version: str | None
+    alias: str | None
+    run_id: str | None
+    trained_at: str | None
+    metrics: dict[str, float]
+    classes: list[str]
+    dataset_digest: str | None
+    family: str
+    challenger_version: str | None = None
+
+
+class ModelsResponse(BaseModel):
+    """Every loaded model and the canary share."""
+
+    models: dict[str, ModelInfo]
+    challenger_percent: float
+    errors: dict[str, str]
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: str
+    models: dict[str, str] = {}
+
+
+class TrafficRequest(BaseModel):
+    """Share of requests sent to the challenger."""
+
+    challenger_percent: float = Field(ge=0, le=100)
+
+
+class ReloadResult(BaseModel):
+    """What one reload did for one kind."""
+
+    kind: str
+    status: Literal["swapped", "unchanged", "failed", "absent"]
+    old_version: str | None = None
+    new_version: str | None = None
+    error: str | None = None
+
+
+class ReloadResponse(BaseModel):
+    """Results of a reload."""
+
+    results: list[ReloadResult]

@@ -1,0 +1,215 @@
+// bunga web page: photo and measurement tabs, Bahasa Indonesia by default, English toggle.
+// No framework, no CDN, no inline script (the page's CSP forbids it).
+"use strict";
+
+const TEXT = {
+  id: {
+    title: "Kenali bunga di Kebun Raya ITERA", tabPhoto: "Foto", tabMeasure: "Ukuran", modes: "Cara mengenali",
+    choosePhoto: "Ambil atau pilih foto bunga", identify: "Kenali", working: "Sedang mengenali…",
+    unknown: "Bunga tidak dikenali", unknownHint: "Ini mungkin spesies yang belum dikenal model. Kandidat terdekat:",
+    confidence: "keyakinan", feedbackQuestion: "Apakah jawabannya benar?", yes: "Ya, benar",
+    correctLabel: "Bukan, ini adalah:", dontKnow: "Saya tidak tahu", send: "Kirim",
+    privacy: "Foto hanya disimpan jika Anda menekan Kirim, untuk melatih model berikutnya.",
+    thanks: "Terima kasih! Masukan Anda tersimpan.", sepalLength: "Panjang sepal (cm)", sepalWidth: "Lebar sepal (cm)",
+    petalLength: "Panjang petal (cm)", petalWidth: "Lebar petal (cm)", model: "model",
+    footer: "Kebun Raya ITERA · Institut Teknologi Sumatera", error: "Gagal", switchTo: "Switch to English",
+    family: "Famili",
+  },
+  en: {
+    title: "Identify flowers at Kebun Raya ITERA", tabPhoto: "Photo", tabMeasure: "Measurements",
+    modes: "How to identify", choosePhoto: "Take or choose a photo of a flower", identify: "Identify",
+    working: "Identifying…", unknown: "Flower not recognised",
+    unknownHint: "It may be a species the model does not know yet. Closest candidates:", confidence: "confidence",
+    feedbackQuestion: "Is the answer right?", yes: "Yes, it is", correctLabel: "No, it is:",
+    dontKnow: "I don't know", send: "Send",
+    privacy: "The photo is stored only if you press Send, to train the next model.",
+    thanks: "Thank you! Your feedback was stored.", sepalLength: "Sepal length (cm)", sepalWidth: "Sepal width (cm)",
+    petalLength: "Petal length (cm)", petalWidth: "Petal width (cm)", model: "model",
+    footer: "Kebun Raya ITERA · Institut Teknologi Sumatera", error: "Failed", switchTo: "Ganti ke Bahasa Indonesia",
+    family: "Family",
+  },
+};
+
+let lang = localStorage.getItem("bunga-lang") === "en" ? "en" : "id";
+let lastPhoto = null;
+let lastAnswer = null;
+let speciesClasses = [];
+const $ = (id) => document.getElementById(id);
+const t = (key) => TEXT[lang][key] || key;
+
+function applyLanguage() {
+  document.documentElement.lang = lang;
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  document.querySelectorAll("[data-i18n-aria]").forEach((el) => el.setAttribute("aria-label", t(el.dataset.i18nAria)));
+  $("lang").textContent = lang === "id" ? "EN" : "ID";
+  $("lang").setAttribute("aria-label", t("switchTo"));
+  fillCorrections();
+  if (lastAnswer) renderPhoto(lastAnswer);
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.entries(attrs).forEach(([k, v]) => (k === "class" ? (node.className = v) : node.setAttribute(k, v)));
+  children.forEach((c) => node.append(c));
+  return node;
+}
+
+function status(id, message, isError = false) {
+  $(id).textContent = message;
+  $(id).classList.toggle("error", isError);
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (typeof body.detail === "string") return body.detail;
+    if (Array.isArray(body.detail)) return body.detail.map((d) => `${(d.loc || []).slice(-1)[0]}: ${d.msg}`).join("; ");
+  } catch (_) { /* not JSON */ }
+  return `${t("error")} (${response.status})`;
+}
+
+function speciesCard(candidate, top) {
+  const info = candidate.info;
+  const pct = Math.round(candidate.probability * 100);
+  const heading = el(top ? "h2" : "h3", {}, info.nama);
+  const meter = el("meter", { min: "0", max: "100", value: String(pct), "aria-label": `${t("confidence")} ${pct}%` });
+  const card = el("article", { class: top ? "card top" : "card" }, heading);
+  if (info.latin && info.latin !== "-") card.append(el("p", { class: "latin" }, info.latin));
+  card.append(el("div", { class: "bar" }, meter, el("span", {}, `${pct}%`)));
+  if (info.famili && info.famili !== "-") card.append(el("p", {}, `${t("family")}: ${info.famili}`));
+  const text = lang === "id" ? info.deskripsi : info.description || info.deskripsi;
+  if (text) card.append(el("p", {}, text));
+  return card;
+}
+
+function renderPhoto(answer) {
+  const box = $("photo-result");
+  box.replaceChildren();
+  const result = answer.results[0];
+  if (!result.recognised) {
+    box.append(el("p", { class: "unknown", role: "alert" }, t("unknown")), el("p", {}, t("unknownHint")));
+  }
+  result.top.forEach((c, i) => box.append(speciesCard(c, i === 0 && result.recognised)));
+  box.append(el("p", { class: "hint" }, `${t("model")}: ${result.model_name} v${result.model_version}`));
+  $("feedback-form").hidden = false;
+}
+
+function fillCorrections() {
+  const select = $("correct");
+  const current = select.value;
+  select.replaceChildren(el("option", { value: "" }, t("dontKnow")));
+  speciesClasses.forEach((c) => select.append(el("option", { value: c.id }, c.nama)));
+  select.value = current;
+}
+
+async function loadClasses() {
+  try {
+    const [model, species] = await Promise.all([fetch("/model"), fetch("/species")]);
+    const classes = model.ok ? ((await model.json()).models.photos || { classes: [] }).classes : [];
+    const catalog = species.ok ? await species.json() : [];
+    const byId = Object.fromEntries(catalog.map((s) => [s.id, s]));
+    speciesClasses = classes.map((id) => byId[id] || { id, nama: id.replaceAll("_", " ") });
+    fillCorrections();
+  } catch (_) { /* the page still works without the list */ }
+}
+
+async function identifyPhoto(event) {
+  event.preventDefault();
+  if (!lastPhoto) return;
+  const form = new FormData();
+  form.append("file", lastPhoto, lastPhoto.name || "photo.jpg");
+  status("photo-status", t("working"));
+  $("feedback-form").hidden = true;
+  status("feedback-status", "");
+  const response = await fetch("/predict/image?k=3", { method: "POST", body: form });
+  if (!response.ok) {
+    status("photo-status", await errorText(response), true);
+    return;
+  }
+  lastAnswer = await response.json();
+  status("photo-status", "");
+  renderPhoto(lastAnswer);
+}
+
+async function sendFeedback(label) {
+  const form = new FormData();
+  form.append("file", lastPhoto, "photo");
+  form.append("label", label);
+  const result = lastAnswer && lastAnswer.results[0];
+  if (result && result.top.length) form.append("predicted", result.top[0].species);
+  const response = await fetch("/feedback", { method: "POST", body: form });
+  if (response.ok) {
+    status("feedback-status", t("thanks"));
+    $("feedback-form").hidden = true;
+  } else {
+    status("feedback-status", await errorText(response), true);
+  }
+}
+
+async function identifyMeasurements(event) {
+  event.preventDefault();
+  const body = {};
+  ["sepal_length", "sepal_width", "petal_length", "petal_width"].forEach((k) => { body[k] = Number($(k).value); });
+  status("measure-status", t("working"));
+  const response = await fetch("/predict", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  if (!response.ok) {
+    status("measure-status", await errorText(response), true);
+    return;
+  }
+  const prediction = (await response.json()).predictions[0];
+  status("measure-status", "");
+  const species = await fetch(`/species/${encodeURIComponent(prediction.species)}`);
+  const info = species.ok ? await species.json() : { nama: prediction.species };
+  const box = $("measure-result");
+  box.replaceChildren();
+  const ranked = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
+  box.append(speciesCard({ probability: ranked[0][1], info }, true));
+  ranked.slice(1).forEach(([id, p]) => box.append(el("p", {}, `${id}: ${Math.round(p * 100)}%`)));
+  box.append(el("p", { class: "hint" }, `${t("model")}: ${prediction.model_name} v${prediction.model_version}`));
+}
+
+function selectTab(which) {
+  ["photo", "measure"].forEach((name) => {
+    const on = name === which;
+    $(`tab-${name}`).setAttribute("aria-selected", String(on));
+    $(`tab-${name}`).tabIndex = on ? 0 : -1;
+    $(`panel-${name}`).hidden = !on;
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  applyLanguage();
+  loadClasses();
+  $("lang").addEventListener("click", () => {
+    lang = lang === "id" ? "en" : "id";
+    localStorage.setItem("bunga-lang", lang);
+    applyLanguage();
+  });
+  $("tab-photo").addEventListener("click", () => selectTab("photo"));
+  $("tab-measure").addEventListener("click", () => selectTab("measure"));
+  document.querySelector("[role=tablist]").addEventListener("keydown", (e) => {
+    if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+      const next = $("tab-photo").getAttribute("aria-selected") === "true" ? "measure" : "photo";
+      selectTab(next);
+      $(`tab-${next}`).focus();
+    }
+  });
+  $("photo").addEventListener("change", () => {
+    lastPhoto = $("photo").files[0] || null;
+    $("identify").disabled = !lastPhoto;
+    if (lastPhoto) {
+      $("preview").src = URL.createObjectURL(lastPhoto);
+      $("preview").alt = lastPhoto.name || "";
+      $("preview").hidden = false;
+    }
+  });
+  $("photo-form").addEventListener("submit", identifyPhoto);
+  $("confirm").addEventListener("click", () => {
+    const result = lastAnswer && lastAnswer.results[0];
+    sendFeedback(result && result.recognised ? result.top[0].species : "");
+  });
+  $("feedback-form").addEventListener("submit", (e) => { e.preventDefault(); sendFeedback($("correct").value); });
+  $("measure-form").addEventListener("submit", identifyMeasurements);
+});

@@ -1,0 +1,126 @@
+"""The model store: one slot per data kind, swapped atomically (blue/green).
+
+A request takes the slot once and keeps it, so it finishes on the version it started with. A new
+version is fully loaded and smoke-tested before the swap; a failed load leaves the old one serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass
+
+from bunga.errors import BungaError
+from bunga.predict import Predictor
+from bunga.schemas import ModelCard
+from bunga.serving.registry import ModelSource
+from bunga.serving.schemas import ReloadResult
+
+log = logging.getLogger("bunga.serving")
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A loaded, smoke-tested model and what it is."""
+
+    predictor: Predictor
+    card: ModelCard
+
+    @property
+    def version(self) -> str:
+        """The version to report in responses."""
+        return self.card.version or self.card.onnx_sha256[:12]
+
+
+class ModelStore:
+    """Champions (and optional challengers for a canary) of every served kind."""
+
+    def __init__(self, source: ModelSource, kinds: list[str]) -> None:
+        self.source = source
+        self.kinds = kinds
+        self.champions: dict[str, Slot] = {}
+        self.challengers: dict[str, Slot] = {}
+        self.errors: dict[str, str] = {}
+        self.challenger_percent = 0.0
+        self._lock = threading.Lock()
+        self._random = random.Random()
+
+    def load(self, kind: str, alias: str) -> Slot | None:
+        """Resolve, load and smoke-test one model; None when the alias points nowhere."""
+        resolved = self.source.resolve(kind, alias)
+        if resolved is None:
+            return None
+        predictor = Predictor(resolved.folder, threads=1 if kind == "measurements" else None)
+        if predictor.kind != kind:
+            raise BungaError(f"{resolved.folder} holds a {predictor.kind} model, not a {kind} model")
+        predictor.smoke_test()
+        card = predictor.card.model_copy(
+            update={
+                "version": resolved.version or predictor.card.version,
+                "alias": alias,
+                "run_id": resolved.run_id or predictor.card.run_id,
+            }
+        )
+        return Slot(predictor, card)
+
+    def reload(self) -> list[ReloadResult]:
+        """Re-resolve every alias and swap what changed; one reload at a time."""
+        with self._lock:
+            results = [self._reload_one(kind, CHAMPION, self.champions) for kind in self.kinds]
+            if self.challenger_percent > 0:
+                for kind in self.kinds:
+                    self._reload_one(kind, CHALLENGER, self.challengers)
+            return results
+
+    def _reload_one(self, kind: str, alias: str, slots: dict[str, Slot]) -> ReloadResult:
+        old = slots.get(kind)
+        old_version = old.version if old else None
+        try:
+            new = self.load(kind, alias)
+        except Exception as err:  # any failure must leave the old version serving
+            message = str(err) if isinstance(err, BungaError) else f"load failed: {type(err).__name__}"
+            if alias == CHAMPION:
+                self.errors[kind] = message
+            log.warning("reload of %s@%s failed, keeping %s: %s", kind, alias, old_version, message)
+            return ReloadResult(kind=kind, status="failed", old_version=old_version, error=message)
+        if alias == CHAMPION:
+            self.errors.pop(kind, None)
+        if new is None:
+            if old is None and alias == CHAMPION:
+                self.errors[kind] = f"no {kind} model at alias {alias} in {self.source.describe()}"
+            return ReloadResult(
+                kind=kind,
+                status="absent" if old is None else "unchanged",
+                old_version=old_version,
+                new_version=old_version,
+            )
+        if old is not None and (old.version, old.card.onnx_sha256) == (new.version, new.card.onnx_sha256):
+            return ReloadResult(kind=kind, status="unchanged", old_version=old_version, new_version=old_version)
+        slots[kind] = new  # the atomic switch: one reference assignment
+        log.info("%s@%s now serves version %s (was %s)", kind, alias, new.version, old_version)
+        return ReloadResult(kind=kind, status="swapped", old_version=old_version, new_version=new.version)
+
+    def set_traffic(self, percent: float) -> None:
+        """Send ``percent`` of requests to the challengers (loaded now when needed)."""
+        with self._lock:
+            if percent > 0:
+                for kind in self.kinds:
+                    result = self._reload_one(kind, CHALLENGER, self.challengers)
+                    if result.status == "failed":
+                        raise BungaError(f"cannot load the {kind} challenger: {result.error}")
+            else:
+                self.challengers.clear()
+            self.challenger_percent = percent
+
+    def pick(self, kind: str) -> Slot | None:
+        """The slot that answers this request (the challenger for the canary share)."""
+        percent = self.challenger_percent
+        if percent > 0 and kind in self.challengers and self._random.random() * 100 < percent:
+            return self.challengers[kind]
+        return self.champions.get(kind)
+
+    def ready(self) -> bool:
+        """True when at least one kind is loaded (and smoke-tested)."""
+        return bool(self.champions)

@@ -46,3 +46,94 @@ def synthetic_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
     generate(out, per_class=12, seed=1)
     return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory: pytest.TempPathFactory, synthetic_photos: Path) -> Path:
+    """A workspace where `bunga pipeline` trained both kinds once and `bunga export` wrote
+    ``bunga-model/``; MLflow store ``mlflow.db`` inside it. Shared by the serving tests."""
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+
+    ws = tmp_path_factory.mktemp("trained")
+    shutil.copytree(SAMPLE, ws / "collected_data")
+    shutil.copytree(synthetic_photos, ws / "collected_data" / "staf")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ws)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws / 'mlflow.db'}")
+        mp.setenv("BUNGA_ARTIFACT_DIR", str(ws / "mlartifacts"))
+        get_settings.cache_clear()
+        runner = CliRunner()
+        result = runner.invoke(app, ["pipeline"])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["export", "--out", str(ws / "bunga-model")])
+        assert result.exit_code == 0, result.output
+    get_settings.cache_clear()
+    return ws
+
+
+@pytest.fixture
+def model_dir(trained_workspace: Path, tmp_path: Path) -> Path:
+    """A private copy of the exported models (tests may edit or break it)."""
+    target = tmp_path / "models"
+    shutil.copytree(trained_workspace / "bunga-model", target)
+    return target
+
+
+class LiveServer:
+    """A real `bunga serve` process on 127.0.0.1."""
+
+    def __init__(self, env: dict[str, str], args: list[str], cwd: Path) -> None:
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"server-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bunga", "serve", "--port", str(self.port), *args],
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server not ready: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+@pytest.fixture
+def live_server(model_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """`bunga serve` over real HTTP, serving a copy of the exported models, inbox in tmp_path."""
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "collected_data"), "BUNGA_ADMIN_TOKEN": "test-admin-token-123456"}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    yield server
+    server.stop()

@@ -1,0 +1,108 @@
+"""The visitors' page in Debian's Chromium, driven by Playwright, against a real server."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, LiveServer
+from tests.helpers import photo_bytes
+
+pytestmark = pytest.mark.browser
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="bunga-chromium-")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 412, "height": 900},
+        )
+        yield context
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_visitor_identifies_a_photo_and_sends_feedback(
+    browser: object, live_server: LiveServer, tmp_path: Path, synthetic_photos: Path
+) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(live_server.url)
+    assert page.locator("h1").inner_text() == "Kenali bunga di Kebun Raya ITERA"
+    photo = next((synthetic_photos / "sintetis_merah").glob("*.jpg"))
+    page.set_input_files("#photo", str(photo))
+    page.click("#identify")
+    page.wait_for_selector("#photo-result .card.top", timeout=30_000)
+    assert page.locator("#photo-result .card.top h2").inner_text() == "Bunga sintetis merah"
+    assert page.locator("#photo-result meter").count() == 3
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-photo-result.png"), full_page=True)
+    page.click("#confirm")
+    page.wait_for_selector("#feedback-status:has-text('Terima kasih')")
+    stored = list((tmp_path / "collected_data" / "feedback" / "photos").glob("*.json"))
+    assert len(stored) == 1 and '"label": "sintetis_merah"' in stored[0].read_text()
+    # English toggle, then the measurement tab
+    page.click("#lang")
+    assert page.locator("h1").inner_text() == "Identify flowers at Kebun Raya ITERA"
+    page.click("#tab-measure")
+    for field, value in {
+        "sepal_length": "5.1",
+        "sepal_width": "3.5",
+        "petal_length": "1.4",
+        "petal_width": "0.2",
+    }.items():
+        page.fill(f"#{field}", value)
+    page.click("#measure-form button[type=submit]")
+    page.wait_for_selector("#measure-result .card.top")
+    assert page.locator("#measure-result .card.top h2").inner_text() == "Iris setosa"
+    page.screenshot(path=str(ARTIFACTS / "page-measurements.png"), full_page=True)
+    assert not errors, errors
+
+
+def test_page_says_when_a_flower_is_not_recognised(browser: object, model_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    card_path = model_dir / "photos" / "bunga.json"
+    card = json.loads(card_path.read_text())
+    card["abstention"]["threshold"] = -1.0
+    card_path.write_text(json.dumps(card))
+    server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(server.url)
+        upload = tmp_path / "x.jpg"
+        upload.write_bytes(photo_bytes("sintetis_putih", 4))
+        page.set_input_files("#photo", str(upload))
+        page.click("#identify")
+        page.wait_for_selector("#photo-result .unknown")
+        assert page.locator("#photo-result .unknown").inner_text() == "Bunga tidak dikenali"
+        assert page.locator("#photo-result .card").count() == 3
+        page.screenshot(path=str(ARTIFACTS / "page-not-recognised.png"), full_page=True)
+    finally:
+        server.stop()

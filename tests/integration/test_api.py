@@ -1,0 +1,306 @@
+"""The HTTP API in-process (TestClient with lifespan) and over real HTTP (a `bunga serve` process)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from bunga.config import Settings
+from bunga.serving.app import create_app
+from tests.conftest import LiveServer
+from tests.helpers import photo_bytes
+
+TOKEN = "test-admin-token-123456"
+IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+def make_client(model_dir: Path, tmp_path: Path, **overrides: object) -> TestClient:
+    settings = Settings(model_dir=model_dir, data_dir=tmp_path / "collected_data", admin_token=TOKEN, **overrides)  # type: ignore[arg-type]
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(model_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
+    with make_client(model_dir, tmp_path) as c:
+        yield c
+
+
+def test_predict_one_record_and_a_batch(client: TestClient) -> None:
+    one = client.post("/predict", json=IRIS)
+    assert one.status_code == 200
+    (prediction,) = one.json()["predictions"]
+    assert prediction["species"] == "setosa"
+    assert set(prediction["probabilities"]) == {"setosa", "versicolor", "virginica"}
+    assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-4
+    assert prediction["model_name"] == "bunga-measurements" and prediction["model_version"]
+    batch = [IRIS, {"sepal_length": 6.6, "sepal_width": 3.0, "petal_length": 5.6, "petal_width": 2.1}]
+    answer = client.post("/predict", json=batch).json()["predictions"]
+    assert [p["species"] for p in answer] == ["setosa", "virginica"]
+
+
+def test_predict_photos_top_k_with_species_info(client: TestClient, synthetic_photos: Path) -> None:
+    kuning = next((synthetic_photos / "sintetis_kuning").glob("*.jpg")).read_bytes()
+    ungu = next((synthetic_photos / "sintetis_ungu").glob("*.jpg")).read_bytes()
+    files = [("file", ("a.jpg", kuning, "image/jpeg")), ("file", ("b.jpg", ungu, "image/jpeg"))]
+    response = client.post("/predict/image?k=2", files=files)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == [0, 1]
+    assert [r["species"] for r in results] == ["sintetis_kuning", "sintetis_ungu"]
+    assert all(len(r["top"]) == 2 and r["recognised"] for r in results)
+    info = results[0]["top"][0]["info"]
+    assert info["nama"] == "Bunga sintetis kuning" and info["deskripsi"]
+
+
+def test_unrecognised_photo_says_so_and_lists_candidates(model_dir: Path, tmp_path: Path) -> None:
+    card_path = model_dir / "photos" / "bunga.json"
+    card = json.loads(card_path.read_text())
+    card["abstention"]["threshold"] = -1.0  # refuse everything
+    card_path.write_text(json.dumps(card))
+    with make_client(model_dir, tmp_path) as c:
+        result = c.post("/predict/image", files={"file": ("x.jpg", photo_bytes(), "image/jpeg")}).json()["results"][0]
+    assert result["recognised"] is False and result["species"] is None
+    assert len(result["top"]) == 3
+
+
+def test_species_catalogue(client: TestClient) -> None:
+    species = client.get("/species").json()
+    ids = {s["id"] for s in species}
+    assert {"setosa", "hibiscus_rosa_sinensis", "plumeria_rubra", "hibiscus_sabdariffa"} <= ids
+    kamboja = client.get("/species/plumeria_rubra").json()
+    assert kamboja["nama"] == "Kamboja merah" and kamboja["latin"] == "Plumeria rubra"
+    missing = client.get("/species/rafflesia")
+    assert missing.status_code == 404 and "rafflesia" in missing.json()["detail"]
+
+
+def test_probes_model_info_and_metrics(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok", "models": {}}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and set(ready.json()["models"]) == {"measurements", "photos"}
+    models = client.get("/model").json()["models"]
+    assert models["measurements"]["classes"] == ["setosa", "versicolor", "virginica"]
+    assert models["photos"]["dataset_digest"] and models["photos"]["metrics"]["test_f1_macro"] > 0
+    client.post("/predict", json=IRIS)
+    text = client.get("/metrics").text
+    assert 'bunga_predictions_total{kind="measurements",species="setosa"' in text
+    assert "bunga_request_seconds_bucket" in text and 'route="/predict"' in text
+    assert "bunga_model_version_info" in text
+
+
+def test_no_model_loaded_is_503_with_a_message(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with make_client(empty, tmp_path) as c:
+        assert c.get("/ready").status_code == 503
+        response = c.post("/predict", json=IRIS)
+        assert response.status_code == 503 and "no measurements model" in response.json()["detail"]
+        assert c.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}, 422),  # wrong feature count
+        ({**IRIS, "stem_length": 3.0}, 422),
+        ({**IRIS, "sepal_length": "lima"}, 422),
+        ({**IRIS, "petal_width": -0.2}, 422),
+        ({**IRIS, "petal_width": 0}, 422),
+        ({**IRIS, "petal_width": 1e308}, 422),
+        ([], 422),
+        ([IRIS] * 300, 413),
+        ("bunga", 422),
+        ([[5.1, 3.5, 1.4, 0.2]], 422),
+    ],
+)
+def test_bad_measurements_get_4xx(client: TestClient, body: object, status: int) -> None:
+    response = client.post("/predict", json=body)
+    assert response.status_code == status, response.text
+    assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused(client: TestClient, literal: str) -> None:
+    raw = f'{{"sepal_length": {literal}, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}}'
+    response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "message"),
+    [
+        ({"file": ("a.txt", b"hello, not a photo", "image/jpeg")}, 415, "not a readable image"),
+        ({"file": ("a.jpg", photo_bytes()[: len(photo_bytes()) * 2 // 3], "image/jpeg")}, 422, "truncated"),
+        ({"file": ("a.jpg", b"", "image/jpeg")}, 422, "empty"),
+        ({"file": ("a.gif", photo_bytes(fmt="GIF"), "image/gif")}, 415, "format GIF is not accepted"),
+        ({"photo": ("a.jpg", photo_bytes(), "image/jpeg")}, 422, "field 'file'"),
+    ],
+)
+def test_bad_photos_get_4xx(
+    client: TestClient, files: dict[str, tuple[str, bytes, str]], status: int, message: str
+) -> None:
+    response = client.post("/predict/image", files=files)
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]
+
+
+@pytest.mark.parametrize("k", ["0", "-1", "21", "tiga"])
+def test_unknown_k_is_422(client: TestClient, k: str) -> None:
+    response = client.post(f"/predict/image?k={k}", files={"file": ("a.jpg", photo_bytes(), "image/jpeg")})
+    assert response.status_code == 422
+
+
+def test_pixel_and_size_limits(model_dir: Path, tmp_path: Path) -> None:
+    with make_client(model_dir, tmp_path, serve_max_pixels=100 * 100, max_upload_bytes=50_000) as c:
+        big = c.post("/predict/image", files={"file": ("a.jpg", photo_bytes(size=200), "image/jpeg")})
+        assert big.status_code == 413 and "pixels" in big.json()["detail"]
+        huge = c.post("/predict/image", files={"file": ("a.png", b"\x89PNG" + b"0" * 60_000, "image/png")})
+        assert huge.status_code == 413
+
+
+def test_feedback_photo_is_stored_under_its_hash(client: TestClient, tmp_path: Path) -> None:
+    data = photo_bytes("sintetis_putih", 5)
+    response = client.post(
+        "/feedback",
+        files={"file": ("../../etc/passwd.jpg", data, "image/jpeg")},
+        data={"label": "sintetis_putih", "predicted": "sintetis_kuning"},
+    )
+    assert response.status_code == 201, response.text
+    sha = response.json()["id"]
+    inbox = tmp_path / "collected_data" / "feedback" / "photos"
+    assert (inbox / f"{sha}.jpg").read_bytes() == data
+    (meta,) = inbox.glob(f"{sha}-*.json")
+    record = json.loads(meta.read_text())
+    assert record["label"] == "sintetis_putih" and record["predicted"] == "sintetis_kuning"
+    assert record["model_version"] and record["time"]
+    assert not (tmp_path / "etc").exists() and not list(tmp_path.rglob("passwd*"))
+    unknown = client.post("/feedback", files={"file": ("x.jpg", data, "image/jpeg")}, data={"label": "bunga_x"})
+    assert unknown.status_code == 422 and "unknown label" in unknown.json()["detail"]
+    dunno = client.post("/feedback", files={"file": ("x.jpg", data, "image/jpeg")}, data={"label": ""})
+    assert dunno.status_code == 201 and dunno.json()["label"] is None
+
+
+def test_feedback_measurement_then_merge_picks_everything_up(client: TestClient, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+
+    ok = client.post("/feedback", json={**IRIS, "label": "setosa", "predicted": "setosa"})
+    assert ok.status_code == 201 and ok.json()["id"].startswith("feedback-")
+    assert client.post("/feedback", json={**IRIS, "label": ""}).status_code == 422
+    assert client.post("/feedback", json={**IRIS, "label": "mawar"}).status_code == 422
+    assert client.post("/feedback", json={"label": "setosa"}).status_code == 422
+    assert client.post("/feedback", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
+    client.post(
+        "/feedback",
+        files={"file": ("x.jpg", photo_bytes("sintetis_ungu", 9), "image/jpeg")},
+        data={"label": "sintetis_ungu"},
+    )
+    result = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(tmp_path / "collected_data")})
+    assert result.exit_code == 0, result.output
+    assert "rows: 1 read = 1 kept" in result.output and "photos: 1 read = 1 kept" in result.output
+
+
+def test_admin_endpoints_need_the_token(client: TestClient, model_dir: Path, tmp_path: Path) -> None:
+    assert client.post("/admin/reload").status_code == 401
+    assert client.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert client.post("/admin/reload", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 403
+    ok = client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200 and {r["status"] for r in ok.json()["results"]} == {"unchanged"}
+    settings = Settings(model_dir=model_dir, data_dir=tmp_path / "d")
+    with TestClient(create_app(settings)) as disabled:
+        response = disabled.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 404 and "disabled" in response.json()["detail"]
+
+
+def test_short_admin_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        Settings(admin_token="short")
+
+
+def test_reload_swaps_and_a_broken_model_never_serves(client: TestClient, model_dir: Path) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    card_path = model_dir / "measurements" / "bunga.json"
+    card = json.loads(card_path.read_text())
+    card["version"] = "99"
+    card_path.write_text(json.dumps(card))
+    swapped = client.post("/admin/reload", headers=auth).json()["results"]
+    assert {"kind": "measurements", "status": "swapped", "new_version": "99"}.items() <= swapped[0].items()
+    assert client.post("/predict", json=IRIS).json()["predictions"][0]["model_version"] == "99"
+    (model_dir / "measurements" / "model.onnx").write_bytes(b"not a model")
+    card["version"] = "100"
+    card_path.write_text(json.dumps(card))
+    failed = client.post("/admin/reload", headers=auth).json()["results"][0]
+    assert failed["status"] == "failed" and "sha256" in failed["error"]
+    assert client.post("/predict", json=IRIS).json()["predictions"][0]["model_version"] == "99"
+    assert client.get("/ready").status_code == 200
+
+
+def test_canary_sends_a_share_to_the_challenger(client: TestClient, model_dir: Path) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    challenger = model_dir / "measurements-challenger"
+    shutil.copytree(model_dir / "measurements", challenger)
+    card = json.loads((challenger / "bunga.json").read_text())
+    card["version"] = "7"
+    (challenger / "bunga.json").write_text(json.dumps(card))
+    response = client.post("/admin/traffic", json={"challenger_percent": 50}, headers=auth)
+    assert response.status_code == 200 and response.json()["models"]["measurements"]["challenger_version"] == "7"
+    versions = {client.post("/predict", json=IRIS).json()["predictions"][0]["model_version"] for _ in range(60)}
+    assert versions == {"7", card_version(model_dir)}
+    assert client.post("/admin/traffic", json={"challenger_percent": 101}, headers=auth).status_code == 422
+    client.post("/admin/traffic", json={"challenger_percent": 0}, headers=auth)
+    versions = {client.post("/predict", json=IRIS).json()["predictions"][0]["model_version"] for _ in range(20)}
+    assert versions == {card_version(model_dir)}
+
+
+def card_version(model_dir: Path) -> str:
+    return str(json.loads((model_dir / "measurements" / "bunga.json").read_text())["version"])
+
+
+def test_openapi_docs_and_page_work_offline(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {
+        "/predict",
+        "/predict/image",
+        "/feedback",
+        "/species",
+        "/species/{species_id}",
+        "/health",
+        "/ready",
+        "/model",
+        "/metrics",
+        "/admin/reload",
+        "/admin/traffic",
+    } <= set(schema["paths"])
+    docs = client.get("/docs").text
+    assert "/static-offline-docs/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    page = client.get("/")
+    assert page.status_code == 200 and '<script src="/static/app.js"' in page.text
+    assert "http" not in page.text.split("<body>")[0].replace("http-equiv", "")  # no external asset
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_real_http_round_trip(live_server: LiveServer, tmp_path: Path) -> None:
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        assert http.post("/predict", json=IRIS).json()["predictions"][0]["species"] == "setosa"
+        photo = http.post("/predict/image", files={"file": ("a.jpg", photo_bytes("sintetis_merah", 3), "image/jpeg")})
+        assert photo.status_code == 200 and photo.json()["results"][0]["species"] == "sintetis_merah"
+        stored = http.post(
+            "/feedback",
+            files={"file": ("a.jpg", photo_bytes("sintetis_merah", 3), "image/jpeg")},
+            data={"label": "sintetis_merah"},
+        )
+        assert stored.status_code == 201
+        assert list((tmp_path / "collected_data" / "feedback" / "photos").glob("*.jpg"))
+        bad = http.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+        assert bad.status_code == 422 and "Traceback" not in bad.text
+        auth = {"Authorization": "Bearer test-admin-token-123456"}
+        assert http.post("/admin/reload", headers=auth).status_code == 200

@@ -22,6 +22,7 @@ from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
 from bunga.serving.routes import admin, catalog, feedback, health, page, predict
+from bunga.serving.schemas import Problem
 from bunga.serving.store import ModelStore
 
 log = logging.getLogger("bunga.serving")
@@ -81,6 +82,17 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         description="Flower species for Kebun Raya ITERA: from measurements or photos, with species "
         "information in Bahasa Indonesia and feedback that becomes new data.",
         lifespan=lifespan,
+        responses={
+            status: {"model": Problem, "description": text}
+            for status, text in (
+                (400, "Malformed request"),
+                (413, "Too large"),
+                (415, "Unsupported media type"),
+                (422, "Invalid request"),
+                (503, "No model loaded, or too busy"),
+                (504, "Took too long"),
+            )
+        },
     )
     metrics = Metrics()
     app.state.settings = settings

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel
 
 from bunga.catalog import SpeciesInfo
 from bunga.schemas import Measurements
+
+
+class FieldError(BaseModel):
+    """One field that failed validation."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """Every error response: a sentence, or the list of fields that failed validation."""
+
+    detail: str | list[FieldError]
+
+
+class PredictRequest(RootModel[Measurements | Annotated[list[Measurements], Field(min_length=1)]]):
+    """One record, or a non-empty array of records (lengths in centimetres)."""
 
 
 class Prediction(BaseModel):

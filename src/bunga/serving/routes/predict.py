@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from bunga.catalog import Catalog
 from bunga.config import Settings
-from bunga.schemas import Measurements
 from bunga.serving.metrics import Metrics
 from bunga.serving.photos import decode_uploads, read_form
-from bunga.serving.schemas import Candidate, PhotoPrediction, PhotoResponse, Prediction, PredictResponse
+from bunga.serving.schemas import Candidate, PhotoPrediction, PhotoResponse, Prediction, PredictRequest, PredictResponse
 from bunga.serving.store import ModelStore, Slot
 
 router = APIRouter(tags=["predict"])
@@ -51,17 +50,13 @@ def _slot(store: ModelStore, kind: str) -> Slot:
 @router.post("/predict", response_model=PredictResponse, summary="Species from measurements (cm)")
 async def predict(
     request: Request,
-    payload: Annotated[
-        Measurements | list[Measurements],
-        Body(description="One record or a JSON array of records, lengths in centimetres"),
-    ],
+    payload: PredictRequest,
 ) -> PredictResponse:
     """Species and the probability of every class for one record or a batch."""
     state = request.app.state
     settings: Settings = state.settings
-    records = payload if isinstance(payload, list) else [payload]
-    if not records:
-        raise HTTPException(422, "empty batch: send at least one record")
+    body = payload.root
+    records = body if isinstance(body, list) else [body]
     if len(records) > settings.max_batch:
         raise HTTPException(413, f"batch of {len(records)} records is over the limit of {settings.max_batch}")
     slot = _slot(state.store, "measurements")

@@ -1,0 +1,59 @@
+# syntax=docker/dockerfile:1.7
+# Stages: serve-deps (runtime venv) -> trainer (pipeline image, torch CPU) -> mlflow (tracking server)
+#         -> runtime (the API; last, so a plain `docker build .` and Render build it).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- runtime dependencies, locked, before the code (cached across code changes) ----------------
+FROM ${PYTHON_IMAGE} AS serve-deps
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY requirements/serve.txt /tmp/serve.txt
+RUN pip install --no-deps -r /tmp/serve.txt
+COPY pyproject.toml README.md /src/
+COPY src /src/src
+RUN pip install --no-deps /src
+
+# ---- training image: the [image] extra with the CPU build of torch --------------------------
+FROM ${PYTHON_IMAGE} AS trainer
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md /src/
+COPY src /src/src
+RUN pip install "/src[serve,image]"
+RUN useradd --create-home --uid 10001 bunga && mkdir -p /work && chown bunga /work
+USER 10001
+WORKDIR /work
+ENTRYPOINT ["bunga"]
+CMD ["pipeline"]
+
+# ---- MLflow tracking server on PostgreSQL with proxied artifacts -------------------------------
+FROM ${PYTHON_IMAGE} AS mlflow
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN pip install "mlflow>=3.1,<4" "psycopg2-binary>=2.9"
+RUN useradd --create-home --uid 10002 mlflow && mkdir -p /mlartifacts && chown mlflow /mlartifacts
+USER 10002
+EXPOSE 5000
+HEALTHCHECK --interval=15s --timeout=5s --retries=10 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+
+# ---- the API: serving install only (no torch, no scikit-learn, no compiler), non-root ---------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    BUNGA_HOST=0.0.0.0 BUNGA_DATA_DIR=/data BUNGA_CACHE_DIR=/tmp/bunga-cache
+COPY --from=serve-deps /opt/venv /opt/venv
+RUN useradd --uid 10001 --no-create-home bunga && mkdir -p /data /models && chown bunga /data
+# Optional baked model: `bunga export --out bunga-model` before `docker build`, then
+# `docker build --build-arg MODEL_DIR=bunga-model .`; the files stay root-owned and read-only.
+ARG MODEL_DIR=deploy/no-model
+COPY --chmod=0444 ${MODEL_DIR}/ /models/
+RUN find /models -type d -exec chmod 0555 {} +
+USER 10001
+WORKDIR /data
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health\", timeout=4)"]
+# A baked model is served when present; otherwise the registry's champions (MLFLOW_TRACKING_URI).
+CMD ["sh", "-c", "if [ -z \"$BUNGA_MODEL_DIR\" ] && ls /models/*/bunga.json >/dev/null 2>&1; then export BUNGA_MODEL_DIR=/models; fi; exec bunga serve --host 0.0.0.0 --port \"${PORT:-8000}\""]

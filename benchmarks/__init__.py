@@ -1,0 +1,1 @@
+"""Reproducible speed, memory and accuracy measurements (`make bench`); not tests."""

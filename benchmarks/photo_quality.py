@@ -31,7 +31,7 @@ def cv_f1(
 
     scores = []
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        c = image.choose_c(x[train], y[train], classes, 5, seed) if choose else 8.0
+        c = image.select_head(x[train], y[train], classes, 3, seed, 0.05).c if choose else 8.0
         head = image.fit_head(x[train], y[train], classes, c)
         predicted = np.asarray(classes)[head.scores(x[test])[0].argmax(axis=1)]
         scores.append(evaluate(list(y[test]), list(predicted), classes, "photos").f1_macro)

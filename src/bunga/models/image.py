@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -20,7 +19,7 @@ from bunga.imaging import INPUT_SIZE, photo_tensor
 from bunga.models.backbone import EMBEDDING_DIM, backbone_id, make_embedder
 from bunga.models.export import torch_to_onnx
 
-C_GRID = (0.5, 2.0, 8.0, 32.0, 128.0)
+C_GRID = (1.0, 8.0, 64.0)
 ABSTAIN_METHODS = ("max_prob", "centroid")
 Progress = Callable[[int, int, float], None]  # done, total, images per second
 
@@ -65,11 +64,15 @@ class BackboneRunner:
 
         self.id = backbone_id(tta)
         path = cache_dir / "backbones" / f"{self.id}.onnx"
-        if not path.is_file():
-            probe = np.zeros((2, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+        check = path.with_suffix(".torch-diff")
+        if not path.is_file() or not check.is_file():
+            probe = np.random.default_rng(0).normal(0, 0.6, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
             tmp = path.with_name(f".{path.name}.tmp")
-            torch_to_onnx(make_embedder(tta=tta), probe, ["embedding"], tmp)
+            diff = torch_to_onnx(make_embedder(tta=tta), probe, ["embedding"], tmp)
             tmp.replace(path)
+            atomic_write_bytes(check, f"{diff!r}".encode())
+        self.path = path
+        self.torch_diff = float(check.read_text())
         options = ort.SessionOptions()
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -167,44 +170,44 @@ def _folds(y: np.ndarray, wanted: int, seed: int) -> StratifiedKFold | None:
     return StratifiedKFold(n_splits=n, shuffle=True, random_state=seed) if n >= 2 else None
 
 
-def choose_c(x: np.ndarray, y: np.ndarray, classes: list[str], folds: int, seed: int) -> float:
-    """The regularisation strength with the lowest cross-validated log-loss on the training split
-    (a proper scoring rule: it rewards calibrated probabilities, which abstention relies on)."""
+@dataclass
+class HeadSelection:
+    """The chosen regularisation and, per abstention method, the calibrated threshold."""
+
+    c: float
+    thresholds: dict[str, float]
+    log_loss: dict[float, float]
+
+
+def select_head(
+    x: np.ndarray, y: np.ndarray, classes: list[str], folds: int, seed: int, max_refused: float
+) -> HeadSelection:
+    """One cross-validation pass over the training split serves both decisions: the strength with
+    the lowest out-of-fold log-loss (a proper scoring rule, which rewards calibrated probabilities),
+    and, from that strength's out-of-fold scores, the thresholds that refuse at most ``max_refused``
+    of known photos. The test split is never touched."""
     splitter = _folds(y, folds, seed)
-    if splitter is None:
-        return 8.0
     index = {c: i for i, c in enumerate(classes)}
     truth = np.array([index[label] for label in y])
-    best, best_loss = C_GRID[-1], float("inf")
+    if splitter is None:  # too few photos to cross-validate: in-sample scores, middle strength
+        head = fit_head(x, y, classes, C_GRID[1])
+        probs, sims = head.scores(x)
+        scores = {m: abstain_score(probs, sims, m) for m in ABSTAIN_METHODS}
+        return HeadSelection(C_GRID[1], {m: float(np.quantile(v, 1 - max_refused)) for m, v in scores.items()}, {})
+    losses: dict[float, float] = {}
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
     for c in C_GRID:
         probs = np.zeros((len(y), len(classes)))
+        sims = np.zeros((len(y), len(classes)))
         for train_idx, test_idx in splitter.split(x, y):
-            probs[test_idx] = fit_head(x[train_idx], y[train_idx], classes, c).scores(x[test_idx])[0]
-        loss = float(-np.log(np.clip(probs[np.arange(len(y)), truth], 1e-12, 1)).mean())
-        if loss < best_loss - 1e-9:
-            best, best_loss = c, loss
-    return best
-
-
-def calibrate(
-    x: np.ndarray, y: np.ndarray, classes: list[str], c: float, folds: int, seed: int, max_refused: float
-) -> dict[str, float]:
-    """Per method, the threshold that refuses at most ``max_refused`` of known photos, from
-    out-of-fold scores on the training split (the test split stays untouched)."""
-    splitter = _folds(y, folds, seed)
-    scores: dict[str, list[np.ndarray]] = {m: [] for m in ABSTAIN_METHODS}
-    if splitter is None:
-        head = fit_head(x, y, classes, c)
-        probs, sims = head.scores(x)
-        for method in ABSTAIN_METHODS:
-            scores[method].append(abstain_score(probs, sims, method))
-    else:
-        for train_idx, test_idx in splitter.split(x, y):
-            head = fit_head(x[train_idx], y[train_idx], classes, c)
-            probs, sims = head.scores(x[test_idx])
-            for method in ABSTAIN_METHODS:
-                scores[method].append(abstain_score(probs, sims, method))
-    return {m: float(np.quantile(np.concatenate(s), 1 - max_refused)) for m, s in scores.items()}
+            probs[test_idx], sims[test_idx] = fit_head(x[train_idx], y[train_idx], classes, c).scores(x[test_idx])
+        losses[c] = float(-np.log(np.clip(probs[np.arange(len(y)), truth], 1e-12, 1)).mean())
+        if best is None or losses[c] < losses[best[0]] - 1e-9:
+            best = (c, probs, sims)
+    assert best is not None
+    c, probs, sims = best
+    thresholds = {m: float(np.quantile(abstain_score(probs, sims, m), 1 - max_refused)) for m in ABSTAIN_METHODS}
+    return HeadSelection(c, thresholds, losses)
 
 
 def open_set(
@@ -214,50 +217,76 @@ def open_set(
     y_test: np.ndarray,
     classes: list[str],
     c: float,
-    folds: int,
-    seed: int,
     max_refused: float,
+    max_classes: int = 8,
 ) -> dict[str, dict[str, float]]:
-    """Hold each class out in turn: train on the others, score their test photos (known) against
-    every photo of the held-out class (unknown). Mean AUROC and share of unknowns refused."""
+    """Hold each class out in turn (at most ``max_classes``, chosen evenly): train on the others,
+    score their test photos (known) against every photo of the held-out class (unknown). Mean AUROC
+    and share of unknowns refused, at a threshold set from the known classes' training scores."""
+    held_out = classes[:: max(1, -(-len(classes) // max_classes))]
     results: dict[str, dict[str, list[float]]] = {m: {"auroc": [], "refused": []} for m in ABSTAIN_METHODS}
-    for held in classes:
+    for held in held_out:
         known = [k for k in classes if k != held]
         keep_train, keep_test = y_train != held, y_test != held
         head = fit_head(x_train[keep_train], y_train[keep_train], known, c)
-        thresholds = calibrate(x_train[keep_train], y_train[keep_train], known, c, folds, seed, max_refused)
-        unknown_x = np.concatenate([x_train[~keep_train], x_test[~keep_test]])
+        p_fit, s_fit = head.scores(x_train[keep_train])
         pk, sk = head.scores(x_test[keep_test])
-        pu, su = head.scores(unknown_x)
+        pu, su = head.scores(np.concatenate([x_train[~keep_train], x_test[~keep_test]]))
         for method in ABSTAIN_METHODS:
+            threshold = np.quantile(abstain_score(p_fit, s_fit, method), 1 - max_refused)
             s_known, s_unknown = abstain_score(pk, sk, method), abstain_score(pu, su, method)
             results[method]["auroc"].append(auroc(s_known, s_unknown))
-            results[method]["refused"].append(float((s_unknown > thresholds[method]).mean()))
+            results[method]["refused"].append(float((s_unknown > threshold).mean()))
     return {m: {k: float(np.nanmean(v)) for k, v in r.items()} for m, r in results.items()}
 
 
-def inference_graph(head: PhotoHead, tta: bool) -> Any:
-    """Torch module: preprocessed images -> (probabilities, centroid similarities)."""
-    import torch
+def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
+    """Backbone (ONNX, exported and checked against torch once) + L2 normalisation + linear head +
+    softmax + centroid similarities, as one ONNX graph. No torch needed to build it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    embedder = make_embedder(tta=tta)
+    model = onnx.load(str(backbone))
+    graph = model.graph
+    n = len(head.classes)
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(head.coef.T.astype(np.float32), "head_w"),
+            numpy_helper.from_array(head.intercept.astype(np.float32), "head_b"),
+            numpy_helper.from_array(head.centroids.T.astype(np.float32), "head_centroids"),
+            numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "head_eps"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("ReduceL2", ["embedding"], ["head_norm"], axes=[1], keepdims=1),
+            helper.make_node("Max", ["head_norm", "head_eps"], ["head_norm_safe"]),
+            helper.make_node("Div", ["embedding", "head_norm_safe"], ["head_z"]),
+            helper.make_node("MatMul", ["head_z", "head_w"], ["head_logits_raw"]),
+            helper.make_node("Add", ["head_logits_raw", "head_b"], ["head_logits"]),
+            helper.make_node("Softmax", ["head_logits"], ["probabilities"], axis=1),
+            helper.make_node("MatMul", ["head_z", "head_centroids"], ["similarity"]),
+        ]
+    )
+    del graph.output[:]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n]),
+            helper.make_tensor_value_info("similarity", TensorProto.FLOAT, ["batch", n]),
+        ]
+    )
+    onnx.checker.check_model(model)
+    data: bytes = model.SerializeToString()
+    return data
 
-    class Graph(torch.nn.Module):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.embedder = embedder
-            self.register_buffer("coef", torch.from_numpy(head.coef.T.copy()))
-            self.register_buffer("intercept", torch.from_numpy(head.intercept.copy()))
-            self.register_buffer("centroids", torch.from_numpy(head.centroids.T.copy()))
 
-        def forward(self, x: Any) -> tuple[Any, Any]:
-            z = torch.nn.functional.normalize(self.embedder(x), dim=1, eps=1e-12)
-            probs = torch.softmax(z @ self.coef + self.intercept, dim=1)
-            return probs, z @ self.centroids
+def check_graph(graph: bytes, runner: BackboneRunner, head: PhotoHead, check_x: np.ndarray) -> float:
+    """Largest difference between the composed graph and backbone + head computed separately."""
+    import onnxruntime as ort
 
-    return Graph().eval()
-
-
-def export_graph(head: PhotoHead, tta: bool, check_x: np.ndarray, path: Path) -> float:
-    """Export backbone + head + softmax as one ONNX file; returns the ONNX-vs-torch difference."""
-    return torch_to_onnx(inference_graph(head, tta), check_x, ["probabilities", "similarity"], path)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities", "similarity"], {"input": check_x})
+    expected = head.scores(runner.embed(check_x))
+    return max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))

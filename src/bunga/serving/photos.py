@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from fastapi import HTTPException, Request
@@ -19,6 +20,13 @@ class Upload:
     data: bytes
     info: PhotoInfo
     tensor: np.ndarray
+
+
+def multipart_openapi(properties: dict[str, Any], other: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAPI for a multipart body whose field 'file' is required (the app parses it itself, within
+    its limits), plus any other content types the endpoint accepts."""
+    form = {"schema": {"type": "object", "required": ["file"], "properties": properties}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": form, **(other or {})}}}
 
 
 async def read_form(request: Request, max_files: int) -> FormData:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
@@ -11,31 +10,20 @@ from starlette.concurrency import run_in_threadpool
 
 from bunga import inbox
 from bunga.config import Settings
-from bunga.serving.photos import decode_uploads, read_form
+from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
 
 router = APIRouter(tags=["feedback"])
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
 
-FEEDBACK_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "The photo"},
-                        "label": {"type": "string", "description": "Class id, or empty for 'I don't know'"},
-                        "predicted": {"type": "string", "description": "What the model said (optional)"},
-                    },
-                }
-            },
-            "application/json": {"schema": MeasurementFeedback.model_json_schema()},
-        },
-    }
-}
+FEEDBACK_BODY = multipart_openapi(
+    {
+        "file": {"type": "string", "format": "binary", "description": "The photo"},
+        "label": {"type": "string", "description": "Class id, or empty for 'I don't know'"},
+        "predicted": {"type": "string", "description": "What the model said (optional)"},
+    },
+    {"application/json": {"schema": MeasurementFeedback.model_json_schema()}},
+)
 
 
 def _label(raw: str | None, known: set[str]) -> str | None:

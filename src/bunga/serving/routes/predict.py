@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -11,32 +11,22 @@ from starlette.concurrency import run_in_threadpool
 from bunga.catalog import Catalog
 from bunga.config import Settings
 from bunga.serving.metrics import Metrics
-from bunga.serving.photos import decode_uploads, read_form
+from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
 from bunga.serving.schemas import Candidate, PhotoPrediction, PhotoResponse, Prediction, PredictRequest, PredictResponse
 from bunga.serving.store import ModelStore, Slot
 
 router = APIRouter(tags=["predict"])
 
-MULTIPART_PHOTOS: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "One or more photos (JPEG, PNG or WebP); repeat the field",
-                        }
-                    },
-                }
-            }
+MULTIPART_PHOTOS = multipart_openapi(
+    {
+        "file": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "format": "binary"},
+            "description": "One or more photos (JPEG, PNG or WebP); repeat the field",
         },
     }
-}
+)
 
 
 def _slot(store: ModelStore, kind: str) -> Slot:

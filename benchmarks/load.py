@@ -1,0 +1,52 @@
+"""Load generation with wrk (Debian's package), parsed into throughput and latency percentiles."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import subprocess
+from typing import Any
+
+from benchmarks.common import WORK
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    match = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        return float("nan")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def wrk(url: str, body: dict[str, Any] | list[Any], connections: int, seconds: int) -> dict[str, float]:
+    """One wrk run POSTing a JSON body; requests/s, p50 and p99 latency (ms), errors."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    script = WORK / "post.lua"
+    payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = "{payload}"\nwrk.headers["Content-Type"] = "application/json"\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out)[1])  # type: ignore[index]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    n_err = int(errors[1]) if errors else 0
+    if socket_errors:
+        n_err += sum(int(x) for x in socket_errors.groups())
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": n_err}
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per-metric medians of repeated runs."""
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]} | {"repeats": len(runs)}

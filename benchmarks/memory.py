@@ -1,0 +1,102 @@
+"""Memory and install footprint: resident memory of `bunga serve` with both models loaded against
+`mlflow models serve` with the measurement model alone; the size of a fresh venv with the serving
+install against one with `pip install mlflow`. Run: python -m benchmarks.memory"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+
+from benchmarks.common import ROOT, WORK, save
+from benchmarks.models import ENV, prepare
+from benchmarks.servers import Server, python
+
+RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+def venv_size(name: str, install: list[list[str]]) -> float:
+    folder = WORK / f"venv-{name}"
+    shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    for args in install:
+        subprocess.run([str(folder / "bin" / "pip"), "install", "-q", *args], check=True, capture_output=True)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    shutil.rmtree(folder, ignore_errors=True)
+    return size / 2**20
+
+
+def rss(server: Server, warm: list[tuple[str, dict[str, Any]]]) -> float:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for _ in range(50):
+            for path, kwargs in warm:
+                http.post(path, **kwargs)
+    return server.rss_mb()
+
+
+def main(footprint: bool = True) -> dict[str, Any]:
+    from tests.helpers import photo_bytes  # a small synthetic photo
+
+    sys.path.insert(0, str(ROOT))
+    folders = prepare()
+    out: dict[str, Any] = {}
+    bunga = Server(
+        "bunga-both",
+        python("-m", "bunga", "serve", "--model-dir", str(folders["logreg"]), "--port", "{port}"),
+        "/ready",
+    )
+    try:
+        out["bunga_serve_both_models_rss_mb"] = rss(
+            bunga,
+            [
+                ("/predict", {"json": RECORD}),
+                ("/predict/image", {"files": {"file": ("a.jpg", photo_bytes(), "image/jpeg")}}),
+            ],
+        )
+    finally:
+        bunga.stop()
+    mlflow = Server(
+        "mlflow-serve",
+        python(
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/bunga-measurements/1",
+            "--env-manager",
+            "local",
+            "-p",
+            "{port}",
+            "-w",
+            "1",
+            "-h",
+            "127.0.0.1",
+        ),
+        "/ping",
+        env={**ENV, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    try:
+        body = {"dataframe_split": {"columns": list(RECORD), "data": [list(RECORD.values())]}}
+        out["mlflow_serve_tabular_rss_mb"] = rss(mlflow, [("/invocations", {"json": body})])
+    finally:
+        mlflow.stop()
+    out["rss_ratio"] = out["bunga_serve_both_models_rss_mb"] / out["mlflow_serve_tabular_rss_mb"]
+    print(out)
+    if footprint:
+        out["venv_serve_mb"] = venv_size(
+            "serve", [["-r", str(ROOT / "requirements" / "serve.txt")], ["--no-deps", str(ROOT)]]
+        )
+        out["venv_mlflow_mb"] = venv_size("mlflow", [["mlflow"]])
+        out["venv_ratio"] = out["venv_serve_mb"] / out["venv_mlflow_mb"]
+        print({k: v for k, v in out.items() if k.startswith("venv")})
+    save("memory", out)
+    return out
+
+
+if __name__ == "__main__":
+    main(footprint="--no-footprint" not in sys.argv)
+    sys.exit(0)

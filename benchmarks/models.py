@@ -1,0 +1,50 @@
+"""One workspace of trained and exported models shared by the serving benchmarks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.common import ROOT, WORK
+
+SPACE = WORK / "models"
+ENV = {"MLFLOW_TRACKING_URI": f"sqlite:///{SPACE / 'mlflow.db'}", "BUNGA_ARTIFACT_DIR": str(SPACE / "mlartifacts")}
+
+
+def bunga(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "bunga", *args],
+        cwd=SPACE,
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"bunga {' '.join(args)}: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+def prepare() -> dict[str, Path]:
+    """Versions 1 (logistic regression) and 2 (random forest) of the measurement model and version 1
+    of a photo model (synthetic photos), each exported to its own folder."""
+    done = SPACE / "exports" / "ready"
+    folders = {name: SPACE / "exports" / name for name in ("logreg", "random_forest")}
+    if done.exists():
+        return folders
+    shutil.rmtree(SPACE, ignore_errors=True)
+    SPACE.mkdir(parents=True)
+    shutil.copytree(ROOT / "collected_data", SPACE / "collected_data")
+    bunga("synth", "collected_data/foto_sintetis", "--per-class", "16")
+    bunga("merge")
+    for version, family in (("1", "logreg"), ("2", "random_forest")):
+        bunga("train", "--kind", "measurements", "--model", family)
+        bunga("export", "--kind", "measurements", "--model", version, "--out", str(folders[family]))
+    bunga("train", "--kind", "photos")
+    for family in folders:
+        bunga("export", "--kind", "photos", "--model", "1", "--out", str(folders[family]))
+    done.touch()
+    return folders

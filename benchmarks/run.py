@@ -1,0 +1,179 @@
+"""`make bench`: every benchmark in one run, then benchmarks/RESULTS.md from results/*.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from typing import Any
+
+from benchmarks import api_throughput, memory, photo_latency, photo_quality, pipeline, soak
+from benchmarks.common import RESULTS, ROOT
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def render() -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Produced by `make bench` (`python -m benchmarks.run`); raw numbers in",
+        "`benchmarks/results/*.json`. Medians of repeated runs, compared within the same run.",
+        "",
+    ]
+    api = load("api_throughput")
+    if api:
+        m = api["machine"]
+        lines += [
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, {m['date']}.",
+            "",
+            "## Measurements API (one record per request, wrk, 127.0.0.1)",
+            "",
+            "| server | workers | c=1 req/s | c=1 p50 ms | c=32 req/s | c=32 p50 ms | c=32 p99 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, r in api["results"].items():
+            workers = name.rsplit("_", 1)[-1] if name.endswith("w") else "1"
+            label = name.removesuffix(f"_{workers}") if name.endswith("w") else name
+            lines.append(
+                f"| {label} | {workers.rstrip('w')} | {fmt(r['c1']['rps'], 0)} | {fmt(r['c1']['p50_ms'], 2)} | "
+                f"{fmt(r['c32']['rps'], 0)} | {fmt(r['c32']['p50_ms'], 2)} | {fmt(r['c32']['p99_ms'], 2)} |"
+            )
+        lines += [
+            "",
+            "| model, workers | bunga / mlflow serve (c=32) | bunga / FastAPI constant floor (c=32) |",
+            "|---|---|---|",
+        ]
+        for name, r in api["ratios"].items():
+            lines.append(
+                f"| {name} | {r['bunga_over_mlflow_c32']:.1f}x (target >= 8x) | "
+                f"{r['bunga_over_fastapi_floor_c32']:.0%} (target >= 80%) |"
+            )
+        lines.append("")
+    photo = load("photo_latency")
+    if photo:
+        lines += [
+            "## Photo API",
+            "",
+            "| photo | bunga /predict/image end to end (ms) | naive: full decode + torch eager (ms) | ratio (target <= 0.2) |",
+            "|---|---|---|---|",
+        ]
+        for name in photo["end_to_end_ms"]:
+            lines.append(
+                f"| {name} | {fmt(photo['end_to_end_ms'][name])} | {fmt(photo['naive_ms'][name])} | "
+                f"{photo['ratios'][name]:.2f} |"
+            )
+        lines += [
+            "",
+            "| backbone | onnxruntime (ms) | torch eager (ms) | speed-up (target >= 4x at batch 1) |",
+            "|---|---|---|---|",
+        ]
+        for batch, r in photo["backbone_ms"].items():
+            lines.append(f"| {batch} | {fmt(r['onnxruntime'])} | {fmt(r['torch_eager'])} | {r['speedup']:.1f}x |")
+        lines.append("")
+    mem = load("memory")
+    if mem:
+        lines += [
+            "## Memory and install footprint",
+            "",
+            f"- RSS of `bunga serve` with both models loaded: {fmt(mem['bunga_serve_both_models_rss_mb'])} MB; "
+            f"`mlflow models serve` with the measurement model alone: {fmt(mem['mlflow_serve_tabular_rss_mb'])} MB "
+            f"(ratio {mem['rss_ratio']:.2f}, target <= 0.33).",
+        ]
+        if "venv_serve_mb" in mem:
+            lines.append(
+                f"- Fresh venv, serving install: {fmt(mem['venv_serve_mb'])} MB; `pip install mlflow`: "
+                f"{fmt(mem['venv_mlflow_mb'])} MB (ratio {mem['venv_ratio']:.2f}, target <= 0.25)."
+            )
+        lines.append("")
+    pipe = load("pipeline")
+    if pipe:
+        mm = pipe["merge_1m"]
+        lines += [
+            "## Pipeline",
+            "",
+            f"- Merge of a generated {mm['rows']:,}-row sheet ({fmt(mm['csv_mb'])} MB): "
+            f"{fmt(mm['seconds'])} s, peak RSS {fmt(mm['peak_rss_mb'], 0)} MB.",
+        ]
+        pp = pipe["photo_pipeline"]
+        if not pp.get("skipped"):
+            cold = pp["cold_merge_s"] + pp["cold_train_s"]
+            warm = pp["warm_merge_s"] + pp["warm_train_s"]
+            lines.append(
+                f"- Photo pipeline (merge + train) on {pp['photos_cold']} photos, cold cache: {fmt(cold)} s; "
+                f"after adding {pp['photos_added']} photos: {fmt(warm)} s (ratio {pp['warm_over_cold']:.2f}, "
+                "target < 0.10)."
+            )
+        lines.append("")
+    quality = load("photo_quality")
+    if quality and not quality.get("skipped"):
+        lines += [
+            "## Quality",
+            "",
+            "Photo model, 5-fold stratified cross-validated macro-F1 on "
+            f"`../shared/data/tf_flowers` ({quality['photos']} photos, 5 classes):",
+            "",
+            "| variant | mean | std |",
+            "|---|---|---|",
+        ]
+        for name, r in quality["variants"].items():
+            lines.append(f"| {name} | {r['f1_macro_mean']:.4f} | {r['f1_macro_std']:.4f} |")
+        if "open_set" in quality:
+            lines += [
+                "",
+                "Unknown species (each class held out in turn; threshold refuses <= 5 % of known photos):",
+                "",
+                "| score | AUROC | unknown photos refused |",
+                "|---|---|---|",
+            ]
+            for method, r in quality["open_set"].items():
+                lines.append(f"| {method} | {r['auroc']:.3f} | {r['refused']:.1%} |")
+        lines.append("")
+    soak_r = load("soak")
+    if soak_r:
+        lines += [
+            "## Soak",
+            "",
+            f"{soak_r['requests']:,} requests in {fmt(soak_r['seconds'], 0)} s "
+            f"({fmt(soak_r['achieved_rate'], 0)} req/s, 90 % /predict, 10 % /predict/image): "
+            f"{soak_r['errors']} errors, p50 {fmt(soak_r['p50_ms'], 2)} ms, p99 {fmt(soak_r['p99_ms'], 2)} ms, "
+            f"RSS {fmt(soak_r['rss_start_mb'])} -> {fmt(soak_r['rss_end_mb'])} MB.",
+            "",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    steps = [
+        ("photo_quality", photo_quality.main),
+        ("pipeline", pipeline.main),
+        ("api_throughput", api_throughput.main),
+        ("photo_latency", photo_latency.main),
+        ("memory", memory.main),
+        ("soak", soak.main),
+    ]
+    only = set(sys.argv[1:])
+    for name, step in steps:
+        if only and name not in only:
+            continue
+        start = time.perf_counter()
+        try:
+            step()
+        except Exception:
+            traceback.print_exc()
+            print(f"benchmark {name} failed; its previous results (if any) are kept")
+        print(f"{name}: {time.perf_counter() - start:.0f} s")
+    (ROOT / "benchmarks" / "RESULTS.md").write_text(render())
+    print("wrote benchmarks/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Starting and stopping the servers the benchmarks compare, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from benchmarks.common import WORK
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A server process; ``rss_mb`` sums the whole process tree (workers included)."""
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        ready_path: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 180,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [a.replace("{port}", str(self.port)) for a in args]
+        WORK.mkdir(parents=True, exist_ok=True)
+        self.log = WORK / f"{name}.log"
+        self.proc = subprocess.Popen(
+            argv, env={**os.environ, **(env or {})}, cwd=cwd, stdout=self.log.open("w"), stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + ready_path, timeout=2).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"{name} did not start: {self.log.read_text()[-2000:]}")
+
+    def rss_mb(self) -> float:
+        root = psutil.Process(self.proc.pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+    def stop(self) -> None:
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            children = []
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        for child in children:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, *args]

@@ -137,6 +137,23 @@ def render() -> str:
             for method, r in quality["open_set"].items():
                 lines.append(f"| {method} | {r['auroc']:.3f} | {r['refused']:.1%} |")
         lines.append("")
+    iris = load("quality")
+    if iris:
+        lines += [
+            "Measurement model on Fisher's Iris (150 flowers), 5-fold stratified cross-validated macro-F1:",
+            "",
+            "| family | mean | std |",
+            "|---|---|---|",
+        ]
+        for family, r in iris["iris"].items():
+            lines.append(f"| {family} | {r['f1_macro_mean']:.4f} | {r['f1_macro_std']:.4f} |")
+        lines += [
+            "",
+            "Confusion matrices of cross-validated predictions: [Iris](results/confusion_iris.png)"
+            + (", [tf_flowers](results/confusion_tf_flowers.png)" if "tf_flowers_f1_macro" in iris else "")
+            + ".",
+            "",
+        ]
     soak_r = load("soak")
     if soak_r:
         lines += [

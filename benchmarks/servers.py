@@ -39,8 +39,13 @@ class Server:
         argv = [a.replace("{port}", str(self.port)) for a in args]
         WORK.mkdir(parents=True, exist_ok=True)
         self.log = WORK / f"{name}.log"
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow execs uvicorn
         self.proc = subprocess.Popen(
-            argv, env={**os.environ, **(env or {})}, cwd=cwd, stdout=self.log.open("w"), stderr=subprocess.STDOUT
+            argv,
+            env={**os.environ, "PATH": path, **(env or {})},
+            cwd=cwd,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

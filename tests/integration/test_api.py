@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from bunga.config import Settings
 from bunga.serving.app import create_app
+from bunga.serving.schemas import PredictResponse
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes
 
@@ -34,6 +35,7 @@ def client(model_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
 def test_predict_one_record_and_a_batch(client: TestClient) -> None:
     one = client.post("/predict", json=IRIS)
     assert one.status_code == 200
+    PredictResponse.model_validate(one.json())  # the hot path writes JSON itself: keep the contract
     (prediction,) = one.json()["predictions"]
     assert prediction["species"] == "setosa"
     assert set(prediction["probabilities"]) == {"setosa", "versicolor", "virginica"}

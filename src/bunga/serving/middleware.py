@@ -45,6 +45,9 @@ class Guard:
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.inflight = 0
+        metrics.inflight.set_function(lambda: self.inflight)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._extra = {csp: [*_HEADERS, (b"content-security-policy", csp.encode())] for csp in (_CSP, _DOCS_CSP)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,13 +58,13 @@ class Guard:
         headers = dict(scope["headers"])
         multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
         limit = self.max_upload if multipart else self.max_body
-        csp = (_DOCS_CSP if path.startswith(("/docs", "/static-offline-docs")) else _CSP).encode()
+        extra_headers = self._extra[_DOCS_CSP if path.startswith(("/docs", "/static-offline-docs")) else _CSP]
         state: dict[str, Any] = {"status": 0, "started": False}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"], state["started"] = message["status"], True
-                message["headers"] = [*message.get("headers", []), *_HEADERS, (b"content-security-policy", csp)]
+                message["headers"] = [*message.get("headers", []), *extra_headers]
             await send(message)
 
         async def reject(status: int, detail: str, reason: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
@@ -94,7 +97,7 @@ class Guard:
 
         received = 0
 
-        async def receive_wrapper() -> Message:
+        async def counted_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -103,8 +106,10 @@ class Guard:
                     raise HTTPException(413, f"request body over the limit of {limit:,} bytes")
             return message
 
+        # With a Content-Length (checked above) the server delivers no more than it declared; only a
+        # body without one (chunked) needs counting as it arrives.
+        receive_wrapper = receive if declared is not None else counted_receive
         self.inflight += 1
-        self.metrics.inflight.inc()
         start = time.perf_counter()
         try:
             if probe:
@@ -117,11 +122,15 @@ class Guard:
             state["status"] = 504
         finally:
             self.inflight -= 1
-            self.metrics.inflight.dec()
             self._count(scope, state["status"] or 500, time.perf_counter() - start)
 
     def _count(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
         label = getattr(route, "path", None) or ("/static" if scope["path"].startswith("/static") else "other")
-        self.metrics.requests.labels(scope["method"], label, str(status)).inc()
-        self.metrics.latency.labels(label).observe(seconds)
+        key = (scope["method"], label, status)
+        children = self._children.get(key)
+        if children is None:  # label lookups are cached: the hot path only increments
+            children = (self.metrics.requests.labels(key[0], label, str(status)), self.metrics.latency.labels(label))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)

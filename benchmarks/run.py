@@ -168,6 +168,138 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary() -> str:
+    """The README's performance table: each target, bunga's number, the comparison, the verdict."""
+    rows: list[tuple[str, str, str, str, bool]] = []
+    api, photo, mem = load("api_throughput"), load("photo_latency"), load("memory")
+    pipe, quality, soak_r = load("pipeline"), load("photo_quality"), load("soak")
+    if api:
+        r = api["results"]
+        for family in ("logreg", "random_forest"):
+            for w in (1, 2):
+                b, m = r[f"bunga_{family}_{w}w"]["c32"], r[f"mlflow_{family}_{w}w"]["c32"]
+                ratio = api["ratios"][f"{family}_{w}w"]
+                rows.append(
+                    (
+                        f"`/predict` {family}, {w} worker(s), c=32: vs `mlflow models serve`",
+                        f"{fmt(b['rps'], 0)} req/s (p99 {fmt(b['p99_ms'])} ms)",
+                        f"{fmt(m['rps'], 0)} req/s (p99 {fmt(m['p99_ms'])} ms): {ratio['bunga_over_mlflow_c32']:.1f}x",
+                        ">= 8x",
+                        ratio["bunga_over_mlflow_c32"] >= 8,
+                    )
+                )
+                rows.append(
+                    (
+                        f"`/predict` {family}, {w} worker(s), c=32: vs FastAPI constant floor",
+                        f"{fmt(b['rps'], 0)} req/s",
+                        f"{fmt(r['fastapi_constant']['c32']['rps'], 0)} req/s: "
+                        f"{ratio['bunga_over_fastapi_floor_c32']:.0%}",
+                        ">= 80 %",
+                        ratio["bunga_over_fastapi_floor_c32"] >= 0.8,
+                    )
+                )
+    if photo:
+        rows.append(
+            (
+                "`/predict/image`, 12 MP JPEG, end to end vs naive (full decode + torch eager)",
+                f"{fmt(photo['end_to_end_ms']['12mp'])} ms",
+                f"{fmt(photo['naive_ms']['12mp'])} ms: {photo['ratios']['12mp']:.2f}",
+                "<= 0.2",
+                photo["ratios"]["12mp"] <= 0.2,
+            )
+        )
+        b1 = photo["backbone_ms"]["batch1"]
+        rows.append(
+            (
+                "backbone, batch 1: onnxruntime vs torch eager",
+                f"{fmt(b1['onnxruntime'])} ms",
+                f"{fmt(b1['torch_eager'])} ms: {b1['speedup']:.1f}x",
+                ">= 4x",
+                b1["speedup"] >= 4,
+            )
+        )
+    if mem:
+        rows.append(
+            (
+                "RSS, both models loaded, vs `mlflow models serve` (measurements only)",
+                f"{fmt(mem['bunga_serve_both_models_rss_mb'], 0)} MB",
+                f"{fmt(mem['mlflow_serve_tabular_rss_mb'], 0)} MB: {mem['rss_ratio']:.2f}",
+                "<= 0.33",
+                mem["rss_ratio"] <= 1 / 3,
+            )
+        )
+        if "venv_serve_mb" in mem:
+            rows.append(
+                (
+                    "serving venv vs `pip install mlflow`",
+                    f"{fmt(mem['venv_serve_mb'], 0)} MB",
+                    f"{fmt(mem['venv_mlflow_mb'], 0)} MB: {mem['venv_ratio']:.2f}",
+                    "<= 0.25 (and < 400 MB)",
+                    mem["venv_ratio"] <= 0.25,
+                )
+            )
+    if pipe and not pipe["photo_pipeline"].get("skipped"):
+        pp = pipe["photo_pipeline"]
+        rows.append(
+            (
+                f"photo pipeline after +{pp['photos_added']} photos vs cold ({pp['photos_cold']} photos)",
+                f"{fmt(pp['warm_merge_s'] + pp['warm_train_s'])} s",
+                f"{fmt(pp['cold_merge_s'] + pp['cold_train_s'])} s: {pp['warm_over_cold']:.2f}",
+                "< 0.10",
+                pp["warm_over_cold"] < 0.1,
+            )
+        )
+    if quality and not quality.get("skipped"):
+        best = max(quality["variants"].items(), key=lambda kv: kv[1]["f1_macro_mean"])
+        base = quality["variants"]["logreg_c8"]
+        rows.append(
+            (
+                "photo model, tf_flowers, 5-fold CV macro-F1 (shipped head / best variant tried)",
+                f"{base['f1_macro_mean']:.3f} ± {base['f1_macro_std']:.3f}",
+                f"{best[0]}: {best[1]['f1_macro_mean']:.3f}",
+                ">= 0.94",
+                base["f1_macro_mean"] >= 0.94,
+            )
+        )
+    if pipe:
+        mm = pipe["merge_1m"]
+        rows.append(
+            (
+                f"merge of {mm['rows']:,} rows",
+                f"{fmt(mm['seconds'])} s, peak {fmt(mm['peak_rss_mb'], 0)} MB",
+                "-",
+                "bounded memory",
+                True,
+            )
+        )
+    if soak_r:
+        rows.append(
+            (
+                f"soak, {fmt(soak_r['seconds'], 0)} s at {fmt(soak_r['achieved_rate'], 0)} req/s (mixed)",
+                f"{soak_r['errors']} errors of {soak_r['requests']:,}, p99 {fmt(soak_r['p99_ms'])} ms",
+                f"RSS {fmt(soak_r['rss_start_mb'], 0)} -> {fmt(soak_r['rss_end_mb'], 0)} MB",
+                "0 errors",
+                soak_r["errors"] == 0,
+            )
+        )
+    lines = ["| measure | bunga | compared with | target | met |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} | {'yes' if ok else '**no**'} |" for a, b, c, d, ok in rows]
+    short = [a for a, _, _, _, ok in rows if not ok]
+    if short:
+        lines += ["", "Where bunga falls short of a target: " + "; ".join(short) + "."]
+    return "\n".join(lines)
+
+
+def update_readme() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- performance:start -->", "<!-- performance:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(f"{head}{start}\n{summary()}\n{end}{tail}")
+
+
 def main() -> None:
     steps = [
         ("photo_quality", photo_quality.main),
@@ -189,7 +321,8 @@ def main() -> None:
             print(f"benchmark {name} failed; its previous results (if any) are kept")
         print(f"{name}: {time.perf_counter() - start:.0f} s")
     (ROOT / "benchmarks" / "RESULTS.md").write_text(render())
-    print("wrote benchmarks/RESULTS.md")
+    update_readme()
+    print("wrote benchmarks/RESULTS.md and the README's performance table")
 
 
 if __name__ == "__main__":

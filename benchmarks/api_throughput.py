@@ -12,7 +12,7 @@ from typing import Any
 from benchmarks.common import save
 from benchmarks.load import median_of, wrk
 from benchmarks.models import ENV, prepare
-from benchmarks.servers import Server, python
+from benchmarks.servers import Server, mlflow_serve, python
 
 RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 MLFLOW_BODY = {"dataframe_split": {"columns": list(RECORD), "data": [list(RECORD.values())]}}
@@ -92,27 +92,7 @@ def main() -> dict[str, Any]:
             finally:
                 bunga.stop()
             print(f"bunga {family} {workers}w", out["results"][f"bunga_{family}_{workers}w"])
-            mlflow = Server(
-                f"mlflow-{family}-{workers}w",
-                python(
-                    "-m",
-                    "mlflow",
-                    "models",
-                    "serve",
-                    "-m",
-                    f"models:/bunga-measurements/{version}",
-                    "--env-manager",
-                    "local",
-                    "-p",
-                    "{port}",
-                    "-w",
-                    str(workers),
-                    "-h",
-                    "127.0.0.1",
-                ),
-                "/ping",
-                env={**ENV, "MLFLOW_DISABLE_TELEMETRY": "true"},
-            )
+            mlflow = mlflow_serve(f"mlflow-{family}-{workers}w", version, workers, ENV)
             try:
                 out["results"][f"mlflow_{family}_{workers}w"] = measure(mlflow, "/invocations", MLFLOW_BODY)
             finally:

@@ -13,7 +13,7 @@ import httpx
 
 from benchmarks.common import ROOT, WORK, save
 from benchmarks.models import ENV, prepare
-from benchmarks.servers import Server, python
+from benchmarks.servers import Server, mlflow_serve, python
 
 RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
@@ -58,27 +58,7 @@ def main(footprint: bool = True) -> dict[str, Any]:
         )
     finally:
         bunga.stop()
-    mlflow = Server(
-        "mlflow-serve",
-        python(
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            "models:/bunga-measurements/1",
-            "--env-manager",
-            "local",
-            "-p",
-            "{port}",
-            "-w",
-            "1",
-            "-h",
-            "127.0.0.1",
-        ),
-        "/ping",
-        env={**ENV, "MLFLOW_DISABLE_TELEMETRY": "true"},
-    )
+    mlflow = mlflow_serve("mlflow-serve", "1", 1, ENV)
     try:
         body = {"dataframe_split": {"columns": list(RECORD), "data": [list(RECORD.values())]}}
         out["mlflow_serve_tabular_rss_mb"] = rss(mlflow, [("/invocations", {"json": body})])

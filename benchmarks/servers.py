@@ -83,3 +83,24 @@ class Server:
 
 def python(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def mlflow_serve(name: str, version: str, workers: int, env: dict[str, str]) -> Server:
+    """`mlflow models serve --env-manager local` on a registered measurement-model version."""
+    argv = python(
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/bunga-measurements/{version}",
+        "--env-manager",
+        "local",
+        "-p",
+        "{port}",
+        "-w",
+        str(workers),
+        "-h",
+        "127.0.0.1",
+    )
+    return Server(name, argv, "/ping", env={**env, "MLFLOW_DISABLE_TELEMETRY": "true"})

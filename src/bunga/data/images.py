@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bunga.data.tabular import normalise
-from bunga.files import sha256_file
 from bunga.imaging import IMAGE_SUFFIXES, REFUSED_SUFFIXES, ImageRejected, PhotoInfo, load_photo
 
 # Folders whose name is not a label: photos directly inside them wait for a curator.
@@ -112,11 +111,10 @@ def is_photo_name(path: Path) -> bool:
 
 
 def find_photo(
-    path: Path, root: Path, source: str, curated: dict[str, str], votes: dict[str, set[str | None]]
+    path: Path, sha: str, root: Path, source: str, curated: dict[str, str], votes: dict[str, set[str | None]]
 ) -> PhotoFile:
-    """Hash a photo and work out its label: a curator's sheet first, then visitors' feedback when
-    every vote agrees (disagreement sends it to review), then its folder."""
-    sha = sha256_file(path)
+    """Work out a photo's label: a curator's sheet first, then visitors' feedback when every vote
+    agrees (disagreement sends it to review), then its folder."""
     label = folder_label(path, root)
     ballot = {v for v in votes.get(sha, set()) if v}
     if sha in votes:

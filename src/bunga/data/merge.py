@@ -202,7 +202,7 @@ class Merger:
         self.files: list[FileEntry] = []
         self.messages: list[str] = []
         self.sheets: list[tuple[Path, str]] = []
-        self.photo_paths: list[tuple[Path, str]] = []
+        self.photo_paths: list[tuple[Path, str, str]] = []  # (path, relative name, sha256)
         self.curated: dict[str, str] = {}
         self.votes: dict[str, set[str | None]] = defaultdict(set)
 
@@ -226,7 +226,7 @@ class Merger:
                     self.sheets.append((path, rel))
             elif photos.is_photo_name(path):
                 kind = "photo"
-                self.photo_paths.append((path, rel))
+                self.photo_paths.append((path, rel, sha))
             elif suffix == ".json" and (vote := photos.read_feedback_record(path)) is not None:
                 kind = "labels"
                 self.votes[vote[0]].add(vote[1])
@@ -278,7 +278,9 @@ class Merger:
     def merge_photos(self, manifest: Manifest) -> tuple[str, list[tuple[str, str]]]:
         """Validate, deduplicate and copy photos; returns the photo digest and rejections."""
         o = self.o
-        found = [photos.find_photo(p, o.data_dir, rel, self.curated, self.votes) for p, rel in self.photo_paths]
+        found = [
+            photos.find_photo(p, sha, o.data_dir, rel, self.curated, self.votes) for p, rel, sha in self.photo_paths
+        ]
         checked = [photos.check_photo(p, o.image_max_pixels, o.image_min_side) for p in found]
         collected = {(c.photo.sha256, c.photo.label) for c in checked}
         garden: list[photos.CheckedPhoto] = []
@@ -356,19 +358,6 @@ def _first_row(path: Path) -> list[str] | None:
     return next(csv.reader([head], delimiter=delimiter), None)
 
 
-def _append_photo_rejections(dataset_dir: Path, rejected: list[tuple[str, str]]) -> None:
-    """Add photo rejections to rejected.csv, keeping its sort order."""
-    path = dataset_dir / REJECTED_CSV
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle))
-    rows[1:] = sorted(
-        rows[1:] + [["photo", safe_cell(s), "0", "", safe_cell(r)] for s, r in rejected],
-        key=lambda r: (r[1], int(r[2] or 0), r[0]),
-    )
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, lineterminator="\n").writerows(rows)
-
-
 def merge(options: MergeOptions) -> MergeResult:
     """Merge everything under ``data_dir`` into ``dataset_dir``; raises MergeError if nothing merges."""
     if not options.data_dir.is_dir() and not options.dataset_dir.is_dir():
@@ -389,10 +378,12 @@ def merge(options: MergeOptions) -> MergeResult:
     with tempfile.TemporaryDirectory(prefix="bunga-merge-") as tmp:
         stage = _Staging(Path(tmp) / "stage.db")
         merger.merge_measurements(stage, manifest)
+        manifest.photos_digest, photo_rejections = merger.merge_photos(manifest)
+        stage.db.executemany(  # photo rejections join the one sorted rejected.csv written below
+            "INSERT INTO rejected VALUES ('photo',?,0,'',?)", photo_rejections
+        )
         manifest.measurements_digest = _write_measurements(stage, options.dataset_dir)
         stage.db.close()
-    manifest.photos_digest, photo_rejections = merger.merge_photos(manifest)
-    _append_photo_rejections(options.dataset_dir, photo_rejections)
     manifest.files = merger.files
     manifest.dataset_digest = combine_digests(manifest)
     if manifest.rows_kept == 0 and manifest.images_kept == 0 and manifest.images_queued == 0:

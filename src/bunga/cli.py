@@ -18,7 +18,7 @@ from bunga.config import DATA_KINDS, DataKind, Settings, get_settings
 from bunga.errors import BungaError, GateRefused
 
 if TYPE_CHECKING:
-    from bunga.schemas import EvaluationReport
+    from bunga.schemas import EvaluationReport, Manifest
     from bunga.tracking import Tracker
     from bunga.train import Candidate, Decision, TrainConfig
 
@@ -122,12 +122,8 @@ def merge(
     print_manifest(result.manifest, options.dataset_dir, result.changed)
 
 
-def print_manifest(manifest: object, dataset_dir: Path, changed: bool) -> None:
+def print_manifest(m: Manifest, dataset_dir: Path, changed: bool) -> None:
     """The merge's accounting as a table."""
-    from bunga.schemas import Manifest
-
-    assert isinstance(manifest, Manifest)
-    m = manifest
     table = Table(title=f"Merged into {dataset_dir}/", show_header=True)
     table.add_column("", style="bold")
     table.add_column("read", justify="right")

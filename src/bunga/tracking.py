@@ -36,10 +36,15 @@ _ALIAS = re.compile(r"^[a-z][a-z0-9_\-]{0,29}$")
 _DECISION_PREFIX = "bunga.decision."
 
 
-def validate_ref(name: str, ref: str) -> None:
-    """Refuse registry names and references that are not plain names, aliases or version numbers."""
+def validate_name(name: str) -> None:
+    """Refuse registered model names that are not plain names."""
     if not _NAME.match(name):
         raise BungaError(f"invalid registered model name {name!r}")
+
+
+def validate_ref(name: str, ref: str) -> None:
+    """Refuse registry names and references that are not plain names, aliases or version numbers."""
+    validate_name(name)
     if not (ref.isdigit() or _ALIAS.match(ref)):
         raise BungaError(f"invalid model reference {ref!r}: use an alias (champion) or a version number")
 
@@ -216,7 +221,7 @@ class Tracker:
     # --- registry ------------------------------------------------------------------------------
     def register(self, model_uri: str, name: str, tags: dict[str, str]) -> str:
         """Register a logged model as a new version of ``name``; returns the version number."""
-        validate_ref(name, "champion")
+        validate_name(name)
         version = mlflow.register_model(model_uri, name, tags=tags)
         return str(version.version)
 
@@ -265,7 +270,7 @@ class Tracker:
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """Every recorded decision about ``name``, oldest first."""
-        validate_ref(name, "champion")
+        validate_name(name)
         try:
             model = self.client.get_registered_model(name)
         except MlflowException:

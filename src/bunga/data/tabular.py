@@ -116,7 +116,8 @@ def parse_number(raw: str) -> float | None:
 
 def _sniff(path: Path) -> tuple[str, str]:
     """The text encoding and delimiter of a sheet; raises SheetError for binary files."""
-    head = path.open("rb").read(_SNIFF_BYTES)
+    with path.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
     if not head.strip():
         raise SheetError("empty file")
     if b"\x00" in head:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import IO
 
 _CHUNK = 1 << 20
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+STALE_TEMP_S = 3600.0  # an atomic write older than this was interrupted
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -71,11 +73,20 @@ def safe_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
 
 
-def remove_stale_temps(folder: Path) -> int:
-    """Delete temp files left by an interrupted atomic write; returns how many."""
+def remove_stale_temps(folder: Path, older_than_s: float = 0.0) -> int:
+    """Delete temp files left by interrupted atomic writes (older than ``older_than_s``); returns how many.
+
+    A writer that is still running keeps its temp file younger than the bound, so a folder shared by
+    several processes (the feedback inbox) is swept with a bound well above any single write.
+    """
     removed = 0
     if folder.is_dir():
+        cutoff = time.time() - older_than_s
         for tmp in folder.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed += 1
+            try:
+                if tmp.stat().st_mtime <= cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # its writer finished or another sweeper got there first
+                continue
     return removed

@@ -60,7 +60,10 @@ async def upload_all(url: str, photos: list[bytes], clients: int) -> list[int]:
 
 
 def check_inbox(inbox: Path) -> tuple[int, int]:
-    """Every visible file is whole: photos decode and hash to their name, records parse."""
+    """Every visible file is whole: photos decode and hash to their name, records parse.
+
+    An interrupted atomic write may leave a hidden ``.<name>.<random>.tmp`` file, which the merge skips.
+    """
     photos = list(inbox.glob("*.png"))
     records = list(inbox.glob("*.json"))
     for photo in photos:
@@ -69,7 +72,9 @@ def check_inbox(inbox: Path) -> tuple[int, int]:
         Image.open(io.BytesIO(data)).load()
     for record in records:
         assert json.loads(record.read_text())["sha256"]
-    assert not [p for p in inbox.iterdir() if p.suffix not in {".png", ".json"}]  # no visible temp file
+    visible = [p for p in inbox.iterdir() if not p.name.startswith(".")]
+    assert not [p for p in visible if p.suffix not in {".png", ".json"}]  # no visible temp file
+    assert all(p.suffix == ".tmp" for p in inbox.iterdir() if p.name.startswith("."))
     return len(photos), len(records)
 
 
@@ -88,7 +93,7 @@ def test_500_concurrent_feedback_uploads_are_all_kept(live_server: LiveServer, t
 
 
 @pytest.mark.slow
-def test_a_killed_server_leaves_no_partial_file(live_server: LiveServer, tmp_path: Path) -> None:
+def test_a_killed_server_leaves_no_partial_file(live_server: LiveServer, model_dir: Path, tmp_path: Path) -> None:
     photos = noise_pngs(300, seed=2)
 
     def kill_soon() -> None:
@@ -99,8 +104,25 @@ def test_a_killed_server_leaves_no_partial_file(live_server: LiveServer, tmp_pat
     statuses = asyncio.run(upload_all(live_server.url, photos, clients=20))
     accepted = statuses.count(201)
     assert 0 < accepted < 300  # killed midway
-    n_photos, n_records = check_inbox(tmp_path / "collected_data" / "feedback" / "photos")
+    inbox = tmp_path / "collected_data" / "feedback" / "photos"
+    n_photos, n_records = check_inbox(inbox)
     assert n_records >= accepted and n_photos >= accepted  # every acknowledged upload is on disk
+
+    # The merge sees only whole files; a restarted server sweeps temp files older than an hour only,
+    # since another replica sharing the inbox may be writing one right now.
+    result = CliRunner().invoke(
+        app, ["merge"], env={"BUNGA_DATA_DIR": str(tmp_path / "collected_data"), "BUNGA_IMAGE_MIN_SIDE": "16"}
+    )
+    assert result.exit_code == 0, result.output
+    assert f"photos: {n_photos} read" in result.output
+    stale, fresh = inbox / ".left-by-a-crash.png.x1.tmp", inbox / ".being-written.png.x2.tmp"
+    for temp in (stale, fresh):
+        temp.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "collected_data")}
+    restarted = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    restarted.stop()
+    assert not stale.exists() and fresh.exists()
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from bunga import __version__
 from bunga.catalog import load_catalog
 from bunga.config import Settings, get_settings
+from bunga.files import STALE_TEMP_S, remove_stale_temps
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
@@ -50,13 +51,17 @@ async def _poll(store: ModelStore, interval: float) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the models once; optionally poll the registry for alias changes."""
     store: ModelStore = app.state.store
+    settings: Settings = app.state.settings
+    swept = remove_stale_temps(settings.inbox_dir, older_than_s=STALE_TEMP_S)
+    if swept:
+        log.info("removed %d temp files left in %s by an interrupted upload", swept, settings.inbox_dir)
     for result in await run_in_threadpool(store.reload):
         log.info("%s: %s %s", result.kind, result.status, result.new_version or result.error or "")
     # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's scans,
     # whose full collections otherwise show up as tail-latency spikes.
     gc.collect()
     gc.freeze()
-    interval = app.state.settings.reload_interval_s
+    interval = settings.reload_interval_s
     task = asyncio.create_task(_poll(store, interval)) if interval > 0 else None
     yield
     if task is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -33,7 +34,19 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> di
     if result.returncode != 0:
         raise RuntimeError(f"bunga {' '.join(args)} failed: {result.stderr[-2000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": seconds, "peak_rss_mb": max(peak, before) / 1024, "stdout_tail": result.stdout[-400:]}
+    return {"seconds": seconds, "peak_rss_mb": max(peak, before) / 1024, "stdout": result.stdout + result.stderr}
+
+
+STAGES = re.compile(r"embeddings ([\d.]+) s, head, evaluation and export ([\d.]+) s, logging ([\d.]+) s")
+
+
+def stages(stdout: str) -> dict[str, float]:
+    """The stage timings `bunga train` prints for a photo run."""
+    found = STAGES.search(" ".join(stdout.split()))
+    if found is None:
+        raise RuntimeError(f"no stage timings in: {stdout[-600:]}")
+    embed, head, log = map(float, found.groups())
+    return {"embeddings_s": embed, "head_export_s": head, "logging_s": log}
 
 
 def big_merge(rows: int = 1_000_000) -> dict[str, Any]:
@@ -56,7 +69,7 @@ def big_merge(rows: int = 1_000_000) -> dict[str, Any]:
         f"merge of {rows:,} rows ({size_mb:.0f} MB): {measured['seconds']:.1f} s, "
         f"peak RSS {measured['peak_rss_mb']:.0f} MB"
     )
-    return {"rows": rows, "csv_mb": size_mb, **{k: v for k, v in measured.items() if k != "stdout_tail"}}
+    return {"rows": rows, "csv_mb": size_mb, **{k: v for k, v in measured.items() if k != "stdout"}}
 
 
 def photo_pipeline() -> dict[str, Any]:
@@ -88,10 +101,17 @@ def photo_pipeline() -> dict[str, Any]:
         "warm_merge_s": warm_merge["seconds"],
         "warm_train_s": warm["seconds"],
         "warm_over_cold": (warm["seconds"] + warm_merge["seconds"]) / (cold["seconds"] + cold_merge["seconds"]),
+        "cold_stages": stages(cold["stdout"]),
+        "warm_stages": stages(warm["stdout"]),
     }
+    fixed = warm["seconds"] - sum(out["warm_stages"].values())  # interpreter, imports, MLflow client
+    out["warm_startup_s"] = fixed
     print(
         f"photo pipeline: cold {out['cold_merge_s'] + out['cold_train_s']:.1f} s, after +10 photos "
-        f"{out['warm_merge_s'] + out['warm_train_s']:.1f} s (ratio {out['warm_over_cold']:.2f})"
+        f"{out['warm_merge_s'] + out['warm_train_s']:.1f} s (ratio {out['warm_over_cold']:.2f}); warm train: "
+        f"embeddings {out['warm_stages']['embeddings_s']:.1f} s (cold {out['cold_stages']['embeddings_s']:.1f} s), "
+        f"head+export {out['warm_stages']['head_export_s']:.1f} s, logging {out['warm_stages']['logging_s']:.1f} s, "
+        f"start-up {fixed:.1f} s"
     )
     return out
 

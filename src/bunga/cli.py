@@ -225,6 +225,11 @@ def _config(kind: DataKind, **overrides: Any) -> TrainConfig:
     from bunga.train import TrainConfig
 
     s = settings()
+    fields: dict[str, Any] = {
+        "fine_tune_blocks": s.photo_fine_tune_blocks,
+        "fine_tune_epochs": s.photo_fine_tune_epochs,
+        **overrides,
+    }
     return TrainConfig(
         kind=kind,
         dataset_dir=s.dataset_dir,
@@ -239,7 +244,7 @@ def _config(kind: DataKind, **overrides: Any) -> TrainConfig:
         batch_size=s.image_batch_size,
         max_pixels=s.image_max_pixels,
         abstain_max_refused=s.abstain_max_refused,
-        **overrides,
+        **fields,
     )
 
 
@@ -309,6 +314,12 @@ def train(
         str | None, typer.Option(help="Measurements: logreg, random_forest or svm [default: best by cross-validation]")
     ] = None,
     tta: Annotated[bool, typer.Option(help="Photos: average embeddings of the photo and its mirror")] = False,
+    fine_tune_blocks: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=5, help="Photos: also train the backbone's last N blocks (0: frozen) [default: settings]"
+        ),
+    ] = None,
     shuffle_labels: Annotated[bool, typer.Option(hidden=True, help="Drill: train on shuffled labels")] = False,
 ) -> None:
     """Train, evaluate and log a candidate per kind; register it with alias 'challenger'."""
@@ -322,6 +333,8 @@ def train(
             extra["model_family"] = model
         if k == "photos":
             extra["tta"] = tta
+            if fine_tune_blocks is not None:
+                extra["fine_tune_blocks"] = fine_tune_blocks
         _train_one(k, **extra)
 
 

@@ -37,6 +37,7 @@ from bunga.schemas import FEATURES, Abstention, EvaluationReport, GateDecision, 
 from bunga.tracking import Tracker
 
 ALIAS_CHAMPION, ALIAS_CHALLENGER, ALIAS_PREVIOUS = "champion", "challenger", "previous"
+CALIBRATION_SHARE = 0.15  # of the training split, held out of fine-tuning to set the abstention threshold
 Say = Callable[[str], None]
 PhotoProgress = Callable[[int, int, float], None]
 
@@ -59,6 +60,8 @@ class TrainConfig:
     max_pixels: int = 50_000_000
     abstain_max_refused: float = 0.05
     tta: bool = False
+    fine_tune_blocks: int = 0  # photos: 0 = frozen backbone + linear head; N = also train the last N blocks
+    fine_tune_epochs: int = 12
     tune_trials: int = 0
     model_family: str | None = None
     shuffle_labels: bool = False  # for drills: a deliberately degraded candidate
@@ -258,16 +261,31 @@ def train_measurements(cfg: TrainConfig, tracker: Tracker, say: Say = lambda _: 
 # --------------------------------------------------------------------------------------------
 # photos
 # --------------------------------------------------------------------------------------------
-def train_photos(
-    cfg: TrainConfig, tracker: Tracker, say: Say = lambda _: None, progress: PhotoProgress | None = None
-) -> Candidate:
-    """Embed photos with the frozen backbone (cached), fit and calibrate the head, export the whole
-    graph to ONNX, log everything and register it as the challenger."""
+@dataclass
+class PhotoFit:
+    """What either photo training strategy hands to logging: test scores, abstention, graph, facts."""
+
+    backbone: str
+    family: str
+    computed: int
+    embed_seconds: float
+    probs: np.ndarray  # test split
+    sims: np.ndarray
+    method: str
+    threshold: float
+    params: dict[str, Any]
+    open_set: dict[str, dict[str, float]]
+    graph: bytes
+    checks: dict[str, float]
+
+
+def _fit_frozen(
+    cfg: TrainConfig, data: PhotoSet, mask: np.ndarray, y_train: np.ndarray, progress: PhotoProgress | None, say: Say
+) -> PhotoFit:
+    """Frozen backbone embeddings (cached) -> class-balanced logistic regression, strength and
+    abstention thresholds chosen by cross-validation on the training split."""
     from bunga.models import image
 
-    data = load_photos(cfg.dataset_dir)
-    classes = check_classes(data.y, "photos", minimum=3)
-    mask = holdout_mask(data.shas, data.y, cfg.test_size, cfg.seed)
     started = time.perf_counter()
     runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta)
     cache = image.EmbeddingCache(cfg.cache_dir, runner.id)
@@ -275,44 +293,148 @@ def train_photos(
     embeddings, computed = image.embed_photos(pairs, cache, runner, cfg.batch_size, cfg.max_pixels, progress)
     embed_seconds = time.perf_counter() - started
     say(f"embeddings: {computed} computed, {len(pairs) - computed} from cache ({embed_seconds:.1f} s)")
-    y = data.y.astype(str)
-    y_train = y[~mask].copy()
-    if cfg.shuffle_labels:
-        np.random.default_rng(cfg.seed).shuffle(y_train)
-    x_train, x_test, y_test = embeddings[~mask], embeddings[mask], y[mask]
+    classes = sorted(set(data.y.astype(str)))
+    x_train, x_test, y_test = embeddings[~mask], embeddings[mask], data.y.astype(str)[mask]
     folds = min(cfg.cv_folds, 3)  # 3 strengths x 3 folds: enough to choose, cheap to retrain often
     selection = image.select_head(x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused)
-    c, thresholds = selection.c, selection.thresholds
-    head = image.fit_head(x_train, y_train, classes, c)
+    head = image.fit_head(x_train, y_train, classes, selection.c)
     probs, sims = head.scores(x_test)
-    predicted = np.asarray(classes)[probs.argmax(axis=1)]
-    report = evaluate(list(y_test), list(predicted), classes, "photos").model_copy(
-        update={"dataset_digest": data.digest}
-    )
     open_set = (
-        image.open_set(x_train, y_train, x_test, y_test, classes, c, cfg.abstain_max_refused)
+        image.open_set(x_train, y_train, x_test, y_test, classes, selection.c, cfg.abstain_max_refused)
         if len(classes) >= 3
         else {}
     )
     method = max(open_set, key=lambda m: open_set[m]["auroc"]) if open_set else "max_prob"
-    refused_known = float((image.abstain_score(probs, sims, method) > thresholds[method]).mean())
+    check_x = _check_photos(cfg, data, mask)
+    graph = image.compose_graph(runner.path, head)
+    diff = image.check_graph(graph, runner, head, check_x)
+    if diff > IMAGE_TOLERANCE:
+        raise BungaError(f"the exported photo graph disagrees with its parts by {diff:.2e}")
+    return PhotoFit(
+        backbone=runner.id,
+        family="efficientnet-lite0+logreg",
+        computed=computed,
+        embed_seconds=embed_seconds,
+        probs=probs,
+        sims=sims,
+        method=method,
+        threshold=selection.thresholds[method],
+        params={"head": "logreg", "head_C": selection.c},
+        open_set=open_set,
+        graph=graph,
+        checks={
+            "onnx_max_abs_diff": max(diff, runner.torch_diff),
+            "onnx_graph_vs_parts": diff,
+            "onnx_backbone_vs_torch": runner.torch_diff,
+        },
+    )
+
+
+def _fit_fine_tuned(
+    cfg: TrainConfig, data: PhotoSet, mask: np.ndarray, y_train: np.ndarray, progress: PhotoProgress | None, say: Say
+) -> PhotoFit:
+    """The last blocks fine-tuned on cached lower feature maps. A calibration slice of the training
+    split (never trained on) sets the abstention threshold; the test split stays untouched."""
+    from bunga.models import finetune
+
+    started = time.perf_counter()
+    runner = finetune.LowerRunner(cfg.cache_dir, cfg.fine_tune_blocks)
+    pairs = list(zip(data.paths, data.shas, strict=True))
+    maps, flips, computed = finetune.lower_maps(pairs, cfg.cache_dir, runner, cfg.batch_size, cfg.max_pixels, progress)
+    embed_seconds = time.perf_counter() - started
+    say(f"feature maps: {computed} computed, {len(pairs) - computed} from cache ({embed_seconds:.1f} s)")
+    classes = sorted(set(data.y.astype(str)))
+    train_idx = np.flatnonzero(~mask)
+    calibrate = holdout_mask([data.shas[i] for i in train_idx], y_train, CALIBRATION_SHARE, cfg.seed + 1)
+    fit_idx, cal_idx = train_idx[~calibrate], train_idx[calibrate]
+    tuned = finetune.train_top(
+        maps[fit_idx],
+        flips[fit_idx],
+        y_train[~calibrate],
+        classes,
+        cfg.fine_tune_blocks,
+        cfg.fine_tune_epochs,
+        cfg.seed,
+        say,
+    )
+    cal_probs, _ = tuned.scores(maps[cal_idx])
+    method = "max_prob"
+    threshold = float(np.quantile(1.0 - cal_probs.max(axis=1), 1 - cfg.abstain_max_refused))
+    probs, sims = tuned.scores(maps[mask])
+    check_x = _check_photos(cfg, data, mask)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "graph.onnx"
+        diff = finetune.export_graph(tuned, check_x, path)
+        graph = path.read_bytes()
+    return PhotoFit(
+        backbone=runner.id,
+        family=f"efficientnet-lite0+fine-tuned-{cfg.fine_tune_blocks}",
+        computed=computed,
+        embed_seconds=embed_seconds,
+        probs=probs,
+        sims=sims,
+        method=method,
+        threshold=threshold,
+        params={
+            "head": "fine-tuned",
+            "fine_tune_blocks": cfg.fine_tune_blocks,
+            "n_fit": len(fit_idx),
+            "n_calibration": len(cal_idx),
+        },
+        open_set={},  # holding classes out would mean fine-tuning once per class: measured in benchmarks/
+        graph=graph,
+        checks={"onnx_max_abs_diff": diff, "onnx_graph_vs_torch": diff},
+    )
+
+
+def _check_photos(cfg: TrainConfig, data: PhotoSet, mask: np.ndarray) -> np.ndarray:
+    """A few preprocessed test photos to check the exported graph against its sources."""
+    paths = [data.paths[i] for i in np.flatnonzero(mask)[:4]]
+    return np.stack([photo_tensor(p, cfg.max_pixels) for p in paths])
+
+
+def train_photos(
+    cfg: TrainConfig, tracker: Tracker, say: Say = lambda _: None, progress: PhotoProgress | None = None
+) -> Candidate:
+    """Fit the photo model (frozen backbone + head, or fine-tuned last blocks), export the whole
+    graph to ONNX, log everything and register it as the challenger."""
+    data = load_photos(cfg.dataset_dir)
+    classes = check_classes(data.y, "photos", minimum=3)
+    mask = holdout_mask(data.shas, data.y, cfg.test_size, cfg.seed)
+    started = time.perf_counter()
+    y = data.y.astype(str)
+    y_train = y[~mask].copy()
+    if cfg.shuffle_labels:
+        np.random.default_rng(cfg.seed).shuffle(y_train)
+    fitter = _fit_fine_tuned if cfg.fine_tune_blocks else _fit_frozen
+    fit = fitter(cfg, data, mask, y_train, progress, say)
+    y_test = y[mask]
+    predicted = np.asarray(classes)[fit.probs.argmax(axis=1)]
+    report = evaluate(list(y_test), list(predicted), classes, "photos").model_copy(
+        update={"dataset_digest": data.digest}
+    )
+    score = 1.0 - (fit.probs.max(axis=1) if fit.method == "max_prob" else fit.sims.max(axis=1))
+    refused_known = float((score > fit.threshold).mean())
     train_seconds = time.perf_counter() - started
+    embed_seconds, computed, open_set = fit.embed_seconds, fit.computed, fit.open_set
+    head_seconds = train_seconds - embed_seconds
     with (
         tempfile.TemporaryDirectory() as tmp,
         tracker.run(cfg.experiment, f"photos-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run,
     ):
         folder = Path(tmp)
-        run.tags({"kind": cfg.kind, "git_commit": _git_commit(), "dataset_digest": data.digest, "backbone": runner.id})
+        run.tags(
+            {"kind": cfg.kind, "git_commit": _git_commit(), "dataset_digest": data.digest, "backbone": fit.backbone}
+        )
         run.params(
             {
                 **cfg.as_params(),
                 "n_train": int((~mask).sum()),
                 "n_test": int(mask.sum()),
-                "head": "logreg",
-                "head_C": c,
-                "backbone": runner.id,
-                "abstain_method": method,
-                "abstain_threshold": thresholds[method],
+                **fit.params,
+                "backbone": fit.backbone,
+                "abstain_method": fit.method,
+                "abstain_threshold": fit.threshold,
             }
         )
         run.dict(cfg.as_params(), "config.json")
@@ -322,6 +444,7 @@ def train_photos(
             {
                 "embed_seconds": embed_seconds,
                 "embeddings_computed": computed,
+                "head_seconds": head_seconds,
                 "train_seconds": train_seconds,
                 "test_refused_known": refused_known,
             }
@@ -337,26 +460,13 @@ def train_photos(
         sheet = contact_sheet(wrong[:60], folder / "misclassified.png")
         if sheet is not None:
             run.file(sheet, "evaluation")
-        check_paths = [data.paths[i] for i in np.flatnonzero(mask)[:4]]
-        check_x = np.stack([photo_tensor(p, cfg.max_pixels) for p in check_paths])
-        graph = image.compose_graph(runner.path, head)
-        diff = image.check_graph(graph, runner, head, check_x)
-        if diff > IMAGE_TOLERANCE:
-            raise BungaError(f"the exported photo graph disagrees with its parts by {diff:.2e}")
-        (folder / "graph.onnx").write_bytes(graph)
-        run.metrics(
-            {
-                "onnx_max_abs_diff": max(diff, runner.torch_diff),
-                "onnx_graph_vs_parts": diff,
-                "onnx_backbone_vs_torch": runner.torch_diff,
-            }
-        )
+        run.metrics(fit.checks)
         card = ModelCard(
             kind="photos",
             name=cfg.model_name,
             classes=classes,
             onnx_sha256="",
-            family="efficientnet-lite0+logreg",
+            family=fit.family,
             run_id=run.run_id,
             trained_at=datetime.now(UTC).isoformat(),
             dataset_digest=data.digest,
@@ -366,26 +476,25 @@ def train_photos(
                 **{f"open_set_auroc_{m}": v["auroc"] for m, v in open_set.items()},
             },
             input_size=224,
-            backbone=runner.id,
-            abstention=Abstention(method=method, threshold=thresholds[method]),
+            backbone=fit.backbone,
+            abstention=Abstention(method=fit.method, threshold=fit.threshold),
         )
-        write_bundle(folder / "bundle", (folder / "graph.onnx").read_bytes(), card)
+        write_bundle(folder / "bundle", fit.graph, card)
         card, model_path = read_bundle(folder / "bundle")
         run.folder(folder / "bundle", "bunga")
         predictor = Predictor(folder / "bundle")
-        out = predictor.predict_proba(check_x[:1])
-        model_uri = run.onnx_model(model_path, check_x[:1], out, _requirements(["onnxruntime", "numpy", "onnx"]))
+        check_x = _check_photos(cfg, data, mask)[:1]
+        out = predictor.predict_proba(check_x)
+        model_uri = run.onnx_model(model_path, check_x, out, _requirements(["onnxruntime", "numpy", "onnx"]))
         run_id = run.run_id
     version = _register(tracker, cfg, run_id, model_uri, report, data.digest)
-    say(f"registered {cfg.model_name} version {version} as {ALIAS_CHALLENGER}")
-    return Candidate(
-        "photos",
-        run_id,
-        version,
-        report,
-        card,
-        {"train_seconds": train_seconds, "embed_seconds": embed_seconds, "computed": computed},
+    log_seconds = time.perf_counter() - started - train_seconds
+    say(
+        f"registered {cfg.model_name} version {version} as {ALIAS_CHALLENGER}; time: embeddings {embed_seconds:.1f} s, "
+        f"head, evaluation and export {head_seconds:.1f} s, logging {log_seconds:.1f} s"
     )
+    timings = {"embed_seconds": embed_seconds, "head_seconds": head_seconds, "log_seconds": log_seconds}
+    return Candidate("photos", run_id, version, report, card, {**timings, "computed": computed})
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ class EmbeddingCache:
     """Embeddings on disk keyed by photo sha256 and backbone id; each entry carries its own hash,
     so a torn or corrupt entry is detected and recomputed, never used."""
 
-    def __init__(self, root: Path, backbone: str) -> None:
+    def __init__(self, root: Path, backbone: str, dim: int = EMBEDDING_DIM) -> None:
         self.folder = root / "embeddings" / backbone
+        self.dim = dim
 
     def _path(self, sha: str) -> Path:
         return self.folder / sha[:2] / f"{sha}.bin"
@@ -42,7 +43,7 @@ class EmbeddingCache:
         except OSError:
             return None
         payload, check = data[:-32], data[-32:]
-        if len(payload) != EMBEDDING_DIM * 4 or hashlib.sha256(payload).digest() != check:
+        if len(payload) != self.dim * 4 or hashlib.sha256(payload).digest() != check:
             return None
         vector: np.ndarray = np.frombuffer(payload, dtype=np.float32).copy()
         return vector
@@ -145,8 +146,15 @@ class PhotoHead:
 def fit_head(x: np.ndarray, y: np.ndarray, classes: list[str], c: float) -> PhotoHead:
     """Fit the class-balanced logistic-regression head (multinomial) on normalised embeddings."""
     z = l2_normalise(x)
-    model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
-    model.fit(z, y)
+    return _head(_logreg().set_params(C=c).fit(z, y), z, y, classes, c)
+
+
+def _logreg(warm_start: bool = False) -> LogisticRegression:
+    return LogisticRegression(class_weight="balanced", max_iter=5000, warm_start=warm_start)
+
+
+def _head(model: LogisticRegression, z: np.ndarray, y: np.ndarray, classes: list[str], c: float) -> PhotoHead:
+    """The fitted model's weights, in catalogue class order, with the class centroids."""
     order = [list(model.classes_).index(name) for name in classes]
     coef, intercept = model.coef_, model.intercept_
     if coef.shape[0] == 1:  # binary: sigmoid(w.x+b) == softmax([-(w.x+b)/2, (w.x+b)/2])
@@ -194,19 +202,26 @@ def select_head(
         probs, sims = head.scores(x)
         scores = {m: abstain_score(probs, sims, m) for m in ABSTAIN_METHODS}
         return HeadSelection(C_GRID[1], {m: float(np.quantile(v, 1 - max_refused)) for m, v in scores.items()}, {})
+    z = l2_normalise(x)
+    by_c_probs = {c: np.zeros((len(y), len(classes))) for c in C_GRID}
+    by_c_sims = {c: np.zeros((len(y), len(classes))) for c in C_GRID}
+    for train_idx, test_idx in splitter.split(x, y):
+        model = _logreg(warm_start=True)  # each strength starts from the previous one's solution
+        for c in C_GRID:
+            model.set_params(C=c).fit(z[train_idx], y[train_idx])
+            head = _head(model, z[train_idx], y[train_idx], classes, c)
+            by_c_probs[c][test_idx], by_c_sims[c][test_idx] = head.scores(x[test_idx])
     losses: dict[float, float] = {}
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     for c in C_GRID:
-        probs = np.zeros((len(y), len(classes)))
-        sims = np.zeros((len(y), len(classes)))
-        for train_idx, test_idx in splitter.split(x, y):
-            probs[test_idx], sims[test_idx] = fit_head(x[train_idx], y[train_idx], classes, c).scores(x[test_idx])
-        losses[c] = float(-np.log(np.clip(probs[np.arange(len(y)), truth], 1e-12, 1)).mean())
+        losses[c] = float(-np.log(np.clip(by_c_probs[c][np.arange(len(y)), truth], 1e-12, 1)).mean())
         if best is None or losses[c] < losses[best[0]] - 1e-9:
-            best = (c, probs, sims)
+            best = (c, by_c_probs[c], by_c_sims[c])
     assert best is not None
-    c, probs, sims = best
-    thresholds = {m: float(np.quantile(abstain_score(probs, sims, m), 1 - max_refused)) for m in ABSTAIN_METHODS}
+    c, oof_probs, oof_sims = best
+    thresholds = {
+        m: float(np.quantile(abstain_score(oof_probs, oof_sims, m), 1 - max_refused)) for m in ABSTAIN_METHODS
+    }
     return HeadSelection(c, thresholds, losses)
 
 

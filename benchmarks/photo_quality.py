@@ -1,7 +1,7 @@
 """Photo model quality on ../shared/data/tf_flowers: 5-fold stratified cross-validated macro-F1 of the
 frozen EfficientNet-Lite0 + head and of the fine-tuned last blocks (the code `bunga train` runs, with
 its calibration slice), and the open-set (unknown species) AUROC of both abstention scores.
-Run: python -m benchmarks.photo_quality [fine-tuned block counts, default 1]"""
+Run: python -m benchmarks.photo_quality [fine-tuned block counts, default 1 2]"""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def cv_fine_tuned(
     return scores, map_seconds, float(np.median(train_seconds))
 
 
-def main(fine_tune_blocks: tuple[int, ...] = (1,)) -> dict[str, Any]:
+def main(fine_tune_blocks: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     if not SHARED_FLOWERS.is_dir():
         print(f"skipped: {SHARED_FLOWERS} is absent (the photo benchmarks need the shared photos)")
         return {"skipped": True}
@@ -115,4 +115,4 @@ def main(fine_tune_blocks: tuple[int, ...] = (1,)) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(tuple(int(b) for b in sys.argv[1:]) or (1,))
+    main(tuple(int(b) for b in sys.argv[1:]) or (1, 2))

@@ -134,6 +134,12 @@ def render() -> str:
         ]
         for name, r in quality["variants"].items():
             lines.append(f"| {name} | {r['f1_macro_mean']:.4f} | {r['f1_macro_std']:.4f} |")
+        for name, r in quality["variants"].items():
+            if "median_train_seconds" in r:
+                lines.append(
+                    f"\n{name}: feature maps of all photos and their mirror images {fmt(r['feature_map_seconds'])} s "
+                    f"(once, then cached); training {fmt(r['median_train_seconds'])} s per fold (median)."
+                )
         if "open_set" in quality:
             lines += [
                 "",

@@ -56,3 +56,15 @@ def timed(fn: Callable[[], Any], repeat: int = 5, number: int = 1) -> dict[str, 
             fn()
         samples.append((time.perf_counter() - start) / number)
     return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples), "repeat": repeat}
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Median seconds per call of each function, timed in alternation so that a noisy stretch of the
+    machine hits every contender alike."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}

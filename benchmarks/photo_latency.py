@@ -1,6 +1,7 @@
 """Photo API latency for a 12-megapixel phone JPEG and a 500 px photo, end to end over HTTP, against
 a naive pipeline in the same run (full-size Pillow decode + torch eager forward); and the backbone
-alone, onnxruntime against torch eager, at batch 1 and 32. Medians of 5 (backbone: of 10).
+alone, onnxruntime against torch eager, at batch 1 and 32, timed in alternation. Medians of 5
+(backbone: of 21 at batch 1, 5 at batch 32).
 Run: python -m benchmarks.photo_latency"""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import SHARED_FLOWERS, WORK, save, timed
+from benchmarks.common import SHARED_FLOWERS, WORK, interleaved, save, timed
 from benchmarks.models import prepare
 from benchmarks.servers import Server, python
 
@@ -84,11 +85,13 @@ def main() -> dict[str, Any]:
     for batch in (1, 32):
         x = np.random.default_rng(0).normal(0, 0.5, (batch, 3, 224, 224)).astype(np.float32)
         tx = torch.from_numpy(x)
-        runner.embed(x)
         with torch.no_grad():
             embedder(tx)
-            torch_ms = timed(lambda: embedder(tx), repeat=10 if batch == 1 else 3)["median_s"] * 1000
-        onnx_ms = timed(lambda: runner.embed(x), repeat=10 if batch == 1 else 3)["median_s"] * 1000
+            runner.embed(x)
+            medians = interleaved(
+                {"torch": lambda: embedder(tx), "onnx": lambda: runner.embed(x)}, repeat=21 if batch == 1 else 5
+            )
+        torch_ms, onnx_ms = medians["torch"] * 1000, medians["onnx"] * 1000
         out["backbone_ms"][f"batch{batch}"] = {
             "onnxruntime": onnx_ms,
             "torch_eager": torch_ms,

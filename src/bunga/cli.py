@@ -51,7 +51,11 @@ def friendly(func: Callable[P, R]) -> Callable[P, R]:
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "settings"
-            err_console.print(f"[red]error:[/red] invalid setting {where}: {first['msg']}", highlight=False)
+            if err.title == "Settings" and len(first["loc"]) == 1:
+                where = f"BUNGA_{where.upper()}"  # the variable the user set
+            err_console.print(
+                f"[red]error:[/red] invalid setting {where}: {first['msg']}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise

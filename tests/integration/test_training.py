@@ -181,6 +181,19 @@ def test_bad_requests_get_one_line_errors(args: list[str], code: int, message: s
     assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BUNGA_PHOTO_FINE_TUNE_BLOCKS": "9"}, "invalid setting BUNGA_PHOTO_FINE_TUNE_BLOCKS: Input should be less"),
+        ({"BUNGA_TEST_SIZE": "1.5"}, "invalid setting BUNGA_TEST_SIZE: Input should be less than 1"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    result = runner.invoke(app, ["train"], env=env)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
 def test_single_class_dataset_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "collected_data"
     data.mkdir()

@@ -138,7 +138,8 @@ def render() -> str:
             if "median_train_seconds" in r:
                 lines.append(
                     f"\n{name}: feature maps of all photos and their mirror images {fmt(r['feature_map_seconds'])} s "
-                    f"(once, then cached); training {fmt(r['median_train_seconds'])} s per fold (median)."
+                    f"in this run ({r.get('maps_computed', 'none')} computed, the rest read from the cache); "
+                    f"training {fmt(r['median_train_seconds'])} s per fold (median)."
                 )
         if "open_set" in quality:
             lines += [

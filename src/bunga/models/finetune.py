@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from bunga.imaging import INPUT_SIZE, photo_tensor
+from bunga.imaging import INPUT_SIZE
 from bunga.models.backbone import backbone_id, load_classifier
 from bunga.models.export import torch_to_onnx
-from bunga.models.image import EmbeddingCache, Progress
+from bunga.models.image import EmbeddingCache, Progress, cached_features
 
 N_BLOCKS = 16  # EfficientNet-Lite0's MBConv blocks
 MAX_BLOCKS = 5  # the last stage and the one before it (7 x 7 feature maps)
@@ -86,33 +86,16 @@ def lower_maps(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Feature maps of each photo and of its mirror image; only photos missing from the cache are
     computed. Returns maps, mirrored maps and how many were computed."""
-    import time
-
     shape = runner.map_shape
     size = int(np.prod(shape))
+
+    def both(batch: np.ndarray) -> np.ndarray:
+        mirrored = np.ascontiguousarray(batch[:, :, :, ::-1])
+        return np.concatenate([runner.maps(batch), runner.maps(mirrored)], axis=1).reshape(len(batch), 2 * size)
+
     cache = EmbeddingCache(root, runner.id, dim=2 * size)
-    both = np.zeros((len(photos), 2 * size), dtype=np.float32)
-    todo: list[int] = []
-    for i, (_, sha) in enumerate(photos):
-        cached = cache.get(sha)
-        if cached is None:
-            todo.append(i)
-        else:
-            both[i] = cached
-    start = time.perf_counter()
-    for offset in range(0, len(todo), batch_size):
-        chunk = todo[offset : offset + batch_size]
-        batch = np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk])
-        plain, mirrored = runner.maps(batch), runner.maps(np.ascontiguousarray(batch[:, :, :, ::-1]))
-        for k, i in enumerate(chunk):
-            both[i] = np.concatenate([plain[k].ravel(), mirrored[k].ravel()])
-            cache.put(photos[i][1], both[i])
-        if on_progress is not None:
-            done = offset + len(chunk)
-            on_progress(done, len(todo), done / max(time.perf_counter() - start, 1e-9))
-    maps = both[:, :size].reshape(len(photos), *shape)
-    flips = both[:, size:].reshape(len(photos), *shape)
-    return maps, flips, len(todo)
+    rows, computed = cached_features(photos, cache, both, batch_size, max_pixels, on_progress)
+    return rows[:, :size].reshape(len(photos), *shape), rows[:, size:].reshape(len(photos), *shape), computed
 
 
 def _top(net: Any, split: int, n_classes: int) -> Any:

@@ -95,7 +95,21 @@ def embed_photos(
 
     Returns the matrix and how many were computed.
     """
-    out = np.zeros((len(photos), EMBEDDING_DIM), dtype=np.float32)
+    return cached_features(photos, cache, runner.embed, batch_size, max_pixels, on_progress)
+
+
+def cached_features(
+    photos: Sequence[tuple[Path, str]],
+    cache: EmbeddingCache,
+    compute: Callable[[np.ndarray], np.ndarray],
+    batch_size: int,
+    max_pixels: int,
+    on_progress: Progress | None = None,
+) -> tuple[np.ndarray, int]:
+    """One row of ``cache.dim`` features per photo, from the cache or from ``compute`` (a batch of
+    preprocessed photos -> (N, dim)), which then fills the cache. Returns the rows and how many
+    photos were computed."""
+    out = np.zeros((len(photos), cache.dim), dtype=np.float32)
     todo: list[int] = []
     for i, (_, sha) in enumerate(photos):
         cached = cache.get(sha)
@@ -106,11 +120,10 @@ def embed_photos(
     start = time.perf_counter()
     for offset in range(0, len(todo), batch_size):
         chunk = todo[offset : offset + batch_size]
-        batch = np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk])
-        vectors = runner.embed(batch)
-        for i, vector in zip(chunk, vectors, strict=True):
-            out[i] = vector
-            cache.put(photos[i][1], vector)
+        rows = compute(np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk]))
+        for i, row in zip(chunk, rows, strict=True):
+            out[i] = row
+            cache.put(photos[i][1], row)
         if on_progress is not None:
             done = offset + len(chunk)
             on_progress(done, len(todo), done / max(time.perf_counter() - start, 1e-9))

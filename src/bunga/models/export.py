@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bunga.errors import BungaError
+from bunga.files import atomic_write_bytes
+from bunga.imaging import INPUT_SIZE
 
 TABULAR_TOLERANCE = 1e-5
 IMAGE_TOLERANCE = 1e-4
 
 
-def _session(model_bytes: bytes) -> Any:
+def onnx_session(model: bytes | Path) -> Any:
+    """A quiet onnxruntime CPU session for a model's bytes or file."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def export_once(path: Path, module: Callable[[], Any], output: str) -> float:
+    """Export the torch module ``module()`` builds to ``path`` unless it is there already, checked
+    against torch on a fixed probe; the difference is kept beside it and returned."""
+    check = path.with_suffix(".torch-diff")
+    if not path.is_file() or not check.is_file():
+        probe = np.random.default_rng(0).normal(0, 0.6, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
+        tmp = path.with_name(f".{path.name}.tmp")
+        diff = torch_to_onnx(module(), probe, [output], tmp)
+        tmp.replace(path)
+        atomic_write_bytes(check, f"{diff!r}".encode())
+    return float(check.read_text())
 
 
 def sklearn_to_onnx(pipeline: Any, check_x: np.ndarray) -> tuple[bytes, float]:
@@ -42,7 +60,7 @@ def sklearn_to_onnx(pipeline: Any, check_x: np.ndarray) -> tuple[bytes, float]:
         )
     data = model.SerializeToString()
     x32 = check_x.astype(np.float32)
-    onnx_proba = _session(data).run(["probabilities"], {"input": x32})[0]
+    onnx_proba = onnx_session(data).run(["probabilities"], {"input": x32})[0]
     diff = float(np.abs(onnx_proba - pipeline.predict_proba(x32)).max()) if len(x32) else 0.0
     if diff > TABULAR_TOLERANCE:
         raise BungaError(f"ONNX export disagrees with scikit-learn by {diff:.2e} (> {TABULAR_TOLERANCE:g})")
@@ -71,7 +89,7 @@ def torch_to_onnx(module: Any, check_x: np.ndarray, output_names: list[str], pat
     with torch.no_grad():
         expected = module(torch.from_numpy(check_x))
     expected = expected if isinstance(expected, tuple) else (expected,)
-    got = _session(data).run(output_names, {"input": check_x})
+    got = onnx_session(data).run(output_names, {"input": check_x})
     diff = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
     if diff > IMAGE_TOLERANCE:
         raise BungaError(f"ONNX export disagrees with torch by {diff:.2e} (> {IMAGE_TOLERANCE:g})")

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from bunga.imaging import INPUT_SIZE
 from bunga.models.backbone import backbone_id, load_classifier
-from bunga.models.export import torch_to_onnx
+from bunga.models.export import export_once, onnx_session, torch_to_onnx
 from bunga.models.image import EmbeddingCache, Progress, cached_features
 
 N_BLOCKS = 16  # EfficientNet-Lite0's MBConv blocks
@@ -55,19 +54,11 @@ class LowerRunner:
     """The frozen lower part through onnxruntime, exported from torch once per backbone and split."""
 
     def __init__(self, cache_dir: Path, blocks: int) -> None:
-        import onnxruntime as ort
-
         self.split = split_of(blocks)
         self.id = f"{backbone_id()}-lower{self.split}"
         path = cache_dir / "backbones" / f"{self.id}.onnx"
-        if not path.is_file():
-            probe = np.random.default_rng(0).normal(0, 0.6, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
-            tmp = path.with_name(f".{path.name}.tmp")
-            torch_to_onnx(_lower(load_classifier(), self.split), probe, ["maps"], tmp)
-            tmp.replace(path)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        export_once(path, lambda: _lower(load_classifier(), self.split), "maps")
+        self.session = onnx_session(path)
         shape = self.session.get_outputs()[0].shape
         self.map_shape: tuple[int, int, int] = (int(shape[1]), int(shape[2]), int(shape[3]))
 

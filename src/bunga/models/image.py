@@ -15,9 +15,9 @@ from sklearn.model_selection import StratifiedKFold
 
 from bunga.evaluate import auroc
 from bunga.files import atomic_write_bytes
-from bunga.imaging import INPUT_SIZE, photo_tensor
+from bunga.imaging import photo_tensor
 from bunga.models.backbone import EMBEDDING_DIM, backbone_id, make_embedder
-from bunga.models.export import torch_to_onnx
+from bunga.models.export import export_once, onnx_session
 
 C_GRID = (1.0, 8.0, 64.0)
 ABSTAIN_METHODS = ("max_prob", "centroid")
@@ -61,22 +61,10 @@ class BackboneRunner:
     """
 
     def __init__(self, cache_dir: Path, tta: bool = False) -> None:
-        import onnxruntime as ort
-
         self.id = backbone_id(tta)
-        path = cache_dir / "backbones" / f"{self.id}.onnx"
-        check = path.with_suffix(".torch-diff")
-        if not path.is_file() or not check.is_file():
-            probe = np.random.default_rng(0).normal(0, 0.6, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
-            tmp = path.with_name(f".{path.name}.tmp")
-            diff = torch_to_onnx(make_embedder(tta=tta), probe, ["embedding"], tmp)
-            tmp.replace(path)
-            atomic_write_bytes(check, f"{diff!r}".encode())
-        self.path = path
-        self.torch_diff = float(check.read_text())
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.path = cache_dir / "backbones" / f"{self.id}.onnx"
+        self.torch_diff = export_once(self.path, lambda: make_embedder(tta=tta), "embedding")
+        self.session = onnx_session(self.path)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, 224, 224) preprocessed images -> (N, 1280) embeddings."""
@@ -310,11 +298,6 @@ def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
 
 def check_graph(graph: bytes, runner: BackboneRunner, head: PhotoHead, check_x: np.ndarray) -> float:
     """Largest difference between the composed graph and backbone + head computed separately."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-    got = session.run(["probabilities", "similarity"], {"input": check_x})
+    got = onnx_session(graph).run(["probabilities", "similarity"], {"input": check_x})
     expected = head.scores(runner.embed(check_x))
     return max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))

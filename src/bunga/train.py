@@ -279,9 +279,23 @@ class PhotoFit:
     checks: dict[str, float]
 
 
-def _fit_frozen(
-    cfg: TrainConfig, data: PhotoSet, mask: np.ndarray, y_train: np.ndarray, progress: PhotoProgress | None, say: Say
-) -> PhotoFit:
+@dataclass
+class PhotoSplit:
+    """The photos, the fixed test split and what both training strategies read from them."""
+
+    data: PhotoSet
+    mask: np.ndarray  # True: test split
+    y_train: np.ndarray
+    classes: list[str]
+    check_x: np.ndarray  # a few preprocessed test photos to check the exported graph with
+
+    @property
+    def pairs(self) -> list[tuple[Path, str]]:
+        """(path, sha256) of every photo, in order."""
+        return list(zip(self.data.paths, self.data.shas, strict=True))
+
+
+def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None, say: Say) -> PhotoFit:
     """Frozen backbone embeddings (cached) -> class-balanced logistic regression, strength and
     abstention thresholds chosen by cross-validation on the training split."""
     from bunga.models import image
@@ -289,12 +303,12 @@ def _fit_frozen(
     started = time.perf_counter()
     runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta)
     cache = image.EmbeddingCache(cfg.cache_dir, runner.id)
-    pairs = list(zip(data.paths, data.shas, strict=True))
+    pairs = split.pairs
     embeddings, computed = image.embed_photos(pairs, cache, runner, cfg.batch_size, cfg.max_pixels, progress)
     embed_seconds = time.perf_counter() - started
     say(f"embeddings: {computed} computed, {len(pairs) - computed} from cache ({embed_seconds:.1f} s)")
-    classes = sorted(set(data.y.astype(str)))
-    x_train, x_test, y_test = embeddings[~mask], embeddings[mask], data.y.astype(str)[mask]
+    mask, y_train, classes = split.mask, split.y_train, split.classes
+    x_train, x_test, y_test = embeddings[~mask], embeddings[mask], split.data.y.astype(str)[mask]
     folds = min(cfg.cv_folds, 3)  # 3 strengths x 3 folds: enough to choose, cheap to retrain often
     selection = image.select_head(x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused)
     head = image.fit_head(x_train, y_train, classes, selection.c)
@@ -305,9 +319,8 @@ def _fit_frozen(
         else {}
     )
     method = max(open_set, key=lambda m: open_set[m]["auroc"]) if open_set else "max_prob"
-    check_x = _check_photos(cfg, data, mask)
     graph = image.compose_graph(runner.path, head)
-    diff = image.check_graph(graph, runner, head, check_x)
+    diff = image.check_graph(graph, runner, head, split.check_x)
     if diff > IMAGE_TOLERANCE:
         raise BungaError(f"the exported photo graph disagrees with its parts by {diff:.2e}")
     return PhotoFit(
@@ -330,22 +343,20 @@ def _fit_frozen(
     )
 
 
-def _fit_fine_tuned(
-    cfg: TrainConfig, data: PhotoSet, mask: np.ndarray, y_train: np.ndarray, progress: PhotoProgress | None, say: Say
-) -> PhotoFit:
+def _fit_fine_tuned(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None, say: Say) -> PhotoFit:
     """The last blocks fine-tuned on cached lower feature maps. A calibration slice of the training
     split (never trained on) sets the abstention threshold; the test split stays untouched."""
     from bunga.models import finetune
 
     started = time.perf_counter()
     runner = finetune.LowerRunner(cfg.cache_dir, cfg.fine_tune_blocks)
-    pairs = list(zip(data.paths, data.shas, strict=True))
+    pairs = split.pairs
     maps, flips, computed = finetune.lower_maps(pairs, cfg.cache_dir, runner, cfg.batch_size, cfg.max_pixels, progress)
     embed_seconds = time.perf_counter() - started
     say(f"feature maps: {computed} computed, {len(pairs) - computed} from cache ({embed_seconds:.1f} s)")
-    classes = sorted(set(data.y.astype(str)))
+    mask, y_train, classes = split.mask, split.y_train, split.classes
     train_idx = np.flatnonzero(~mask)
-    calibrate = holdout_mask([data.shas[i] for i in train_idx], y_train, CALIBRATION_SHARE, cfg.seed + 1)
+    calibrate = holdout_mask([split.data.shas[i] for i in train_idx], y_train, CALIBRATION_SHARE, cfg.seed + 1)
     fit_idx, cal_idx = train_idx[~calibrate], train_idx[calibrate]
     tuned = finetune.train_top(
         maps[fit_idx],
@@ -361,10 +372,9 @@ def _fit_fine_tuned(
     method = "max_prob"
     threshold = float(np.quantile(1.0 - cal_probs.max(axis=1), 1 - cfg.abstain_max_refused))
     probs, sims = tuned.scores(maps[mask])
-    check_x = _check_photos(cfg, data, mask)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "graph.onnx"
-        diff = finetune.export_graph(tuned, check_x, path)
+        diff = finetune.export_graph(tuned, split.check_x, path)
         graph = path.read_bytes()
     return PhotoFit(
         backbone=runner.id,
@@ -406,8 +416,9 @@ def train_photos(
     y_train = y[~mask].copy()
     if cfg.shuffle_labels:
         np.random.default_rng(cfg.seed).shuffle(y_train)
+    split = PhotoSplit(data, mask, y_train, classes, _check_photos(cfg, data, mask))
     fitter = _fit_fine_tuned if cfg.fine_tune_blocks else _fit_frozen
-    fit = fitter(cfg, data, mask, y_train, progress, say)
+    fit = fitter(cfg, split, progress, say)
     y_test = y[mask]
     predicted = np.asarray(classes)[fit.probs.argmax(axis=1)]
     report = evaluate(list(y_test), list(predicted), classes, "photos").model_copy(
@@ -483,7 +494,7 @@ def train_photos(
         card, model_path = read_bundle(folder / "bundle")
         run.folder(folder / "bundle", "bunga")
         predictor = Predictor(folder / "bundle")
-        check_x = _check_photos(cfg, data, mask)[:1]
+        check_x = split.check_x[:1]
         out = predictor.predict_proba(check_x)
         model_uri = run.onnx_model(model_path, check_x, out, _requirements(["onnxruntime", "numpy", "onnx"]))
         run_id = run.run_id

@@ -37,8 +37,14 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
 def require_admin(
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: SettingsDep,
     authorization: Annotated[str | None, Header(description="Bearer <BUNGA_ADMIN_TOKEN>")] = None,
 ) -> None:
     """Admin endpoints exist only when a token is configured, and need it (compared in constant time)."""
@@ -54,8 +60,4 @@ def require_admin(
         raise HTTPException(403, "wrong admin token")
 
 
-StoreDep = Annotated[ModelStore, Depends(get_store)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 AdminDep = Depends(require_admin)

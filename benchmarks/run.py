@@ -6,6 +6,7 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from benchmarks import api_throughput, memory, photo_latency, photo_quality, pipeline, soak
@@ -14,6 +15,19 @@ from benchmarks.common import RESULTS, ROOT
 
 def fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """The lines of a Markdown table."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
+    ]
+
+
+def _mean_std(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(name, f"{r['f1_macro_mean']:.4f}", f"{r['f1_macro_std']:.4f}") for name, r in results.items()]
 
 
 def load(name: str) -> dict[str, Any] | None:
@@ -37,47 +51,56 @@ def render() -> str:
             "",
             "## Measurements API (one record per request, wrk, 127.0.0.1)",
             "",
-            "| server | workers | c=1 req/s | c=1 p50 ms | c=32 req/s | c=32 p50 ms | c=32 p99 ms |",
-            "|---|---|---|---|---|---|---|",
         ]
+        servers = []
         for name, r in api["results"].items():
             workers = name.rsplit("_", 1)[-1] if name.endswith("w") else "1"
             label = name.removesuffix(f"_{workers}") if name.endswith("w") else name
-            lines.append(
-                f"| {label} | {workers.rstrip('w')} | {fmt(r['c1']['rps'], 0)} | {fmt(r['c1']['p50_ms'], 2)} | "
-                f"{fmt(r['c32']['rps'], 0)} | {fmt(r['c32']['p50_ms'], 2)} | {fmt(r['c32']['p99_ms'], 2)} |"
-            )
-        lines += [
-            "",
-            "| model, workers | bunga / mlflow serve (c=32) | bunga / FastAPI constant floor (c=32) |",
-            "|---|---|---|",
-        ]
-        for name, r in api["ratios"].items():
-            lines.append(
-                f"| {name} | {r['bunga_over_mlflow_c32']:.1f}x (target >= 8x) | "
-                f"{r['bunga_over_fastapi_floor_c32']:.0%} (target >= 80%) |"
-            )
+            c1, c32 = r["c1"], r["c32"]
+            c1_cells = (fmt(c1["rps"], 0), fmt(c1["p50_ms"], 2))
+            c32_cells = (fmt(c32["rps"], 0), fmt(c32["p50_ms"], 2), fmt(c32["p99_ms"], 2))
+            servers.append((label, workers.rstrip("w"), *c1_cells, *c32_cells))
+        header = ("server", "workers", "c=1 req/s", "c=1 p50 ms", "c=32 req/s", "c=32 p50 ms", "c=32 p99 ms")
+        lines += table(header, servers)
+        lines.append("")
+        lines += table(
+            ("model, workers", "bunga / mlflow serve (c=32)", "bunga / FastAPI constant floor (c=32)"),
+            (
+                (
+                    name,
+                    f"{r['bunga_over_mlflow_c32']:.1f}x (target >= 8x)",
+                    f"{r['bunga_over_fastapi_floor_c32']:.0%} (target >= 80%)",
+                )
+                for name, r in api["ratios"].items()
+            ),
+        )
         lines.append("")
     photo = load("photo_latency")
     if photo:
         lines += [
             "## Photo API",
             "",
-            "| photo | bunga /predict/image end to end (ms) | naive: full decode + torch eager (ms) | ratio (target <= 0.2) |",
-            "|---|---|---|---|",
         ]
-        for name in photo["end_to_end_ms"]:
-            lines.append(
-                f"| {name} | {fmt(photo['end_to_end_ms'][name])} | {fmt(photo['naive_ms'][name])} | "
-                f"{photo['ratios'][name]:.2f} |"
-            )
-        lines += [
-            "",
-            "| backbone | onnxruntime (ms) | torch eager (ms) | speed-up (target >= 4x at batch 1) |",
-            "|---|---|---|---|",
-        ]
-        for batch, r in photo["backbone_ms"].items():
-            lines.append(f"| {batch} | {fmt(r['onnxruntime'])} | {fmt(r['torch_eager'])} | {r['speedup']:.1f}x |")
+        lines += table(
+            (
+                "photo",
+                "bunga /predict/image end to end (ms)",
+                "naive: full decode + torch eager (ms)",
+                "ratio (target <= 0.2)",
+            ),
+            (
+                (name, fmt(photo["end_to_end_ms"][name]), fmt(photo["naive_ms"][name]), f"{photo['ratios'][name]:.2f}")
+                for name in photo["end_to_end_ms"]
+            ),
+        )
+        lines.append("")
+        lines += table(
+            ("backbone", "onnxruntime (ms)", "torch eager (ms)", "speed-up (target >= 4x at batch 1)"),
+            (
+                (batch, fmt(r["onnxruntime"]), fmt(r["torch_eager"]), f"{r['speedup']:.1f}x")
+                for batch, r in photo["backbone_ms"].items()
+            ),
+        )
         lines.append("")
     mem = load("memory")
     if mem:
@@ -129,11 +152,8 @@ def render() -> str:
             "Photo model, 5-fold stratified cross-validated macro-F1 on "
             f"`../shared/data/tf_flowers` ({quality['photos']} photos, 5 classes):",
             "",
-            "| variant | mean | std |",
-            "|---|---|---|",
         ]
-        for name, r in quality["variants"].items():
-            lines.append(f"| {name} | {r['f1_macro_mean']:.4f} | {r['f1_macro_std']:.4f} |")
+        lines += table(("variant", "mean", "std"), _mean_std(quality["variants"]))
         for name, r in quality["variants"].items():
             if "median_train_seconds" in r:
                 lines.append(
@@ -146,22 +166,19 @@ def render() -> str:
                 "",
                 "Unknown species (each class held out in turn; threshold refuses <= 5 % of known photos):",
                 "",
-                "| score | AUROC | unknown photos refused |",
-                "|---|---|---|",
             ]
-            for method, r in quality["open_set"].items():
-                lines.append(f"| {method} | {r['auroc']:.3f} | {r['refused']:.1%} |")
+            lines += table(
+                ("score", "AUROC", "unknown photos refused"),
+                ((method, f"{r['auroc']:.3f}", f"{r['refused']:.1%}") for method, r in quality["open_set"].items()),
+            )
         lines.append("")
     iris = load("quality")
     if iris:
         lines += [
             "Measurement model on Fisher's Iris (150 flowers), 5-fold stratified cross-validated macro-F1:",
             "",
-            "| family | mean | std |",
-            "|---|---|---|",
         ]
-        for family, r in iris["iris"].items():
-            lines.append(f"| {family} | {r['f1_macro_mean']:.4f} | {r['f1_macro_std']:.4f} |")
+        lines += table(("family", "mean", "std"), _mean_std(iris["iris"]))
         lines += [
             "",
             "Confusion matrices of cross-validated predictions: [Iris](results/confusion_iris.png)"
@@ -298,8 +315,10 @@ def summary() -> str:
                 soak_r["errors"] == 0,
             )
         )
-    lines = ["| measure | bunga | compared with | target | met |", "|---|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} | {'yes' if ok else '**no**'} |" for a, b, c, d, ok in rows]
+    lines = table(
+        ("measure", "bunga", "compared with", "target", "met"),
+        ((a, b, c, d, "yes" if ok else "**no**") for a, b, c, d, ok in rows),
+    )
     short = [a for a, _, _, _, ok in rows if not ok]
     if short:
         lines += ["", "Where bunga falls short of a target: " + "; ".join(short) + "."]

@@ -37,7 +37,6 @@ from bunga.schemas import FEATURES, Abstention, EvaluationReport, GateDecision, 
 from bunga.tracking import Tracker
 
 ALIAS_CHAMPION, ALIAS_CHALLENGER, ALIAS_PREVIOUS = "champion", "challenger", "previous"
-CALIBRATION_SHARE = 0.15  # of the training split, held out of fine-tuning to set the abstention threshold
 Say = Callable[[str], None]
 PhotoProgress = Callable[[int, int, float], None]
 
@@ -356,21 +355,12 @@ def _fit_fine_tuned(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress
     say(f"feature maps: {computed} computed, {len(pairs) - computed} from cache ({embed_seconds:.1f} s)")
     mask, y_train, classes = split.mask, split.y_train, split.classes
     train_idx = np.flatnonzero(~mask)
-    calibrate = holdout_mask([split.data.shas[i] for i in train_idx], y_train, CALIBRATION_SHARE, cfg.seed + 1)
-    fit_idx, cal_idx = train_idx[~calibrate], train_idx[calibrate]
-    tuned = finetune.train_top(
-        maps[fit_idx],
-        flips[fit_idx],
-        y_train[~calibrate],
-        classes,
-        cfg.fine_tune_blocks,
-        cfg.fine_tune_epochs,
-        cfg.seed,
-        say,
+    shas = [split.data.shas[i] for i in train_idx]
+    blocks, epochs, max_refused = cfg.fine_tune_blocks, cfg.fine_tune_epochs, cfg.abstain_max_refused
+    calibrated = finetune.train_calibrated(
+        maps[train_idx], flips[train_idx], y_train, shas, classes, blocks, epochs, cfg.seed, max_refused, say
     )
-    cal_probs, _ = tuned.scores(maps[cal_idx])
-    method = "max_prob"
-    threshold = float(np.quantile(1.0 - cal_probs.max(axis=1), 1 - cfg.abstain_max_refused))
+    tuned = calibrated.tuned
     probs, sims = tuned.scores(maps[mask])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "graph.onnx"
@@ -383,13 +373,13 @@ def _fit_fine_tuned(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress
         embed_seconds=embed_seconds,
         probs=probs,
         sims=sims,
-        method=method,
-        threshold=threshold,
+        method="max_prob",
+        threshold=calibrated.threshold,
         params={
             "head": "fine-tuned",
             "fine_tune_blocks": cfg.fine_tune_blocks,
-            "n_fit": len(fit_idx),
-            "n_calibration": len(cal_idx),
+            "n_fit": calibrated.n_fit,
+            "n_calibration": calibrated.n_calibration,
         },
         open_set={},  # holding classes out would mean fine-tuning once per class: measured in benchmarks/
         graph=graph,

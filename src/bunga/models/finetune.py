@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from bunga.data.dataset import holdout_mask
 from bunga.models.backbone import backbone_id, load_classifier
 from bunga.models.export import export_once, onnx_session, torch_to_onnx
 from bunga.models.image import EmbeddingCache, Progress, cached_features
 
 N_BLOCKS = 16  # EfficientNet-Lite0's MBConv blocks
 MAX_BLOCKS = 5  # the last stage and the one before it (7 x 7 feature maps)
+CALIBRATION_SHARE = 0.15  # of the training photos, held out of fine-tuning to set the abstention threshold
 Say = Callable[[str], None]
 
 
@@ -195,6 +197,38 @@ def train_top(
         z = _unit(np.concatenate([top.features(plain[i : i + 64]).numpy() for i in range(0, len(maps), 64)]))
     centroids = _unit(np.stack([z[y == name].mean(axis=0) for name in classes])).astype(np.float32)
     return FineTuned(top, split, classes, centroids)
+
+
+class Calibrated(NamedTuple):
+    """A fine-tuned top, its abstention threshold (on 1 - max probability) and how it was split."""
+
+    tuned: FineTuned
+    threshold: float
+    n_fit: int
+    n_calibration: int
+
+
+def train_calibrated(
+    maps: np.ndarray,
+    flips: np.ndarray,
+    y: np.ndarray,
+    shas: Sequence[str],
+    classes: list[str],
+    blocks: int,
+    epochs: int,
+    seed: int,
+    max_refused: float,
+    say: Say = lambda _: None,
+) -> Calibrated:
+    """Fine-tune on the training photos given, minus a calibration slice (stratified, fixed by the
+    photos' hashes and ``seed``, never trained on) whose scores set the threshold that refuses at most
+    ``max_refused`` of known photos."""
+    calibrate = holdout_mask(list(shas), y, CALIBRATION_SHARE, seed + 1)
+    fit = ~calibrate
+    tuned = train_top(maps[fit], flips[fit], y[fit], classes, blocks, epochs, seed, say)
+    probs, _ = tuned.scores(maps[calibrate])
+    threshold = float(np.quantile(1.0 - probs.max(axis=1), 1 - max_refused))
+    return Calibrated(tuned, threshold, int(fit.sum()), int(calibrate.sum()))
 
 
 def export_graph(tuned: FineTuned, check_x: np.ndarray, path: Path) -> float:

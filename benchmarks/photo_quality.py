@@ -32,7 +32,7 @@ def cv_f1(
 
     scores = []
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        c = image.select_head(x[train], y[train], classes, 3, seed, 0.05).c if choose else 8.0
+        c = image.select_head(x[train], y[train], classes, 3, seed, 0.05).c if choose else 1.0
         head = image.fit_head(x[train], y[train], classes, c)
         predicted = np.asarray(classes)[head.scores(x[test])[0].argmax(axis=1)]
         scores.append(evaluate(list(y[test]), list(predicted), classes, "photos").f1_macro)
@@ -128,7 +128,7 @@ def main(fine_tune_blocks: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         for choose in (False, True):
             scores = cv_f1(x, y, classes, choose=choose)
-            name = f"logreg{'_tuned_c' if choose else '_c8'}{'_flip_tta' if tta else ''}"
+            name = f"svm{'_tuned_c' if choose else '_c1'}{'_flip_tta' if tta else ''}"
             out["variants"][name] = {
                 "f1_macro_mean": float(np.mean(scores)),
                 "f1_macro_std": float(np.std(scores)),
@@ -141,8 +141,10 @@ def main(fine_tune_blocks: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
             from sklearn.model_selection import train_test_split
 
             idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=0)
-            c = image.select_head(x[idx_train], y[idx_train], classes, 3, 0, 0.05).c
-            out["open_set"] = image.open_set(x[idx_train], y[idx_train], x[idx_test], y[idx_test], classes, c, 0.05)
+            sel = image.select_head(x[idx_train], y[idx_train], classes, 3, 0, 0.05)
+            out["open_set"] = image.open_set(
+                x[idx_train], y[idx_train], x[idx_test], y[idx_test], classes, sel.c, sel.temperature, 0.05
+            )
             print("open set:", out["open_set"])
     shas = [sha for _, sha in pairs]
     for k, blocks in enumerate(fine_tune_blocks):

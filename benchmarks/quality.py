@@ -39,11 +39,11 @@ def main() -> dict[str, Any]:
         classes = sorted(set(y_photos))
         predicted_photos = np.empty(len(y_photos), dtype=object)
         for train, test in folds.split(emb, y_photos):
-            head = image.fit_head(emb[train], y_photos[train], classes, 8.0)
+            head = image.fit_head(emb[train], y_photos[train], classes, 1.0)
             predicted_photos[test] = np.asarray(classes)[head.scores(emb[test])[0].argmax(axis=1)]
         photo_report = evaluate(list(y_photos), list(predicted_photos), classes, "photos")
         confusion_png(
-            photo_report, RESULTS / "confusion_tf_flowers.png", "tf_flowers, frozen backbone + logreg, 5-fold CV"
+            photo_report, RESULTS / "confusion_tf_flowers.png", "tf_flowers, frozen backbone + linear SVM, 5-fold CV"
         )
         out["tf_flowers_f1_macro"] = photo_report.f1_macro
     save("quality", out)

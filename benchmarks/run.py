@@ -282,7 +282,7 @@ def summary() -> str:
             )
         )
     if quality and not quality.get("skipped"):
-        default = quality["variants"]["logreg_tuned_c"]
+        default = quality["variants"]["svm_tuned_c"]
         tuned = {k: v for k, v in quality["variants"].items() if k.startswith("fine_tuned_")}
         best_name, best = max(tuned.items(), key=lambda kv: kv[1]["f1_macro_mean"]) if tuned else ("-", default)
         rows.append(

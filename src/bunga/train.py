@@ -310,10 +310,12 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
     x_train, x_test, y_test = embeddings[~mask], embeddings[mask], split.data.y.astype(str)[mask]
     folds = min(cfg.cv_folds, 3)  # 3 strengths x 3 folds: enough to choose, cheap to retrain often
     selection = image.select_head(x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused)
-    head = image.fit_head(x_train, y_train, classes, selection.c)
+    head = image.fit_head(x_train, y_train, classes, selection.c, selection.temperature)
     probs, sims = head.scores(x_test)
     open_set = (
-        image.open_set(x_train, y_train, x_test, y_test, classes, selection.c, cfg.abstain_max_refused)
+        image.open_set(
+            x_train, y_train, x_test, y_test, classes, selection.c, selection.temperature, cfg.abstain_max_refused
+        )
         if len(classes) >= 3
         else {}
     )
@@ -324,14 +326,14 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
         raise BungaError(f"the exported photo graph disagrees with its parts by {diff:.2e}")
     return PhotoFit(
         backbone=runner.id,
-        family="efficientnet-lite0+logreg",
+        family="efficientnet-lite0+linear-svm",
         computed=computed,
         embed_seconds=embed_seconds,
         probs=probs,
         sims=sims,
         method=method,
         threshold=selection.thresholds[method],
-        params={"head": "logreg", "head_C": selection.c},
+        params={"head": "linear-svm", "head_C": selection.c, "head_temperature": selection.temperature},
         open_set=open_set,
         graph=graph,
         checks={

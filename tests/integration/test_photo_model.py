@@ -175,7 +175,7 @@ def test_composed_graph_matches_torch(tmp_path: Path, synthetic_photos: Path) ->
     labels = np.array([p.parent.name for p in paths], dtype=object)
     runner = BackboneRunner(tmp_path)
     assert runner.torch_diff <= 1e-4
-    head = fit_head(runner.embed(x), labels, sorted(set(labels)), 8.0)
+    head = fit_head(runner.embed(x), labels, sorted(set(labels)), 1.0, 4.0)
     session = ort.InferenceSession(compose_graph(runner.path, head), providers=["CPUExecutionProvider"])
     probs, sims = session.run(["probabilities", "similarity"], {"input": x})
     with torch.no_grad():
@@ -190,7 +190,7 @@ def test_corrupt_cache_entries_are_recomputed(tmp_path: Path) -> None:
     from bunga.models.image import EmbeddingCache
 
     cache = EmbeddingCache(tmp_path, "b")
-    vector = np.arange(1280, dtype=np.float32)
+    vector = np.arange(cache.dim, dtype=np.float32)
     cache.put("ab" * 32, vector)
     np.testing.assert_array_equal(cache.get("ab" * 32), vector)
     path = next(tmp_path.rglob("*.bin"))

@@ -229,11 +229,7 @@ def _config(kind: DataKind, **overrides: Any) -> TrainConfig:
     from bunga.train import TrainConfig
 
     s = settings()
-    fields: dict[str, Any] = {
-        "fine_tune_blocks": s.photo_fine_tune_blocks,
-        "fine_tune_epochs": s.photo_fine_tune_epochs,
-        **overrides,
-    }
+    fields: dict[str, Any] = dict(overrides)
     return TrainConfig(
         kind=kind,
         dataset_dir=s.dataset_dir,
@@ -318,12 +314,6 @@ def train(
         str | None, typer.Option(help="Measurements: logreg, random_forest or svm [default: best by cross-validation]")
     ] = None,
     tta: Annotated[bool, typer.Option(help="Photos: average embeddings of the photo and its mirror")] = False,
-    fine_tune_blocks: Annotated[
-        int | None,
-        typer.Option(
-            min=0, max=5, help="Photos: also train the backbone's last N blocks (0: frozen) [default: settings]"
-        ),
-    ] = None,
     shuffle_labels: Annotated[bool, typer.Option(hidden=True, help="Drill: train on shuffled labels")] = False,
 ) -> None:
     """Train, evaluate and log a candidate per kind; register it with alias 'challenger'."""
@@ -337,8 +327,6 @@ def train(
             extra["model_family"] = model
         if k == "photos":
             extra["tta"] = tta
-            if fine_tune_blocks is not None:
-                extra["fine_tune_blocks"] = fine_tune_blocks
         _train_one(k, **extra)
 
 

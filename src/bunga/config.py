@@ -45,8 +45,6 @@ class Settings(BaseSettings):
     cv_folds: int = Field(5, ge=2)
     cache_dir: Path = Path(".bunga-cache")
     image_batch_size: int = Field(16, ge=1)
-    photo_fine_tune_blocks: int = Field(0, ge=0, le=5)  # 0: frozen backbone + linear head
-    photo_fine_tune_epochs: int = Field(12, ge=1)
 
     # --- promotion gate ---------------------------------------------------------------------
     gate_min_f1_measurements: float = Field(0.90, ge=0, le=1)

@@ -59,8 +59,6 @@ class TrainConfig:
     max_pixels: int = 50_000_000
     abstain_max_refused: float = 0.05
     tta: bool = False
-    fine_tune_blocks: int = 0  # photos: 0 = frozen backbone + linear head; N = also train the last N blocks
-    fine_tune_epochs: int = 12
     tune_trials: int = 0
     model_family: str | None = None
     shuffle_labels: bool = False  # for drills: a deliberately degraded candidate
@@ -262,7 +260,7 @@ def train_measurements(cfg: TrainConfig, tracker: Tracker, say: Say = lambda _: 
 # --------------------------------------------------------------------------------------------
 @dataclass
 class PhotoFit:
-    """What either photo training strategy hands to logging: test scores, abstention, graph, facts."""
+    """What photo fitting hands to logging: test scores, abstention, graph, facts."""
 
     backbone: str
     family: str
@@ -280,7 +278,7 @@ class PhotoFit:
 
 @dataclass
 class PhotoSplit:
-    """The photos, the fixed test split and what both training strategies read from them."""
+    """The photos, the fixed test split, the training labels, the classes and the check photos."""
 
     data: PhotoSet
     mask: np.ndarray  # True: test split
@@ -295,8 +293,8 @@ class PhotoSplit:
 
 
 def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None, say: Say) -> PhotoFit:
-    """Frozen backbone embeddings (cached) -> class-balanced logistic regression, strength and
-    abstention thresholds chosen by cross-validation on the training split."""
+    """Frozen backbone embeddings (cached) -> class-balanced linear SVM; its strength, probability
+    temperature and abstention thresholds chosen by cross-validation on the training split."""
     from bunga.models import image
 
     started = time.perf_counter()
@@ -344,51 +342,6 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
     )
 
 
-def _fit_fine_tuned(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None, say: Say) -> PhotoFit:
-    """The last blocks fine-tuned on cached lower feature maps. A calibration slice of the training
-    split (never trained on) sets the abstention threshold; the test split stays untouched."""
-    from bunga.models import finetune
-
-    started = time.perf_counter()
-    runner = finetune.LowerRunner(cfg.cache_dir, cfg.fine_tune_blocks)
-    pairs = split.pairs
-    maps, flips, computed = finetune.lower_maps(pairs, cfg.cache_dir, runner, cfg.batch_size, cfg.max_pixels, progress)
-    embed_seconds = time.perf_counter() - started
-    say(f"feature maps: {computed} computed, {len(pairs) - computed} from cache ({embed_seconds:.1f} s)")
-    mask, y_train, classes = split.mask, split.y_train, split.classes
-    train_idx = np.flatnonzero(~mask)
-    shas = [split.data.shas[i] for i in train_idx]
-    blocks, epochs, max_refused = cfg.fine_tune_blocks, cfg.fine_tune_epochs, cfg.abstain_max_refused
-    calibrated = finetune.train_calibrated(
-        maps[train_idx], flips[train_idx], y_train, shas, classes, blocks, epochs, cfg.seed, max_refused, say
-    )
-    tuned = calibrated.tuned
-    probs, sims = tuned.scores(maps[mask])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "graph.onnx"
-        diff = finetune.export_graph(tuned, split.check_x, path)
-        graph = path.read_bytes()
-    return PhotoFit(
-        backbone=runner.id,
-        family=f"efficientnet-lite0+fine-tuned-{cfg.fine_tune_blocks}",
-        computed=computed,
-        embed_seconds=embed_seconds,
-        probs=probs,
-        sims=sims,
-        method="max_prob",
-        threshold=calibrated.threshold,
-        params={
-            "head": "fine-tuned",
-            "fine_tune_blocks": cfg.fine_tune_blocks,
-            "n_fit": calibrated.n_fit,
-            "n_calibration": calibrated.n_calibration,
-        },
-        open_set={},  # holding classes out would mean fine-tuning once per class: measured in benchmarks/
-        graph=graph,
-        checks={"onnx_max_abs_diff": diff, "onnx_graph_vs_torch": diff},
-    )
-
-
 def _check_photos(cfg: TrainConfig, data: PhotoSet, mask: np.ndarray) -> np.ndarray:
     """A few preprocessed test photos to check the exported graph against its sources."""
     paths = [data.paths[i] for i in np.flatnonzero(mask)[:4]]
@@ -398,8 +351,8 @@ def _check_photos(cfg: TrainConfig, data: PhotoSet, mask: np.ndarray) -> np.ndar
 def train_photos(
     cfg: TrainConfig, tracker: Tracker, say: Say = lambda _: None, progress: PhotoProgress | None = None
 ) -> Candidate:
-    """Fit the photo model (frozen backbone + head, or fine-tuned last blocks), export the whole
-    graph to ONNX, log everything and register it as the challenger."""
+    """Fit the photo model (frozen backbone + linear head), export the whole graph to ONNX, log
+    everything and register it as the challenger."""
     data = load_photos(cfg.dataset_dir)
     classes = check_classes(data.y, "photos", minimum=3)
     mask = holdout_mask(data.shas, data.y, cfg.test_size, cfg.seed)
@@ -409,8 +362,7 @@ def train_photos(
     if cfg.shuffle_labels:
         np.random.default_rng(cfg.seed).shuffle(y_train)
     split = PhotoSplit(data, mask, y_train, classes, _check_photos(cfg, data, mask))
-    fitter = _fit_fine_tuned if cfg.fine_tune_blocks else _fit_frozen
-    fit = fitter(cfg, split, progress, say)
+    fit = _fit_frozen(cfg, split, progress, say)
     y_test = y[mask]
     predicted = np.asarray(classes)[fit.probs.argmax(axis=1)]
     report = evaluate(list(y_test), list(predicted), classes, "photos").model_copy(

@@ -117,51 +117,6 @@ def test_photo_pipeline_end_to_end(photo_workspace: Path) -> None:
     assert client.get_run(latest.run_id).data.metrics["embeddings_computed"] == 3
 
 
-def test_fine_tuned_photo_model_end_to_end(photo_workspace: Path) -> None:
-    """--fine-tune-blocks: the last block trains on cached feature maps, the whole network is one ONNX
-    graph that agrees with torch and serves through the same Predictor, the same seed gives the same
-    model, and a retrain after new photos computes only their feature maps."""
-    from bunga.predict import Predictor
-
-    env = {"BUNGA_PHOTO_FINE_TUNE_EPOCHS": "4"}
-    assert runner.invoke(app, ["merge"]).exit_code == 0
-    train = ["train", "--kind", "photos", "--fine-tune-blocks", "1"]
-    for _ in range(2):
-        result = runner.invoke(app, train, env=env)
-        assert result.exit_code == 0, result.output
-    client = MlflowClient()
-    runs = [client.get_run(client.get_model_version("bunga-photos", v).run_id) for v in ("1", "2")]
-    for run in runs:
-        assert run.data.params["head"] == "fine-tuned" and run.data.params["fine_tune_blocks"] == "1"
-        assert run.data.params["abstain_method"] == "max_prob"
-        assert run.data.tags["backbone"].endswith("-lower15")
-        assert run.data.metrics["onnx_max_abs_diff"] <= 1e-4
-        assert run.data.metrics["test_f1_macro"] >= 0.85
-    assert runs[0].data.metrics["embeddings_computed"] == 48 and runs[1].data.metrics["embeddings_computed"] == 0
-    photos = sorted((photo_workspace / "collected_data" / "staf").glob("*/*.jpg"))[::5]
-    x = np.stack([photo_tensor(p, 10**8) for p in photos])
-    outputs = []
-    for version in ("1", "2"):
-        out = photo_workspace / f"v{version}"
-        assert runner.invoke(app, ["export", "--kind", "photos", "--model", version, "--out", str(out)]).exit_code == 0
-        predictor = Predictor(out / "photos")
-        assert predictor.card.family == "efficientnet-lite0+fine-tuned-1"
-        assert predictor.predict(x) == [p.parent.name for p in photos]
-        outputs.append(predictor.predict_proba(x))
-    np.testing.assert_array_equal(outputs[0], outputs[1])  # same data, config and seed: same model
-
-    new = photo_workspace / "collected_data" / "staf" / "sintetis_merah"
-    for i in range(3):
-        draw_flower(FlowerStyle(5, (210, 30, 40), (250, 220, 60), 0.45), random.Random(f"new{i}")).save(
-            new / f"baru_{i}.jpg", quality=90
-        )
-    assert runner.invoke(app, ["merge"]).exit_code == 0
-    result = runner.invoke(app, train, env=env)
-    assert result.exit_code == 0, result.output
-    latest = client.get_model_version_by_alias("bunga-photos", "challenger")
-    assert client.get_run(latest.run_id).data.metrics["embeddings_computed"] == 3
-
-
 def test_composed_graph_matches_torch(tmp_path: Path, synthetic_photos: Path) -> None:
     """The exported graph (backbone ONNX + head nodes) against the same computation in torch eager."""
     import onnxruntime as ort

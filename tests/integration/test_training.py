@@ -184,7 +184,7 @@ def test_bad_requests_get_one_line_errors(args: list[str], code: int, message: s
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"BUNGA_PHOTO_FINE_TUNE_BLOCKS": "9"}, "invalid setting BUNGA_PHOTO_FINE_TUNE_BLOCKS: Input should be less"),
+        ({"BUNGA_GATE_MIN_F1_PHOTOS": "2"}, "invalid setting BUNGA_GATE_MIN_F1_PHOTOS: Input should be less"),
         ({"BUNGA_TEST_SIZE": "1.5"}, "invalid setting BUNGA_TEST_SIZE: Input should be less than 1"),
     ],
 )

@@ -118,6 +118,7 @@ def merge(
             impute=policy == "median",
             image_max_pixels=s.image_max_pixels,
             image_min_side=s.image_min_side,
+            cache_dir=s.cache_dir,
             on_rows=lambda n: progress.update(task, description=f"reading sheets: {n:,} rows"),
         )
         result = run_merge(options)

@@ -4,6 +4,7 @@ crash safety and clear messages for bad input."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import random
@@ -287,3 +288,42 @@ def test_merge_killed_midway_converges_to_the_same_digest(tmp_path: Path, synthe
     rerun = merge(_options(data, crashed))
     assert rerun.manifest.dataset_digest == clean
     assert not list(crashed.rglob(".*.tmp"))
+
+
+def test_merge_decodes_only_photos_it_has_not_validated(
+    synthetic_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation results are kept by sha256 between merges: the next merge decodes only the new
+    photo, a broken photo is checked (and rejected) every time, other limits or an unreadable cache
+    file mean checking everything again, and the dataset never differs."""
+    from bunga.data import images
+
+    data = tmp_path / "collected_data"
+    shutil.copytree(synthetic_photos, data / "staff")
+    whole = sorted((data / "staff").rglob("*.jpg"))
+    (data / "staff" / "sintetis_merah" / "cut.jpg").write_bytes(whole[0].read_bytes()[:500])
+    decoded: list[str] = []
+    real = images.load_photo
+
+    def counting(path: Path, **kwargs: int) -> object:
+        decoded.append(path.name)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(images, "load_photo", counting)
+    options = dataclasses.replace(_options(data, tmp_path / "Dataset Bunga"), cache_dir=tmp_path / "cache")
+    first = merge(options)
+    assert len(decoded) == len(whole) + 1 and first.manifest.images_rejected == 1
+
+    decoded.clear()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(data / "staff" / "sintetis_merah" / "baru.png")
+    second = merge(options)
+    assert sorted(decoded) == ["baru.png", "cut.jpg"]
+    assert second.manifest.images_kept == first.manifest.images_kept + 1 and second.manifest.images_rejected == 1
+
+    for changed in (dataclasses.replace(options, image_max_pixels=40_000_000), options):
+        if changed is options:
+            next((tmp_path / "cache").glob(f"photo-checks-{options.image_max_pixels}-*.json")).write_text("{not json")
+        decoded.clear()
+        again = merge(changed)
+        assert len(decoded) == len(whole) + 2
+        assert again.manifest.dataset_digest == second.manifest.dataset_digest

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bunga.data.tabular import normalise
+from bunga.files import atomic_write_text
 from bunga.imaging import IMAGE_SUFFIXES, REFUSED_SUFFIXES, ImageRejected, PhotoInfo, load_photo
 
 # Folders whose name is not a label: photos directly inside them wait for a curator.
@@ -122,12 +123,43 @@ def find_photo(
     return PhotoFile(path=path, source=source, sha256=sha, label=curated.get(sha, label))
 
 
-def check_photo(photo: PhotoFile, max_pixels: int, min_side: int) -> CheckedPhoto:
-    """Validate a photo fully (suffix allow-list, decodes, pixel limit, minimum size)."""
+class CheckCache:
+    """Photos that passed validation, by sha256, under the limits and the Pillow version that checked
+    them: a merge decodes only photos it has not validated before. The sha256 is computed afresh from
+    each file, so an entry always describes the very bytes on disk. A missing or unreadable cache file
+    only means re-checking."""
+
+    def __init__(self, folder: Path, max_pixels: int, min_side: int) -> None:
+        import PIL
+
+        self.path = folder / f"photo-checks-{max_pixels}-{min_side}-pillow{PIL.__version__}.json"
+        self.known: dict[str, PhotoInfo] = {}
+        self.added = 0
+        try:
+            for sha, (fmt, width, height) in json.loads(self.path.read_text(encoding="utf-8")).items():
+                self.known[sha] = PhotoInfo(str(fmt), int(width), int(height))
+        except (OSError, ValueError, TypeError, AttributeError):
+            self.known = {}
+
+    def save(self) -> None:
+        """Write the entries atomically (only when the merge validated new photos)."""
+        if self.added:
+            table = {sha: [i.format, i.width, i.height] for sha, i in sorted(self.known.items())}
+            atomic_write_text(self.path, json.dumps(table, separators=(",", ":")))
+
+
+def check_photo(photo: PhotoFile, max_pixels: int, min_side: int, cache: CheckCache | None = None) -> CheckedPhoto:
+    """Validate a photo fully (suffix allow-list, decodes, pixel limit, minimum size), or take the
+    result from ``cache`` when these bytes passed before."""
     if photo.path.suffix.lower() in REFUSED_SUFFIXES:
         return CheckedPhoto(photo, None, f"{photo.path.suffix.lower()} files are not accepted (JPEG, PNG or WebP)")
+    if cache is not None and photo.sha256 in cache.known:
+        return CheckedPhoto(photo, cache.known[photo.sha256], None)
     try:
         _, info = load_photo(photo.path, max_pixels=max_pixels, min_side=min_side)
     except ImageRejected as err:
         return CheckedPhoto(photo, None, str(err))
+    if cache is not None:
+        cache.known[photo.sha256] = info
+        cache.added += 1
     return CheckedPhoto(photo, info, None)

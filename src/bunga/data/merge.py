@@ -49,6 +49,7 @@ class MergeOptions:
     impute: bool = False
     image_max_pixels: int = 50_000_000
     image_min_side: int = 32
+    cache_dir: Path | None = None  # where photo validation results are kept between merges
     on_rows: Progress | None = None
 
 
@@ -281,7 +282,8 @@ class Merger:
         found = [
             photos.find_photo(p, sha, o.data_dir, rel, self.curated, self.votes) for p, rel, sha in self.photo_paths
         ]
-        checked = [photos.check_photo(p, o.image_max_pixels, o.image_min_side) for p in found]
+        cache = photos.CheckCache(o.cache_dir, o.image_max_pixels, o.image_min_side) if o.cache_dir else None
+        checked = [photos.check_photo(p, o.image_max_pixels, o.image_min_side, cache) for p in found]
         collected = {(c.photo.sha256, c.photo.label) for c in checked}
         garden: list[photos.CheckedPhoto] = []
         for path in photos.iter_files(o.dataset_dir):
@@ -291,13 +293,15 @@ class Merger:
             found_here = photos.PhotoFile(path, rel.as_posix(), sha256_file(path), normalise(rel.parts[0]))
             if (found_here.sha256, found_here.label) in collected:
                 continue  # our own copy of a collected photo
-            garden.append(photos.check_photo(found_here, o.image_max_pixels, o.image_min_side))
+            garden.append(photos.check_photo(found_here, o.image_max_pixels, o.image_min_side, cache))
         outcome = _resolve_photos(checked + garden, [g for g in garden if g.reason is None])
         for target, item in outcome.kept:
             dest = o.dataset_dir / target
             if not dest.exists() or sha256_file(dest) != item.photo.sha256:
                 atomic_copy(item.photo.path, dest)
         self._write_review(outcome.queued)
+        if cache is not None:
+            cache.save()
         rows = sorted(
             (
                 target,

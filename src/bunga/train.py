@@ -274,6 +274,7 @@ class PhotoFit:
     open_set: dict[str, dict[str, float]]
     graph: bytes
     checks: dict[str, float]
+    cv_metrics: dict[str, float]  # out-of-fold scores of each candidate strength
 
 
 @dataclass
@@ -339,6 +340,7 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
             "onnx_graph_vs_parts": diff,
             "onnx_backbone_vs_torch": runner.torch_diff,
         },
+        cv_metrics={f"cv_f1_macro_C{c:g}": f1 for c, f1 in selection.f1_macro.items()},
     )
 
 
@@ -416,6 +418,7 @@ def train_photos(
         if sheet is not None:
             run.file(sheet, "evaluation")
         run.metrics(fit.checks)
+        run.metrics(fit.cv_metrics)
         card = ModelCard(
             kind="photos",
             name=cfg.model_name,

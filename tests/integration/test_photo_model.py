@@ -85,7 +85,9 @@ def test_photo_pipeline_end_to_end(photo_workspace: Path) -> None:
     assert run.data.metrics["onnx_max_abs_diff"] <= 1e-4
     assert run.data.metrics["embeddings_computed"] == 48
     assert run.data.metrics["test_f1_macro"] >= 0.85
-    assert {"open_set_auroc_max_prob", "open_set_auroc_centroid", "test_refused_known"} <= set(run.data.metrics)
+    assert {"open_set_auroc_max_prob", "open_set_auroc_centroid", "test_refused_known", "cv_f1_macro_C1"} <= set(
+        run.data.metrics
+    )
     assert run.data.params["abstain_method"] in {"max_prob", "centroid"}
     assert run.data.tags["backbone"].startswith("efficientnet-lite0-")
     assert runner.invoke(app, ["export", "--kind", "photos"]).exit_code == 0

@@ -230,7 +230,6 @@ def _config(kind: DataKind, **overrides: Any) -> TrainConfig:
     from bunga.train import TrainConfig
 
     s = settings()
-    fields: dict[str, Any] = dict(overrides)
     return TrainConfig(
         kind=kind,
         dataset_dir=s.dataset_dir,
@@ -245,7 +244,7 @@ def _config(kind: DataKind, **overrides: Any) -> TrainConfig:
         batch_size=s.image_batch_size,
         max_pixels=s.image_max_pixels,
         abstain_max_refused=s.abstain_max_refused,
-        **fields,
+        **overrides,
     )
 
 

@@ -355,6 +355,8 @@ def train_photos(
 ) -> Candidate:
     """Fit the photo model (frozen backbone + linear head), export the whole graph to ONNX, log
     everything and register it as the challenger."""
+    from bunga.models import image
+
     data = load_photos(cfg.dataset_dir)
     classes = check_classes(data.y, "photos", minimum=3)
     mask = holdout_mask(data.shas, data.y, cfg.test_size, cfg.seed)
@@ -370,8 +372,7 @@ def train_photos(
     report = evaluate(list(y_test), list(predicted), classes, "photos").model_copy(
         update={"dataset_digest": data.digest}
     )
-    score = 1.0 - (fit.probs.max(axis=1) if fit.method == "max_prob" else fit.sims.max(axis=1))
-    refused_known = float((score > fit.threshold).mean())
+    refused_known = float((image.abstain_score(fit.probs, fit.sims, fit.method) > fit.threshold).mean())
     train_seconds = time.perf_counter() - started
     embed_seconds, computed, open_set = fit.embed_seconds, fit.computed, fit.open_set
     head_seconds = train_seconds - embed_seconds

@@ -28,9 +28,9 @@ class EmbeddingCache:
     """Embeddings on disk keyed by photo sha256 and backbone id; each entry carries its own hash,
     so a torn or corrupt entry is detected and recomputed, never used."""
 
-    def __init__(self, root: Path, backbone: str, dim: int = EMBEDDING_DIM) -> None:
+    def __init__(self, root: Path, backbone: str) -> None:
         self.folder = root / "embeddings" / backbone
-        self.dim = dim
+        self.dim = EMBEDDING_DIM
 
     def _path(self, sha: str) -> Path:
         return self.folder / sha[:2] / f"{sha}.bin"
@@ -83,20 +83,6 @@ def embed_photos(
 
     Returns the matrix and how many were computed.
     """
-    return cached_features(photos, cache, runner.embed, batch_size, max_pixels, on_progress)
-
-
-def cached_features(
-    photos: Sequence[tuple[Path, str]],
-    cache: EmbeddingCache,
-    compute: Callable[[np.ndarray], np.ndarray],
-    batch_size: int,
-    max_pixels: int,
-    on_progress: Progress | None = None,
-) -> tuple[np.ndarray, int]:
-    """One row of ``cache.dim`` features per photo, from the cache or from ``compute`` (a batch of
-    preprocessed photos -> (N, dim)), which then fills the cache. Returns the rows and how many
-    photos were computed."""
     out = np.zeros((len(photos), cache.dim), dtype=np.float32)
     todo: list[int] = []
     for i, (_, sha) in enumerate(photos):
@@ -108,7 +94,7 @@ def cached_features(
     start = time.perf_counter()
     for offset in range(0, len(todo), batch_size):
         chunk = todo[offset : offset + batch_size]
-        rows = compute(np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk]))
+        rows = runner.embed(np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk]))
         for i, row in zip(chunk, rows, strict=True):
             out[i] = row
             cache.put(photos[i][1], row)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, LiveServer
-from tests.helpers import photo_bytes
+from tests.helpers import missing, photo_bytes
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,7 +30,7 @@ FLAGS = [
 @pytest.fixture
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+        missing("Debian's chromium (/usr/bin/chromium)")
     from playwright.sync_api import sync_playwright
 
     profile = tempfile.mkdtemp(prefix="bunga-chromium-")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from bunga.config import Settings
 from bunga.serving.app import create_app
 from bunga.serving.schemas import PredictResponse
 from tests.conftest import LiveServer
-from tests.helpers import photo_bytes
+from tests.helpers import onnx_scores_graph, photo_bytes
 
 TOKEN = "test-admin-token-123456"
 IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -240,6 +241,19 @@ def test_reload_swaps_and_a_broken_model_never_serves(client: TestClient, model_
     failed = client.post("/admin/reload", headers=auth).json()["results"][0]
     assert failed["status"] == "failed" and "sha256" in failed["error"]
     assert client.post("/predict", json=IRIS).json()["predictions"][0]["model_version"] == "99"
+    # The sha256 in the card matches from here on: only onnxruntime's load and the smoke check stand
+    # between these models and the visitors.
+    for version, graph, error in (
+        ("101", b"\x08\x07not an onnx graph at all", "cannot be loaded by onnxruntime"),
+        ("102", onnx_scores_graph(4, len(card["classes"])), "not probabilities"),
+    ):
+        (model_dir / "measurements" / "model.onnx").write_bytes(graph)
+        card.update(version=version, onnx_sha256=hashlib.sha256(graph).hexdigest())
+        card_path.write_text(json.dumps(card))
+        failed = client.post("/admin/reload", headers=auth).json()["results"][0]
+        assert failed["status"] == "failed" and error in failed["error"], failed
+        assert client.post("/predict", json=IRIS).json()["predictions"][0]["model_version"] == "99"
+        assert "99" in client.get("/model").text
     assert client.get("/ready").status_code == 200
 
 

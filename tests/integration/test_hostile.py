@@ -199,3 +199,47 @@ def test_cors_is_off_by_default_and_allow_listed_when_set(model_dir: Path, tmp_p
         allowed = c.get("/health", headers={"Origin": "https://kebunraya.itera.ac.id"})
         assert allowed.headers["access-control-allow-origin"] == "https://kebunraya.itera.ac.id"
         assert "access-control-allow-origin" not in c.get("/health", headers=origin).headers
+
+
+def test_photo_between_the_service_limit_and_pillows_is_refused_by_bunga(client: TestClient, tmp_path: Path) -> None:
+    """64 MP: over bunga's 40 MP limit but under Pillow's own bomb guard, so bunga's check answers."""
+    photo = png_bomb(8_000)
+    for path in ("/predict/image", "/feedback"):
+        response = client.post(path, files={"file": ("big.png", photo, "image/png")})
+        assert response.status_code == 413, response.text
+        assert "8000x8000, over the limit of 40,000,000 pixels" in response.json()["detail"], path
+    assert_clean(response, tmp_path)
+
+
+def test_unexpected_error_is_a_generic_500_with_security_headers(model_dir: Path, tmp_path: Path) -> None:
+    settings = Settings(model_dir=model_dir, data_dir=tmp_path / "collected_data")  # type: ignore[call-arg]
+    app = create_app(settings)
+    secret = tmp_path / "secret-path"
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError(f"failed to open {secret}")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        response = c.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error; it has been logged"}
+    assert "secret-path" not in response.text and "Traceback" not in response.text
+    for header, value in SECURITY_HEADERS.items():
+        assert response.headers[header] == value, header
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("GET", "/health"), ("POST", "/predict")])
+def test_security_headers_on_pages_probes_and_errors(client: TestClient, method: str, path: str) -> None:
+    response = client.request(method, path, json={"sepal_length": "x"} if method == "POST" else None)
+    for header, value in SECURITY_HEADERS.items():
+        assert response.headers[header] == value, (path, header)
+    csp = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp

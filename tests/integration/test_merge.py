@@ -3,16 +3,16 @@ crash safety and clear messages for bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from bunga.config import Settings
 from bunga.data.merge import MergeOptions, load_manifest, merge
 from bunga.data.tabular import load_aliases
 from bunga.files import sha256_file
+from tests.helpers import kill_when
 
 runner = CliRunner()
 
@@ -272,19 +273,33 @@ def test_merge_killed_midway_converges_to_the_same_digest(tmp_path: Path, synthe
     clean = merge(_options(data, tmp_path / "clean")).manifest.dataset_digest
     crashed = tmp_path / "crashed"
     env = {**os.environ, "BUNGA_DATASET_DIR": str(crashed), "BUNGA_DATA_DIR": str(data)}
-    for delay in (0.3, 0.9, 1.6):
+
+    def writing(at_least: int) -> Callable[[], list[Path]]:
+        def temps() -> list[Path]:
+            found = []
+            for tmp in crashed.glob(".flowers_dataset.csv.*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    if tmp.stat().st_size >= at_least:
+                        found.append(tmp)
+            return found
+
+        return temps
+
+    # Kill while the 60,000-row dataset file is being written: just begun, 1 MB in, 2 MB in.
+    for at_least in (1, 1 << 20, 2 << 20):
         proc = subprocess.Popen(
             [sys.executable, "-m", "bunga", "merge"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        for path in crashed.rglob("*") if crashed.exists() else []:
-            if path.is_file() and path.suffix == ".csv" and not path.name.startswith("."):
-                assert path.read_text().endswith("\n")  # never a half-written visible file
+        temps = writing(at_least)
+        kill_when(proc, lambda temps=temps: bool(temps()))
+        assert temps(), "the kill did not land while the dataset file was being written"
+        assert not (crashed / "flowers_dataset.csv").exists()  # the half-written file never became visible
+        assert not (crashed / "manifest.json").exists()
+        for path in crashed.rglob("*.csv"):
+            assert path.read_text().endswith("\n")  # every visible file is whole
     rerun = merge(_options(data, crashed))
     assert rerun.manifest.dataset_digest == clean
     assert not list(crashed.rglob(".*.tmp"))

@@ -160,6 +160,18 @@ def test_trainers_and_replicas_share_one_registry(mlflow_server: str, tmp_path: 
         )
         for i in range(2)
     ]
+    # a third replica, with two workers, is never told: it polls the registry and converges by itself
+    polling = LiveServer(
+        {
+            **env,
+            "BUNGA_SERVE_KINDS": '["measurements"]',
+            "BUNGA_CACHE_DIR": str(tmp_path / "replica-polling"),
+            "BUNGA_RELOAD_INTERVAL_S": "1",
+        },
+        ["--workers", "2"],
+        tmp_path,
+    )
+    replicas.append(polling)
     try:
         records = [
             {"sepal_length": float(a), "sepal_width": float(b), "petal_length": float(c), "petal_width": float(d)}
@@ -175,8 +187,19 @@ def test_trainers_and_replicas_share_one_registry(mlflow_server: str, tmp_path: 
         _bunga(["train", "--kind", "measurements"], second, env)
         promoted = _bunga(["promote", "--kind", "measurements"], second, env)
         assert "champion -> v2" in promoted.stdout
+        deadline = time.monotonic() + 30
+        while True:  # both workers of the polling replica: 20 answers in a row from version 2
+            versions = {
+                p["model_version"]
+                for _ in range(20)
+                for p in httpx.post(f"{polling.url}/predict", json=records[:1], timeout=30).json()["predictions"]
+            }
+            if versions == {"2"}:
+                break
+            assert time.monotonic() < deadline, f"the polling replica did not converge: {versions}"
+            time.sleep(0.5)
         answers = []
-        for replica in replicas:
+        for replica in replicas[:2]:
             reload = httpx.post(
                 f"{replica.url}/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
             ).json()["results"]

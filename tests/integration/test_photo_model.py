@@ -178,20 +178,25 @@ def test_missing_backbone_package_names_the_fix(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.slow
 def test_killed_embedding_run_leaves_a_sound_cache(photo_workspace: Path) -> None:
-    """kill -9 while embeddings are written: every visible cache entry verifies by hash, the rerun
-    computes only what is missing, and the cache equals one built without interruption."""
+    """kill -9 while embeddings are written (after 2, 20 and 36 of the 48 entries, each kill checked to
+    have landed mid-stage): every visible cache entry verifies by hash, each rerun continues from what
+    is cached, and the cache equals one built without interruption."""
     import os
-    import signal
     import subprocess
-    import time
 
     from bunga.models.image import EmbeddingCache
+    from tests.helpers import kill_when
 
     assert runner.invoke(app, ["merge"]).exit_code == 0
     env = {**os.environ, "BUNGA_IMAGE_BATCH_SIZE": "2"}
     cache_root = photo_workspace / ".bunga-cache"
-    killed = 0
-    for delay in (2.0, 4.0, 6.0):
+    embeddings = cache_root / "embeddings"
+
+    def entries() -> list[Path]:
+        return list(embeddings.rglob("*.bin"))
+
+    before = 0
+    for target in (2, 20, 36):
         proc = subprocess.Popen(
             [sys.executable, "-m", "bunga", "train", "--kind", "photos"],
             env=env,
@@ -199,17 +204,13 @@ def test_killed_embedding_run_leaves_a_sound_cache(photo_workspace: Path) -> Non
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
-        proc.wait()
-    assert killed >= 1
-    entries = list((cache_root / "embeddings").rglob("*.bin"))
-    backbone = entries[0].parent.parent.name if entries else None
-    if backbone:
+        kill_when(proc, lambda target=target: len(entries()) >= target)
+        found = entries()
+        assert before < len(found) < 48, f"the kill after {target} entries did not land mid-stage: {len(found)}"
+        before = len(found)
+        backbone = found[0].parent.parent.name
         cache = EmbeddingCache(cache_root, backbone)
-        assert all(cache.get(p.stem) is not None for p in entries)
+        assert all(cache.get(p.stem) is not None for p in found)
     result = runner.invoke(app, ["train", "--kind", "photos"])
     assert result.exit_code == 0, result.output
     clean_root = photo_workspace / "clean-cache"

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from bunga.cli import app
 from tests.conftest import LiveServer
-from tests.helpers import photo_bytes
+from tests.helpers import onnx_scores_graph, photo_bytes
 
 AUTH = {"Authorization": "Bearer test-admin-token-123456"}
 IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -139,9 +139,11 @@ def test_swaps_under_load_never_fail_a_request(model_dir: Path, tmp_path: Path) 
         shutil.copytree(model_dir / kind, folder)
         card = json.loads((folder / "bunga.json").read_text())
         card["version"] = version
+        if broken:  # with a matching sha256: refused by onnxruntime's load or by the smoke check
+            graph = onnx_scores_graph(4, len(card["classes"])) if kind == "measurements" else b"\x08\x07garbage"
+            (folder / "model.onnx").write_bytes(graph)
+            card["onnx_sha256"] = hashlib.sha256(graph).hexdigest()
         (folder / "bunga.json").write_text(json.dumps(card))
-        if broken:
-            (folder / "model.onnx").write_bytes(b"\x08\x07garbage")
         return folder
 
     def move_champion(kind: str, folder: Path) -> None:
@@ -150,19 +152,27 @@ def test_swaps_under_load_never_fail_a_request(model_dir: Path, tmp_path: Path) 
         folder.rename(model_dir / kind)
 
     seen: list[tuple[int, str, int, str]] = []
+    failures: list[tuple[int, str]] = []
+    ran_until_stop: set[int] = set()
     stop = threading.Event()
     photo = photo_bytes("sintetis_ungu", 11)
 
     def load(worker: int, kind: str) -> None:
+        """Every exception counts as a failed request; the loop runs until the stop."""
         with httpx.Client(base_url=server.url, timeout=30) as http:
             while not stop.is_set():
-                if kind == "measurements":
-                    r = http.post("/predict", json=IRIS)
-                    version = r.json()["predictions"][0]["model_version"] if r.status_code == 200 else ""
-                else:
-                    r = http.post("/predict/image", files={"file": ("a.jpg", photo, "image/jpeg")})
-                    version = r.json()["results"][0]["model_version"] if r.status_code == 200 else ""
+                try:
+                    if kind == "measurements":
+                        r = http.post("/predict", json=IRIS)
+                        version = r.json()["predictions"][0]["model_version"] if r.status_code == 200 else ""
+                    else:
+                        r = http.post("/predict/image", files={"file": ("a.jpg", photo, "image/jpeg")})
+                        version = r.json()["results"][0]["model_version"] if r.status_code == 200 else ""
+                except Exception as err:
+                    failures.append((worker, repr(err)))
+                    continue
                 seen.append((worker, kind, r.status_code, version))
+        ran_until_stop.add(worker)
 
     kinds = ("measurements", "photos", "measurements")
     workers = [threading.Thread(target=load, args=(i, k)) for i, k in enumerate(kinds)]
@@ -179,12 +189,17 @@ def test_swaps_under_load_never_fail_a_request(model_dir: Path, tmp_path: Path) 
             move_champion(kind, stage(kind, "broken-3", broken=True))
         bad = httpx.post(f"{server.url}/admin/reload", headers=AUTH, timeout=60).json()["results"]
         assert {r["status"] for r in bad} == {"failed"}
+        errors = {r["kind"]: r["error"] for r in bad}
+        assert "not probabilities" in errors["measurements"], errors
+        assert "cannot be loaded by onnxruntime" in errors["photos"], errors
         time.sleep(1.5)
     finally:
         stop.set()
         for w in workers:
             w.join()
         server.stop()
+    assert failures == []
+    assert ran_until_stop == set(range(len(kinds)))
     statuses = {s for _, _, s, _ in seen}
     assert statuses == {200}, statuses
     for worker, kind in enumerate(kinds):
@@ -224,3 +239,39 @@ print(sorted(m for m in heavy if m in sys.modules))
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_concurrency_limit_answers_503_while_probes_pass(model_dir: Path, tmp_path: Path) -> None:
+    """With one slot held by a client that has sent only part of its body, a second request gets 503
+    with Retry-After; the probes bypass the limit; the slot is free again once the client leaves."""
+    import socket
+
+    server = LiveServer(
+        {"BUNGA_DATA_DIR": str(tmp_path / "d"), "BUNGA_MAX_CONCURRENCY": "1"}, ["--model-dir", str(model_dir)], tmp_path
+    )
+    try:
+        assert httpx.post(f"{server.url}/predict", json=IRIS).status_code == 200
+        holder = socket.create_connection(("127.0.0.1", server.port))
+        holder.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n{\"sepal_length\": 5.1"
+        )
+        deadline = time.monotonic() + 10
+        # the held request is inside the app once the gauge counts it beside the /metrics request itself
+        while "bunga_requests_in_flight 2.0" not in httpx.get(f"{server.url}/metrics").text:
+            assert time.monotonic() < deadline, "the held request never reached the app"
+            time.sleep(0.05)
+        busy = httpx.post(f"{server.url}/predict", json=IRIS)
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["detail"]
+        assert busy.headers["x-content-type-options"] == "nosniff"
+        for probe in ("/health", "/ready", "/metrics"):
+            assert httpx.get(f"{server.url}{probe}").status_code == 200, probe
+        assert 'bunga_requests_rejected_total{reason="concurrency"} 1.0' in httpx.get(f"{server.url}/metrics").text
+        holder.close()
+        deadline = time.monotonic() + 10
+        while (status := httpx.post(f"{server.url}/predict", json=IRIS).status_code) != 200:
+            assert status == 503 and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        server.stop()

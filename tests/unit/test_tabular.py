@@ -138,3 +138,21 @@ def test_user_aliases_extend_the_shipped_ones(tmp_path: Path) -> None:
     book = load_aliases(CLASSES, extra)
     assert parse_header("PJG KELOPAK", book) == ("sepal_length", 1.0)
     assert book.species["bunga_a"] == "setosa"
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_every_delimiter_is_detected(tmp_path: Path, delimiter: str) -> None:
+    """The same sheet written with each supported delimiter reads to the same rows; decimal commas
+    stay numbers wherever the comma is not the delimiter."""
+    decimal = "." if delimiter == "," else ","
+    lines = [
+        ["No Spesimen", "Panjang Sepal (cm)", "Lebar Sepal (cm)", "Panjang Petal (cm)", "Lebar Petal (cm)", "Spesies"],
+        ["S1", f"5{decimal}1", f"3{decimal}5", f"1{decimal}4", f"0{decimal}2", "setosa"],
+        ["S2", f"6{decimal}3", f"3{decimal}3", f"6{decimal}0", f"2{decimal}5", "Iris-virginica"],
+    ]
+    rows = _read(tmp_path, "".join(delimiter.join(line) + "\n" for line in lines))
+    assert all(isinstance(r, Row) for r in rows), rows
+    kept = [r for r in rows if isinstance(r, Row)]
+    assert [r.specimen_id for r in kept] == ["S1", "S2"]
+    assert [r.species for r in kept] == ["setosa", "virginica"]
+    assert [r.values for r in kept] == [(5.1, 3.5, 1.4, 0.2), (6.3, 3.3, 6.0, 2.5)]

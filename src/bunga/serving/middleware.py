@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bunga.serving.metrics import Metrics
 
+log = logging.getLogger("bunga.serving")
 PROBES = frozenset({"/health", "/ready", "/metrics"})
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -67,8 +69,11 @@ class Guard:
                 message["headers"] = [*message.get("headers", []), *extra_headers]
             await send(message)
 
-        async def reject(status: int, detail: str, reason: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-            self.metrics.rejected.labels(reason).inc()
+        async def reject(
+            status: int, detail: str, reason: str | None, extra: tuple[tuple[bytes, bytes], ...] = ()
+        ) -> None:
+            if reason is not None:  # a refusal by a limit (an internal error is counted by status only)
+                self.metrics.rejected.labels(reason).inc()
             if state["started"]:
                 return
             body = json.dumps({"detail": detail}).encode()
@@ -120,6 +125,10 @@ class Guard:
         except TimeoutError:
             await reject(504, f"request took longer than {self.timeout:g} s", "timeout")
             state["status"] = 504
+        except Exception as err:  # answered here so that a 500 carries the security headers too
+            log.error("unhandled error on %s %s: %s", scope["method"], path, type(err).__name__, exc_info=err)
+            await reject(500, "internal error; it has been logged", None)
+            state["status"] = 500
         finally:
             self.inflight -= 1
             self._count(scope, state["status"] or 500, time.perf_counter() - start)

@@ -1,22 +1,26 @@
 """Measurements API, one record per request, over HTTP on 127.0.0.1, load from wrk: bunga's /predict
 (1 and 2 workers) against `mlflow models serve --env-manager local` on the same model version, and
-the HTTP floors (FastAPI validating the same body and returning a constant; a bare ASGI app).
-Both a logistic-regression and a random-forest champion. Medians of 3 runs.
+the same ONNX graph behind `mlflow models serve` (MLflow's onnx flavour: separates the runtime from
+the server), and the HTTP floors (FastAPI validating the same body and returning a constant, with as
+many workers as the bunga row it is compared with; a bare ASGI app). Both a logistic-regression and a
+random-forest champion. Medians of 3 runs of 8 s; a series with any error or timeout is reported, not
+compared with.
 Run: python -m benchmarks.api_throughput"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import save
 from benchmarks.load import median_of, wrk
-from benchmarks.models import ENV, prepare
+from benchmarks.models import ENV, ONNX_PEER, prepare
 from benchmarks.servers import Server, mlflow_serve, python
 
 RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 MLFLOW_BODY = {"dataframe_split": {"columns": list(RECORD), "data": [list(RECORD.values())]}}
-SECONDS, REPEATS, CONCURRENCY = 4, 3, (1, 32)
+SECONDS, REPEATS, CONCURRENCY = 8, 3, (1, 32)
 
 
 def measure(server: Server, path: str, body: Any) -> dict[str, Any]:
@@ -24,86 +28,86 @@ def measure(server: Server, path: str, body: Any) -> dict[str, Any]:
     return {f"c{c}": median_of([wrk(server.url + path, body, c, SECONDS) for _ in range(REPEATS)]) for c in CONCURRENCY}
 
 
+def floor(name: str, app: str, ready: str, workers: int) -> Server:
+    argv = python("-m", "uvicorn", f"benchmarks.floor_apps:{app}", "--port", "{port}", "--workers", str(workers))
+    return Server(f"{name}_{workers}w", [*argv, "--no-access-log", "--log-level", "warning"], ready)
+
+
+def run(out: dict[str, Any], key: str, start: Callable[[], Server], path: str, body: Any) -> None:
+    server = start()
+    try:
+        out["results"][key] = measure(server, path, body)
+    finally:
+        server.stop()
+    print(key, out["results"][key])
+
+
+def ratio(r: dict[str, Any], ours: str, peer: str) -> float | None:
+    """ours / peer at c=32, or None when either series had an error (not a valid comparison)."""
+    if peer not in r or r[ours]["c32"]["errors"] or r[peer]["c32"]["errors"]:
+        return None
+    return float(r[ours]["c32"]["rps"] / r[peer]["c32"]["rps"])
+
+
 def main() -> dict[str, Any]:
     folders = prepare()
     out: dict[str, Any] = {
-        "load_generator": "wrk (1 thread), POST one record per request",
+        "load_generator": "wrk (1 thread, 30 s timeout), POST one record per request",
         "seconds_per_run": SECONDS,
         "repeats": REPEATS,
         "results": {},
     }
-    floors = [
-        (
-            "fastapi_constant",
-            python(
-                "-m",
-                "uvicorn",
-                "benchmarks.floor_apps:fastapi_app",
-                "--port",
-                "{port}",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ),
-            "/docs",
-        ),
-        (
-            "bare_asgi",
-            python(
-                "-m",
-                "uvicorn",
-                "benchmarks.floor_apps:bare_app",
-                "--port",
-                "{port}",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ),
-            "/",
-        ),
-    ]
-    for name, argv, ready in floors:
-        server = Server(name, argv, ready)
-        try:
-            out["results"][name] = measure(server, "/predict", RECORD)
-        finally:
-            server.stop()
-        print(name, out["results"][name])
+    for workers in (1, 2):  # each bunga row is compared with a floor running as many workers
+        run(
+            out,
+            f"fastapi_constant_{workers}w",
+            lambda: floor("fastapi_constant", "fastapi_app", "/docs", workers),
+            "/predict",
+            RECORD,
+        )
+    run(out, "bare_asgi_1w", lambda: floor("bare_asgi", "bare_app", "/", 1), "/predict", RECORD)
     for family, version in (("logreg", "1"), ("random_forest", "2")):
         for workers in (1, 2):
-            bunga = Server(
-                f"bunga-{family}-{workers}w",
-                python(
-                    "-m",
-                    "bunga",
-                    "serve",
-                    "--model-dir",
-                    str(folders[family]),
-                    "--port",
-                    "{port}",
-                    "--workers",
-                    str(workers),
-                ),
-                "/ready",
-                env={"BUNGA_SERVE_KINDS": '["measurements"]'},
+            argv = python(
+                "-m",
+                "bunga",
+                "serve",
+                "--model-dir",
+                str(folders[family]),
+                "--port",
+                "{port}",
+                "--workers",
+                str(workers),
             )
-            try:
-                out["results"][f"bunga_{family}_{workers}w"] = measure(bunga, "/predict", RECORD)
-            finally:
-                bunga.stop()
-            print(f"bunga {family} {workers}w", out["results"][f"bunga_{family}_{workers}w"])
-            mlflow = mlflow_serve(f"mlflow-{family}-{workers}w", version, workers, ENV)
-            try:
-                out["results"][f"mlflow_{family}_{workers}w"] = measure(mlflow, "/invocations", MLFLOW_BODY)
-            finally:
-                mlflow.stop()
-            print(f"mlflow {family} {workers}w", out["results"][f"mlflow_{family}_{workers}w"])
+            env = {"BUNGA_SERVE_KINDS": '["measurements"]'}
+            run(
+                out,
+                f"bunga_{family}_{workers}w",
+                lambda: Server(f"bunga-{family}-{workers}w", argv, "/ready", env=env),
+                "/predict",
+                RECORD,
+            )
+            run(
+                out,
+                f"mlflow_{family}_{workers}w",
+                lambda: mlflow_serve(f"mlflow-{family}-{workers}w", version, workers, ENV),
+                "/invocations",
+                MLFLOW_BODY,
+            )
+            if family == "logreg":  # the same ONNX graph bunga serves, behind MLflow's server
+                run(
+                    out,
+                    f"mlflow_onnx_{family}_{workers}w",
+                    lambda: mlflow_serve(f"mlflow-onnx-{workers}w", "1", workers, ENV, model=ONNX_PEER),
+                    "/invocations",
+                    MLFLOW_BODY,
+                )
     r = out["results"]
-    floor = r["fastapi_constant"]["c32"]["rps"]
     out["ratios"] = {
         f"{family}_{w}w": {
-            "bunga_over_mlflow_c32": r[f"bunga_{family}_{w}w"]["c32"]["rps"] / r[f"mlflow_{family}_{w}w"]["c32"]["rps"],
-            "bunga_over_fastapi_floor_c32": r[f"bunga_{family}_{w}w"]["c32"]["rps"] / floor,
+            "bunga_over_mlflow_c32": ratio(r, f"bunga_{family}_{w}w", f"mlflow_{family}_{w}w"),
+            "bunga_over_mlflow_onnx_c32": ratio(r, f"bunga_{family}_{w}w", f"mlflow_onnx_{family}_{w}w"),
+            "bunga_over_fastapi_floor_c32": ratio(r, f"bunga_{family}_{w}w", f"fastapi_constant_{w}w"),
         }
         for family in ("logreg", "random_forest")
         for w in (1, 2)

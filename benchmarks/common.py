@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,11 +41,43 @@ def machine() -> dict[str, Any]:
     }
 
 
+# The code a result describes: a result measured on other code is stale and shown as such.
+CODE = ("src", "benchmarks", "pyproject.toml", "requirements")
+
+
+def code_digest() -> str:
+    """sha256 over the files that decide what the benchmarks measure (results excluded)."""
+    digest = hashlib.sha256()
+    for top in CODE:
+        base = ROOT / top
+        files = [base] if base.is_file() else sorted(base.rglob("*"))
+        for path in files:
+            rel = path.relative_to(ROOT).as_posix()
+            skip = ("/results/", "/.work/", "__pycache__", ".egg-info", "RESULTS.md")
+            if path.is_file() and not any(part in f"/{rel}" for part in skip):
+                digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def commit() -> str:
+    """The checked-out commit, with ``-dirty`` when the working tree differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+
+    head = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", *CODE) else "")
+
+
+def stamp() -> dict[str, str]:
+    """Commit, code digest and date of a measurement."""
+    return {"commit": commit(), "code_digest": code_digest(), "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
 def save(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``results/<name>.json`` with the machine attached."""
+    """Write ``results/<name>.json`` with the machine and the code stamp attached."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2, default=str) + "\n")
+    path.write_text(json.dumps({"machine": machine(), "stamp": stamp(), **payload}, indent=2, default=str) + "\n")
     return path
 
 
@@ -56,15 +90,3 @@ def timed(fn: Callable[[], Any], repeat: int = 5, number: int = 1) -> dict[str, 
             fn()
         samples.append((time.perf_counter() - start) / number)
     return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples), "repeat": repeat}
-
-
-def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Median seconds per call of each function, timed in alternation so that a noisy stretch of the
-    machine hits every contender alike."""
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}

@@ -1,5 +1,6 @@
-"""Memory and install footprint: resident memory of `bunga serve` with both models loaded against
-`mlflow models serve` with the measurement model alone; the size of a fresh venv with the serving
+"""Memory and install footprint: `bunga serve` with both models loaded against `mlflow models serve`
+with the measurement model alone, each as the serving process's RSS (without mlflow's launcher) and
+as the proportional set size of its whole process tree; the size of a fresh venv with the serving
 install against one with `pip install mlflow`. Run: python -m benchmarks.memory"""
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ def venv_size(name: str, install: list[list[str]]) -> float:
     return size / 2**20
 
 
-def rss(server: Server, warm: list[tuple[str, dict[str, Any]]]) -> float:
+def rss(server: Server, warm: list[tuple[str, dict[str, Any]]]) -> dict[str, float]:
+    """Memory after 50 rounds of warm-up requests: the serving process alone, and the tree's PSS."""
     with httpx.Client(base_url=server.url, timeout=60) as http:
         for _ in range(50):
             for path, kwargs in warm:
-                http.post(path, **kwargs)
-    return server.rss_mb()
+                assert http.post(path, **kwargs).status_code == 200, path
+    return server.memory_mb()
 
 
 def main(footprint: bool = True) -> dict[str, Any]:
@@ -49,7 +51,7 @@ def main(footprint: bool = True) -> dict[str, Any]:
         "/ready",
     )
     try:
-        out["bunga_serve_both_models_rss_mb"] = rss(
+        out["bunga_serve_both_models"] = rss(
             bunga,
             [
                 ("/predict", {"json": RECORD}),
@@ -61,10 +63,12 @@ def main(footprint: bool = True) -> dict[str, Any]:
     mlflow = mlflow_serve("mlflow-serve", "1", 1, ENV)
     try:
         body = {"dataframe_split": {"columns": list(RECORD), "data": [list(RECORD.values())]}}
-        out["mlflow_serve_tabular_rss_mb"] = rss(mlflow, [("/invocations", {"json": body})])
+        out["mlflow_serve_tabular"] = rss(mlflow, [("/invocations", {"json": body})])
     finally:
         mlflow.stop()
-    out["rss_ratio"] = out["bunga_serve_both_models_rss_mb"] / out["mlflow_serve_tabular_rss_mb"]
+    bunga_mem, mlflow_mem = out["bunga_serve_both_models"], out["mlflow_serve_tabular"]
+    out["pss_ratio"] = bunga_mem["tree_pss_mb"] / mlflow_mem["tree_pss_mb"]
+    out["server_rss_ratio"] = bunga_mem["server_rss_mb"] / mlflow_mem["server_rss_mb"]
     print(out)
     if footprint:
         out["venv_serve_mb"] = venv_size(

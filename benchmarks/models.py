@@ -46,5 +46,26 @@ def prepare() -> dict[str, Path]:
     bunga("train", "--kind", "photos")
     for family in folders:
         bunga("export", "--kind", "photos", "--model", "1", "--out", str(folders[family]))
+    register_onnx_peer(folders["logreg"] / "measurements" / "model.onnx")
     done.touch()
     return folders
+
+
+ONNX_PEER = "bunga-measurements-onnx"
+
+
+def register_onnx_peer(graph: Path) -> None:
+    """The very ONNX graph bunga serves, logged with MLflow's own onnx flavour as ``ONNX_PEER`` v1, so
+    `mlflow models serve` can run it: the same runtime behind MLflow's server."""
+    script = f"""
+import mlflow, mlflow.onnx, numpy as np, onnx, pandas as pd
+mlflow.set_experiment("onnx-peer")
+with mlflow.start_run():
+    mlflow.onnx.log_model(onnx.load({str(graph)!r}), name="model", registered_model_name={ONNX_PEER!r},
+                          input_example=pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=SPACE, env={**os.environ, **ENV}, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"registering the onnx peer failed: {result.stderr[-2000:]}")

@@ -61,8 +61,29 @@ class Server:
         raise RuntimeError(f"{name} did not start: {self.log.read_text()[-2000:]}")
 
     def rss_mb(self) -> float:
+        """Resident memory of the whole process tree (launchers included; shared pages counted twice)."""
         root = psutil.Process(self.proc.pid)
         return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+    def memory_mb(self) -> dict[str, float]:
+        """RSS of the process that listens on the port (the server itself, without its launcher) and
+        the proportional set size (PSS: shared pages split between sharers) of the whole tree."""
+        root = psutil.Process(self.proc.pid)
+        tree = [root, *root.children(recursive=True)]
+        listener = next(
+            (
+                p
+                for p in tree
+                if any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in p.net_connections("tcp"))
+            ),
+            root,
+        )
+        return {
+            "server_rss_mb": listener.memory_info().rss / 2**20,
+            "tree_pss_mb": sum(p.memory_full_info().pss for p in tree) / 2**20,
+            "tree_rss_mb": sum(p.memory_info().rss for p in tree) / 2**20,
+            "processes": len(tree),
+        }
 
     def stop(self) -> None:
         try:
@@ -85,15 +106,17 @@ def python(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def mlflow_serve(name: str, version: str, workers: int, env: dict[str, str]) -> Server:
-    """`mlflow models serve --env-manager local` on a registered measurement-model version."""
+def mlflow_serve(
+    name: str, version: str, workers: int, env: dict[str, str], model: str = "bunga-measurements"
+) -> Server:
+    """`mlflow models serve --env-manager local` on a registered model version."""
     argv = python(
         "-m",
         "mlflow",
         "models",
         "serve",
         "-m",
-        f"models:/bunga-measurements/{version}",
+        f"models:/{model}/{version}",
         "--env-manager",
         "local",
         "-p",

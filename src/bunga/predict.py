@@ -15,7 +15,8 @@ from bunga.imaging import INPUT_SIZE
 from bunga.schemas import ModelCard
 
 
-def _session(path: Path, threads: int | None) -> Any:
+def serving_session(path: Path, threads: int | None) -> Any:
+    """An onnxruntime session opened as serving opens every model."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -44,7 +45,7 @@ class Predictor:
     def __init__(self, folder: Path, threads: int | None = None) -> None:
         self.card, model_path = read_bundle(folder)
         try:
-            self.session = _session(model_path, threads)
+            self.session = serving_session(model_path, threads)
         except Exception as err:  # onnxruntime raises its own exception types
             raise BungaError(f"{model_path} cannot be loaded by onnxruntime: {type(err).__name__}") from err
         self.classes = list(self.card.classes)

@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run pipeline serve test lint typecheck unit bench audit clean sample-photos
+.PHONY: help run pipeline serve test lint typecheck unit bench audit clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,15 +26,10 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.run-installed
 
-collected_data/foto_sintetis: | $(VENV)/.run-installed
-	$(BIN)/bunga synth collected_data/foto_sintetis --per-class 24
-
-sample-photos: collected_data/foto_sintetis ## Draw the synthetic demo photos into collected_data/foto_sintetis/
-
 run: pipeline ## Install, run the whole pipeline on the shipped data, then serve on http://127.0.0.1:8000
 	$(BIN)/bunga serve --host $(HOST) --port $(PORT)
 
-pipeline: $(VENV)/.run-installed collected_data/foto_sintetis ## Merge -> train -> evaluate -> gate -> promote (local SQLite MLflow)
+pipeline: $(VENV)/.run-installed ## Merge -> train -> evaluate -> gate -> promote (local SQLite MLflow)
 	$(BIN)/bunga pipeline
 
 serve: $(VENV)/.run-installed ## Serve the current champions

@@ -30,7 +30,7 @@ def bunga(*args: str) -> str:
 
 def prepare() -> dict[str, Path]:
     """Versions 1 (logistic regression) and 2 (random forest) of the measurement model and version 1
-    of a photo model (synthetic photos), each exported to its own folder."""
+    of a photo model (the shipped real photo sample), each exported to its own folder."""
     done = SPACE / "exports" / "ready"
     folders = {name: SPACE / "exports" / name for name in ("logreg", "random_forest")}
     if done.exists():
@@ -38,7 +38,6 @@ def prepare() -> dict[str, Path]:
     shutil.rmtree(SPACE, ignore_errors=True)
     SPACE.mkdir(parents=True)
     shutil.copytree(ROOT / "collected_data", SPACE / "collected_data")
-    bunga("synth", "collected_data/foto_sintetis", "--per-class", "16")
     bunga("merge")
     for version, family in (("1", "logreg"), ("2", "random_forest")):
         bunga("train", "--kind", "measurements", "--model", family)

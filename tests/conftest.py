@@ -14,6 +14,14 @@ from bunga.config import get_settings
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "collected_data"
 SHARED_DATA = ROOT.parent / "shared" / "data" / "tf_flowers"
+SHIPPED_PHOTOS = SAMPLE / "foto_contoh"
+
+
+def copy_sheets(target: Path) -> Path:
+    """The shipped sample sheets (and README) without the shipped photos, as ``target``: most tests
+    need only the sheets, and generate their own photos."""
+    shutil.copytree(SAMPLE, target, ignore=shutil.ignore_patterns(SHIPPED_PHOTOS.name))
+    return target
 
 
 @pytest.fixture(autouse=True)
@@ -32,10 +40,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 @pytest.fixture
 def sample_data(tmp_path: Path) -> Path:
-    """A copy of the shipped sample sheets as ``tmp_path/collected_data``."""
-    target = tmp_path / "collected_data"
-    shutil.copytree(SAMPLE, target)
-    return target
+    """A copy of the shipped sample sheets (not the photos) as ``tmp_path/collected_data``."""
+    return copy_sheets(tmp_path / "collected_data")
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +71,7 @@ def trained_workspace(tmp_path_factory: pytest.TempPathFactory, synthetic_photos
     from bunga.cli import app
 
     ws = tmp_path_factory.mktemp("trained")
-    shutil.copytree(SAMPLE, ws / "collected_data")
+    copy_sheets(ws / "collected_data")
     shutil.copytree(synthetic_photos, ws / "collected_data" / "staf")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ws)

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import SAMPLE, LiveServer
+from tests.conftest import LiveServer, copy_sheets
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TOKEN = "multi-machine-token-123456"
@@ -143,7 +143,7 @@ def _bunga(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comple
 
 def test_trainers_and_replicas_share_one_registry(mlflow_server: str, tmp_path: Path) -> None:
     trainer = tmp_path / "trainer"
-    shutil.copytree(SAMPLE, trainer / "collected_data")
+    copy_sheets(trainer / "collected_data")
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
     _bunga(["pipeline", "--kind", "measurements"], trainer, env)
 
@@ -182,7 +182,7 @@ def test_trainers_and_replicas_share_one_registry(mlflow_server: str, tmp_path: 
             assert models["measurements"]["version"] == "1"
         # a second trainer elsewhere trains and promotes a new version on the same server
         second = tmp_path / "trainer2"
-        shutil.copytree(SAMPLE, second / "collected_data")
+        copy_sheets(second / "collected_data")
         _bunga(["merge"], second, env)
         _bunga(["train", "--kind", "measurements"], second, env)
         promoted = _bunga(["promote", "--kind", "measurements"], second, env)

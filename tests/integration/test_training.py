@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from typer.testing import CliRunner
 from bunga.cli import app
 from bunga.config import get_settings
 from bunga.predict import Predictor
-from tests.conftest import SAMPLE
+from tests.conftest import copy_sheets
 
 runner = CliRunner()
 
@@ -35,7 +34,7 @@ def use_workspace(ws: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Sample data merged, a measurement model trained, gated and promoted once for the module."""
     ws = tmp_path_factory.mktemp("ws")
-    shutil.copytree(SAMPLE, ws / "collected_data")
+    copy_sheets(ws / "collected_data")
     with pytest.MonkeyPatch.context() as mp:
         use_workspace(ws, mp)
         result = runner.invoke(app, ["pipeline", "--kind", "measurements"])

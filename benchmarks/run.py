@@ -373,8 +373,8 @@ def _pipeline_rows(pipe: dict[str, Any]) -> list[Row]:
             f"merge of {mm['rows']:,} rows",
             f"{fmt(mm['seconds'])} s, peak {fmt(mm['peak_rss_mb'], 0)} MB",
             "-",
-            "bounded memory",
-            True,
+            "bounded memory (peak <= 512 MB)",
+            mm["peak_rss_mb"] <= 512,
             "pipeline",
         )
     )

@@ -244,6 +244,7 @@ def _config(kind: DataKind, **overrides: Any) -> TrainConfig:
         batch_size=s.image_batch_size,
         max_pixels=s.image_max_pixels,
         abstain_max_refused=s.abstain_max_refused,
+        not_flower_max_refused=s.not_flower_max_refused,
         **overrides,
     )
 

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     gate_min_f1_photos: float = Field(0.85, ge=0, le=1)
     gate_tolerance: float = Field(0.02, ge=0, le=1)
     abstain_max_refused: float = Field(0.05, ge=0, le=1)
+    not_flower_max_refused: float = Field(0.02, ge=0, le=1)
 
     # --- serving ----------------------------------------------------------------------------
     host: str = "127.0.0.1"

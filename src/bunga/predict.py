@@ -32,11 +32,14 @@ def serving_session(path: Path, threads: int | None) -> Any:
 
 @dataclass(frozen=True)
 class PhotoScores:
-    """Probabilities per class and whether each photo is recognised as a known species."""
+    """Probabilities per class, whether each photo is recognised as a known species, and whether it
+    looks like a flower at all."""
 
     probabilities: np.ndarray
     recognised: np.ndarray
     abstain_scores: np.ndarray
+    not_flower: np.ndarray
+    not_flower_scores: np.ndarray
 
 
 class Predictor:
@@ -66,14 +69,21 @@ class Predictor:
 
     def score_photos(self, x: np.ndarray) -> PhotoScores:
         """Probabilities plus the abstention decision for preprocessed photos."""
-        probs, sims = self.session.run(["probabilities", "similarity"], {"input": x})
+        rule = self.card.not_flower
+        outputs = ["probabilities", "similarity"] + (["imagenet"] if rule is not None else [])
+        probs, sims, *imagenet = self.session.run(outputs, {"input": x})
+        if rule is not None:  # probability outside the ImageNet classes the garden's flowers fall into
+            flower_scores = 1.0 - imagenet[0][:, rule.imagenet_classes].sum(axis=1)
+            not_flower = flower_scores > rule.threshold
+        else:
+            flower_scores, not_flower = np.zeros(len(probs), dtype=np.float32), np.zeros(len(probs), dtype=bool)
         abstention = self.card.abstention
         if abstention is None:
             scores = np.zeros(len(probs), dtype=np.float32)
-            return PhotoScores(probs, np.ones(len(probs), dtype=bool), scores)
+            return PhotoScores(probs, ~not_flower, scores, not_flower, flower_scores)
         best = probs.max(axis=1) if abstention.method == "max_prob" else sims.max(axis=1)
         scores = 1.0 - best
-        return PhotoScores(probs, scores <= abstention.threshold, scores)
+        return PhotoScores(probs, (scores <= abstention.threshold) & ~not_flower, scores, not_flower, flower_scores)
 
     def smoke_test(self) -> None:
         """Predict on a synthetic input; raise BungaError unless the output is a probability table."""

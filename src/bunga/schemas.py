@@ -127,6 +127,14 @@ class Abstention(BaseModel):
     threshold: float
 
 
+class NotFlower(BaseModel):
+    """How the photo model says 'this is not a flower': the ImageNet classes that count as
+    flower-like and the threshold on the probability outside them."""
+
+    imagenet_classes: list[int]
+    threshold: float
+
+
 class ModelCard(BaseModel):
     """Everything serving needs to know about an exported model, stored beside ``model.onnx``."""
 
@@ -145,3 +153,4 @@ class ModelCard(BaseModel):
     input_size: int | None = None
     backbone: str | None = None
     abstention: Abstention | None = None
+    not_flower: NotFlower | None = None

@@ -30,10 +30,12 @@ from bunga.data.dataset import (
 from bunga.errors import BungaError
 from bunga.evaluate import evaluate, gate
 from bunga.imaging import photo_tensor
+from bunga.models.backbone import EMBEDDING_DIM
 from bunga.models.export import IMAGE_TOLERANCE
+from bunga.models.not_flower import NotFlowerRule, fit_not_flower, not_flower_score
 from bunga.predict import Predictor
 from bunga.reports import confusion_png, contact_sheet
-from bunga.schemas import FEATURES, Abstention, EvaluationReport, GateDecision, ModelCard
+from bunga.schemas import FEATURES, Abstention, EvaluationReport, GateDecision, ModelCard, NotFlower
 from bunga.tracking import Tracker
 
 ALIAS_CHAMPION, ALIAS_CHALLENGER, ALIAS_PREVIOUS = "champion", "challenger", "previous"
@@ -58,6 +60,7 @@ class TrainConfig:
     batch_size: int = 16
     max_pixels: int = 50_000_000
     abstain_max_refused: float = 0.05
+    not_flower_max_refused: float = 0.02
     tta: bool = False
     tune_trials: int = 0
     model_family: str | None = None
@@ -275,6 +278,8 @@ class PhotoFit:
     graph: bytes
     checks: dict[str, float]
     cv_metrics: dict[str, float]  # out-of-fold scores of each candidate strength
+    not_flower: NotFlowerRule
+    test_not_flower_rate: float  # share of the test split's (flower) photos called "not a flower"
 
 
 @dataclass
@@ -306,7 +311,10 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
     embed_seconds = time.perf_counter() - started
     say(f"embeddings: {computed} computed, {len(pairs) - computed} from cache ({embed_seconds:.1f} s)")
     mask, y_train, classes = split.mask, split.y_train, split.classes
-    x_train, x_test, y_test = embeddings[~mask], embeddings[mask], split.data.y.astype(str)[mask]
+    features, imagenet = embeddings[:, :EMBEDDING_DIM], embeddings[:, EMBEDDING_DIM:]
+    x_train, x_test, y_test = features[~mask], features[mask], split.data.y.astype(str)[mask]
+    rule = fit_not_flower(imagenet[~mask], cfg.not_flower_max_refused, cfg.seed)
+    test_not_flower = not_flower_score(imagenet[mask], rule.classes) > rule.threshold
     folds = min(cfg.cv_folds, 3)  # 3 strengths x 3 folds: enough to choose, cheap to retrain often
     selection = image.select_head(x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused)
     head = image.fit_head(x_train, y_train, classes, selection.c, selection.temperature)
@@ -332,7 +340,15 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
         sims=sims,
         method=method,
         threshold=selection.thresholds[method],
-        params={"head": "linear-svm", "head_C": selection.c, "head_temperature": selection.temperature},
+        params={
+            "head": "linear-svm",
+            "head_C": selection.c,
+            "head_temperature": selection.temperature,
+            "not_flower_classes": len(rule.classes),
+            "not_flower_threshold": rule.threshold,
+        },
+        not_flower=rule,
+        test_not_flower_rate=float(test_not_flower.mean()) if len(test_not_flower) else 0.0,
         open_set=open_set,
         graph=graph,
         checks={
@@ -405,6 +421,7 @@ def train_photos(
                 "head_seconds": head_seconds,
                 "train_seconds": train_seconds,
                 "test_refused_known": refused_known,
+                "test_not_flower_known": fit.test_not_flower_rate,
             }
         )
         for m, values in open_set.items():
@@ -437,6 +454,7 @@ def train_photos(
             input_size=224,
             backbone=fit.backbone,
             abstention=Abstention(method=fit.method, threshold=fit.threshold),
+            not_flower=NotFlower(imagenet_classes=fit.not_flower.classes, threshold=fit.not_flower.threshold),
         )
         write_bundle(folder / "bundle", fit.graph, card)
         card, model_path = read_bundle(folder / "bundle")

@@ -102,7 +102,45 @@ def test_page_says_when_a_flower_is_not_recognised(browser: object, model_dir: P
         page.click("#identify")
         page.wait_for_selector("#photo-result .unknown")
         assert page.locator("#photo-result .unknown").inner_text() == "Bunga tidak dikenali"
-        assert page.locator("#photo-result .card").count() == 3
+        # suggestions only: no species card, no confidence bar, no percentage
+        assert page.locator("#photo-result .card").count() == 0
+        assert page.locator("#photo-result meter").count() == 0
+        assert page.locator("#photo-result .suggestions li").count() == 3
+        assert "%" not in page.locator("#photo-result").inner_text()
         page.screenshot(path=str(ARTIFACTS / "page-not-recognised.png"), full_page=True)
+        page.click("#lang")
+        page.click("#identify")
+        page.wait_for_function(
+            "document.querySelector('#photo-result .unknown')?.innerText === 'Flower not recognised'"
+        )
+        assert page.locator("#photo-result .suggestions li").count() == 3
+    finally:
+        server.stop()
+
+
+def test_page_says_when_a_photo_is_not_a_flower(browser: object, model_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    card_path = model_dir / "photos" / "bunga.json"
+    card = json.loads(card_path.read_text())
+    card["not_flower"]["threshold"] = -1.0
+    card_path.write_text(json.dumps(card))
+    server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(server.url)
+        upload = tmp_path / "x.jpg"
+        upload.write_bytes(photo_bytes("sintetis_putih", 4))
+        page.set_input_files("#photo", str(upload))
+        page.click("#identify")
+        page.wait_for_selector("#photo-result .unknown")
+        assert page.locator("#photo-result .unknown").inner_text() == "Foto ini tidak tampak seperti bunga"
+        assert page.locator("#photo-result .card, #photo-result meter, #photo-result .suggestions").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "page-not-a-flower.png"), full_page=True)
+        page.click("#lang")
+        page.click("#identify")
+        page.wait_for_function(
+            "document.querySelector('#photo-result .unknown')?.innerText === 'This photo does not look like a flower'"
+        )
     finally:
         server.stop()

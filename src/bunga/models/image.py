@@ -16,9 +16,10 @@ from sklearn.svm import LinearSVC
 from bunga.evaluate import auroc
 from bunga.files import atomic_write_bytes
 from bunga.imaging import photo_tensor
-from bunga.models.backbone import EMBEDDING_DIM, backbone_id, make_embedder
+from bunga.models.backbone import FEATURE_DIM, backbone_id, make_embedder
 from bunga.models.export import export_once, onnx_session
 
+IMAGENET_OUTPUT = "imagenet"
 C_GRID = (0.3, 1.0, 3.0)  # linear SVM strengths chosen from by cross-validation
 ABSTAIN_METHODS = ("max_prob", "centroid")
 Progress = Callable[[int, int, float], None]  # done, total, images per second
@@ -30,7 +31,7 @@ class EmbeddingCache:
 
     def __init__(self, root: Path, backbone: str) -> None:
         self.folder = root / "embeddings" / backbone
-        self.dim = EMBEDDING_DIM
+        self.dim = FEATURE_DIM
 
     def _path(self, sha: str) -> Path:
         return self.folder / sha[:2] / f"{sha}.bin"
@@ -63,12 +64,19 @@ class BackboneRunner:
     def __init__(self, cache_dir: Path, tta: bool = False) -> None:
         self.id = backbone_id(tta)
         self.path = cache_dir / "backbones" / f"{self.id}.onnx"
-        self.torch_diff = export_once(self.path, lambda: make_embedder(tta=tta), "embedding")
+        self.torch_diff = export_once(
+            self.path, lambda: make_embedder(tta=tta, imagenet=True), ["embedding", IMAGENET_OUTPUT]
+        )
         self.session = onnx_session(self.path)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, 224, 224) preprocessed images -> (N, EMBEDDING_DIM) embeddings."""
         return np.asarray(self.session.run(["embedding"], {"input": batch})[0], dtype=np.float32)
+
+    def features(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, 224, 224) preprocessed images -> (N, FEATURE_DIM): embedding | ImageNet probabilities."""
+        embedding, imagenet = self.session.run(["embedding", IMAGENET_OUTPUT], {"input": batch})
+        return np.concatenate([embedding, imagenet], axis=1).astype(np.float32)
 
 
 def embed_photos(
@@ -79,7 +87,8 @@ def embed_photos(
     max_pixels: int,
     on_progress: Progress | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Embeddings for (path, sha256) pairs in order; only photos missing from the cache are computed.
+    """Features (embedding | ImageNet probabilities) for (path, sha256) pairs in order; only photos
+    missing from the cache are computed.
 
     Returns the matrix and how many were computed.
     """
@@ -94,7 +103,7 @@ def embed_photos(
     start = time.perf_counter()
     for offset in range(0, len(todo), batch_size):
         chunk = todo[offset : offset + batch_size]
-        rows = runner.embed(np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk]))
+        rows = runner.features(np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk]))
         for i, row in zip(chunk, rows, strict=True):
             out[i] = row
             cache.put(photos[i][1], row)
@@ -271,7 +280,8 @@ def open_set(
 
 def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
     """Backbone (ONNX, exported and checked against torch once) + L2 normalisation + linear head +
-    softmax + centroid similarities, as one ONNX graph. No torch needed to build it."""
+    softmax + centroid similarities, as one ONNX graph that also passes on the backbone's ImageNet
+    probabilities (for "not a flower"). No torch needed to build it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -302,6 +312,7 @@ def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
         [
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n]),
             helper.make_tensor_value_info("similarity", TensorProto.FLOAT, ["batch", n]),
+            helper.make_tensor_value_info(IMAGENET_OUTPUT, TensorProto.FLOAT, ["batch", 1000]),
         ]
     )
     onnx.checker.check_model(model)

@@ -56,9 +56,13 @@ class PhotoPrediction(BaseModel):
 
     index: int
     recognised: bool
+    outcome: Literal["species", "unknown_species", "not_a_flower"] = Field(
+        description="A known species; a flower the model was not taught; or not a flower at all"
+    )
     species: str | None = Field(description="The top species, or null when the photo is not recognised")
-    top: list[Candidate]
+    top: list[Candidate] = Field(description="The closest species (suggestions only when not recognised)")
     abstain_score: float
+    not_flower_score: float
     model_name: str
     model_version: str
 

@@ -93,24 +93,35 @@ async def predict_image(
     scores = await run_in_threadpool(slot.predictor.score_photos, batch)
     classes = slot.predictor.classes
     results = []
-    for index, (row, known, score) in enumerate(
-        zip(scores.probabilities, scores.recognised, scores.abstain_scores, strict=True)
+    for index, (row, known, score, not_flower, flower_score) in enumerate(
+        zip(
+            scores.probabilities,
+            scores.recognised,
+            scores.abstain_scores,
+            scores.not_flower,
+            scores.not_flower_scores,
+            strict=True,
+        )
     ):
         order = np.argsort(-row)[: min(k, len(classes))]
         top = [
             Candidate(species=classes[i], probability=round(float(row[i]), 6), info=catalog.get(classes[i]))
             for i in order
         ]
-        metrics.predictions.labels("photos", top[0].species if known else "_unrecognised", slot.version).inc()
+        outcome = "species" if known else "not_a_flower" if not_flower else "unknown_species"
+        label = top[0].species if known else "_not_a_flower" if not_flower else "_unrecognised"
+        metrics.predictions.labels("photos", label, slot.version).inc()
         if not known:
             metrics.unrecognised.inc()
         results.append(
             PhotoPrediction(
                 index=index,
                 recognised=bool(known),
+                outcome=outcome,
                 species=top[0].species if known else None,
                 top=top,
                 abstain_score=round(float(score), 6),
+                not_flower_score=round(float(flower_score), 6),
                 model_name=slot.card.name,
                 model_version=slot.version,
             )

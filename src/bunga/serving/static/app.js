@@ -6,7 +6,10 @@ const TEXT = {
   id: {
     title: "Kenali bunga di Kebun Raya ITERA", tabPhoto: "Foto", tabMeasure: "Ukuran", modes: "Cara mengenali",
     choosePhoto: "Ambil atau pilih foto bunga", identify: "Kenali", working: "Sedang mengenali…",
-    unknown: "Bunga tidak dikenali", unknownHint: "Ini mungkin spesies yang belum dikenal model. Kandidat terdekat:",
+    unknown: "Bunga tidak dikenali",
+    unknownHint: "Model melihat bunga, tetapi tidak mirip spesies yang pernah diajarkan kepadanya. Mungkin mirip (hanya saran):",
+    notFlower: "Foto ini tidak tampak seperti bunga",
+    notFlowerHint: "Model tidak melihat bunga di foto ini. Coba foto bunganya dari dekat, dengan cahaya cukup.",
     confidence: "keyakinan", feedbackQuestion: "Apakah jawabannya benar?", yes: "Ya, benar",
     correctLabel: "Bukan, ini adalah:", dontKnow: "Saya tidak tahu", send: "Kirim",
     privacy: "Foto hanya disimpan jika Anda menekan Kirim, untuk melatih model berikutnya.",
@@ -19,7 +22,10 @@ const TEXT = {
     title: "Identify flowers at Kebun Raya ITERA", tabPhoto: "Photo", tabMeasure: "Measurements",
     modes: "How to identify", choosePhoto: "Take or choose a photo of a flower", identify: "Identify",
     working: "Identifying…", unknown: "Flower not recognised",
-    unknownHint: "It may be a species the model does not know yet. Closest candidates:", confidence: "confidence",
+    unknownHint: "The model sees a flower, but not one like the species it was taught. It may resemble (suggestions only):",
+    notFlower: "This photo does not look like a flower",
+    notFlowerHint: "The model does not see a flower in this photo. Try a close-up of the flower in good light.",
+    confidence: "confidence",
     feedbackQuestion: "Is the answer right?", yes: "Yes, it is", correctLabel: "No, it is:",
     dontKnow: "I don't know", send: "Send",
     privacy: "The photo is stored only if you press Send, to train the next model.",
@@ -82,14 +88,28 @@ function speciesCard(candidate, top) {
   return card;
 }
 
+function suggestions(candidates) {
+  // Not recognised: the closest species as plain suggestions, never with a confidence bar.
+  const list = el("ul", { class: "suggestions" });
+  candidates.forEach((c) => {
+    const latin = c.info.latin && c.info.latin !== "-" ? ` (${c.info.latin})` : "";
+    list.append(el("li", {}, `${c.info.nama}${latin}`));
+  });
+  return list;
+}
+
 function renderPhoto(answer) {
   const box = $("photo-result");
   box.replaceChildren();
   const result = answer.results[0];
-  if (!result.recognised) {
+  if (result.recognised) {
+    result.top.forEach((c, i) => box.append(speciesCard(c, i === 0)));
+  } else if (result.outcome === "not_a_flower") {
+    box.append(el("p", { class: "unknown", role: "alert" }, t("notFlower")), el("p", {}, t("notFlowerHint")));
+  } else {
     box.append(el("p", { class: "unknown", role: "alert" }, t("unknown")), el("p", {}, t("unknownHint")));
+    box.append(suggestions(result.top));
   }
-  result.top.forEach((c, i) => box.append(speciesCard(c, i === 0 && result.recognised)));
   box.append(el("p", { class: "hint" }, `${t("model")}: ${result.model_name} v${result.model_version}`));
   $("feedback-form").hidden = false;
 }

@@ -33,7 +33,6 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> di
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
-            text=True,
         )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)

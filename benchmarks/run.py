@@ -281,7 +281,7 @@ def _api_rows(api: dict[str, Any]) -> list[Row]:
                     f"`/predict` {family}, {w} worker(s), c=32: vs FastAPI constant floor, {w} worker(s)",
                     f"{fmt(b['rps'], 0)} req/s",
                     f"{fmt(r[f'fastapi_constant_{w}w']['c32']['rps'], 0)} req/s: "
-                    + (f"{floor:.0%}" if floor else "invalid"),
+                    + (f"{floor:.0%}" if floor is not None else "invalid"),
                     ">= 80 %",
                     None if floor is None else floor >= 0.8,
                     "api_throughput",

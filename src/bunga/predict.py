@@ -12,6 +12,7 @@ import numpy as np
 from bunga.bundle import read_bundle
 from bunga.errors import BungaError
 from bunga.imaging import INPUT_SIZE
+from bunga.models.not_flower import IMAGENET_OUTPUT, not_flower_score
 from bunga.schemas import ModelCard
 
 
@@ -70,10 +71,10 @@ class Predictor:
     def score_photos(self, x: np.ndarray) -> PhotoScores:
         """Probabilities plus the abstention decision for preprocessed photos."""
         rule = self.card.not_flower
-        outputs = ["probabilities", "similarity"] + (["imagenet"] if rule is not None else [])
+        outputs = ["probabilities", "similarity"] + ([IMAGENET_OUTPUT] if rule is not None else [])
         probs, sims, *imagenet = self.session.run(outputs, {"input": x})
         if rule is not None:  # probability outside the ImageNet classes the garden's flowers fall into
-            flower_scores = 1.0 - imagenet[0][:, rule.imagenet_classes].sum(axis=1)
+            flower_scores = not_flower_score(imagenet[0], rule.imagenet_classes)
             not_flower = flower_scores > rule.threshold
         else:
             flower_scores, not_flower = np.zeros(len(probs), dtype=np.float32), np.zeros(len(probs), dtype=bool)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,12 +88,13 @@ def test_visitor_identifies_a_photo_and_sends_feedback(
     assert not errors, errors
 
 
-def test_page_says_when_a_flower_is_not_recognised(browser: object, model_dir: Path, tmp_path: Path) -> None:
-    import json
-
+@contextmanager
+def refusing_page(browser: object, model_dir: Path, tmp_path: Path, section: str) -> Iterator[Any]:
+    """The page after identifying a photo, served by a model whose card's ``section`` threshold
+    refuses every photo (``abstention``: an unknown flower; ``not_flower``: not a flower)."""
     card_path = model_dir / "photos" / "bunga.json"
     card = json.loads(card_path.read_text())
-    card["abstention"]["threshold"] = -1.0
+    card[section]["threshold"] = -1.0
     card_path.write_text(json.dumps(card))
     server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
     try:
@@ -101,6 +105,13 @@ def test_page_says_when_a_flower_is_not_recognised(browser: object, model_dir: P
         page.set_input_files("#photo", str(upload))
         page.click("#identify")
         page.wait_for_selector("#photo-result .unknown")
+        yield page
+    finally:
+        server.stop()
+
+
+def test_page_says_when_a_flower_is_not_recognised(browser: object, model_dir: Path, tmp_path: Path) -> None:
+    with refusing_page(browser, model_dir, tmp_path, "abstention") as page:
         assert page.locator("#photo-result .unknown").inner_text() == "Bunga tidak dikenali"
         # suggestions only: no species card, no confidence bar, no percentage
         assert page.locator("#photo-result .card").count() == 0
@@ -114,26 +125,10 @@ def test_page_says_when_a_flower_is_not_recognised(browser: object, model_dir: P
             "document.querySelector('#photo-result .unknown')?.innerText === 'Flower not recognised'"
         )
         assert page.locator("#photo-result .suggestions li").count() == 3
-    finally:
-        server.stop()
 
 
 def test_page_says_when_a_photo_is_not_a_flower(browser: object, model_dir: Path, tmp_path: Path) -> None:
-    import json
-
-    card_path = model_dir / "photos" / "bunga.json"
-    card = json.loads(card_path.read_text())
-    card["not_flower"]["threshold"] = -1.0
-    card_path.write_text(json.dumps(card))
-    server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
-    try:
-        page = browser.new_page()  # type: ignore[attr-defined]
-        page.goto(server.url)
-        upload = tmp_path / "x.jpg"
-        upload.write_bytes(photo_bytes("sintetis_putih", 4))
-        page.set_input_files("#photo", str(upload))
-        page.click("#identify")
-        page.wait_for_selector("#photo-result .unknown")
+    with refusing_page(browser, model_dir, tmp_path, "not_flower") as page:
         assert page.locator("#photo-result .unknown").inner_text() == "Foto ini tidak tampak seperti bunga"
         assert page.locator("#photo-result .card, #photo-result meter, #photo-result .suggestions").count() == 0
         page.screenshot(path=str(ARTIFACTS / "page-not-a-flower.png"), full_page=True)
@@ -142,5 +137,3 @@ def test_page_says_when_a_photo_is_not_a_flower(browser: object, model_dir: Path
         page.wait_for_function(
             "document.querySelector('#photo-result .unknown')?.innerText === 'This photo does not look like a flower'"
         )
-    finally:
-        server.stop()

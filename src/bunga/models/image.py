@@ -16,10 +16,10 @@ from sklearn.svm import LinearSVC
 from bunga.evaluate import auroc
 from bunga.files import atomic_write_bytes
 from bunga.imaging import photo_tensor
-from bunga.models.backbone import FEATURE_DIM, backbone_id, make_embedder
+from bunga.models.backbone import FEATURE_DIM, IMAGENET_CLASSES, backbone_id, make_embedder
 from bunga.models.export import export_once, onnx_session
+from bunga.models.not_flower import IMAGENET_OUTPUT
 
-IMAGENET_OUTPUT = "imagenet"
 C_GRID = (0.3, 1.0, 3.0)  # linear SVM strengths chosen from by cross-validation
 ABSTAIN_METHODS = ("max_prob", "centroid")
 Progress = Callable[[int, int, float], None]  # done, total, images per second
@@ -312,7 +312,7 @@ def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
         [
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n]),
             helper.make_tensor_value_info("similarity", TensorProto.FLOAT, ["batch", n]),
-            helper.make_tensor_value_info(IMAGENET_OUTPUT, TensorProto.FLOAT, ["batch", 1000]),
+            helper.make_tensor_value_info(IMAGENET_OUTPUT, TensorProto.FLOAT, ["batch", IMAGENET_CLASSES]),
         ]
     )
     onnx.checker.check_model(model)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+IMAGENET_OUTPUT = "imagenet"  # the photo graph's output holding the ImageNet probabilities
 MIN_MASS = 0.01  # an ImageNet class joins the flower set when training photos give it >= 1 % on average
 
 

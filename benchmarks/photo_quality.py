@@ -16,6 +16,7 @@ from benchmarks.common import SHARED_FLOWERS, WORK, save
 from bunga.evaluate import evaluate
 from bunga.imaging import IMAGE_SUFFIXES
 from bunga.models import image
+from bunga.models.backbone import EMBEDDING_DIM
 
 
 def load(folder: Path) -> tuple[list[tuple[Path, str]], np.ndarray]:
@@ -50,7 +51,8 @@ def main() -> dict[str, Any]:
         runner = image.BackboneRunner(cache_dir, tta=tta)
         cache = image.EmbeddingCache(cache_dir, runner.id)
         start = time.perf_counter()
-        x, computed = image.embed_photos(pairs, cache, runner, 32, 10**9)
+        features, computed = image.embed_photos(pairs, cache, runner, 32, 10**9)
+        x = features[:, :EMBEDDING_DIM]  # the head sees the embedding only, as in training
         seconds = time.perf_counter() - start
         for choose in (False, True):
             scores = cv_f1(x, y, classes, choose=choose)

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "collected_data"
 SHARED_DATA = ROOT.parent / "shared" / "data" / "tf_flowers"
 SHIPPED_PHOTOS = SAMPLE / "foto_contoh"
+TEST_CREDIT_LICENCE, TEST_CREDIT_LINK = "CC BY 4.0", "https://example.org/foto/"
 
 
 def copy_sheets(target: Path) -> Path:
@@ -54,6 +55,16 @@ def synthetic_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def credit_synthetic_photos(folder: Path) -> None:
+    """An ``ATTRIBUTION.md`` crediting each photo under ``folder`` (as a photo collection would)."""
+    rows = [
+        f"| `{p.relative_to(folder).as_posix()}` | {TEST_CREDIT_LINK}{p.stem} | {TEST_CREDIT_LICENCE} | none |"
+        for p in sorted(folder.glob("*/*.jpg"))
+    ]
+    header = "| file | page | licence | change |\n|---|---|---|---|\n"
+    (folder / "ATTRIBUTION.md").write_text("# Credits\n\n" + header + "\n".join(rows) + "\n", encoding="utf-8")
+
+
 def _free_port() -> int:
     import socket
 
@@ -73,6 +84,7 @@ def trained_workspace(tmp_path_factory: pytest.TempPathFactory, synthetic_photos
     ws = tmp_path_factory.mktemp("trained")
     copy_sheets(ws / "collected_data")
     shutil.copytree(synthetic_photos, ws / "collected_data" / "staf")
+    credit_synthetic_photos(ws / "collected_data" / "staf")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ws)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws / 'mlflow.db'}")

@@ -98,3 +98,12 @@ def photo_tensor(source: bytes | Path, max_pixels: int, min_side: int = 1) -> np
     """Decode a photo and preprocess it for the backbone in one step."""
     image, _ = load_photo(source, max_pixels, min_side, draft_to=INPUT_SIZE)
     return to_tensor(image)
+
+
+def thumbnail_jpeg(path: Path, max_pixels: int, side: int = 160, quality: int = 80) -> bytes:
+    """A small upright JPEG of a photo (at most ``side`` px on the long side), metadata dropped."""
+    image, _ = load_photo(path, max_pixels, draft_to=side)
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()

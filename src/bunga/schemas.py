@@ -135,6 +135,14 @@ class NotFlower(BaseModel):
     threshold: float
 
 
+class ReferencePhoto(BaseModel):
+    """A small typical training photo of one species, shown beside the model's answer."""
+
+    jpeg_base64: str
+    licence: str = ""  # e.g. "CC BY 2.0"; empty when the photo came without a recorded licence
+    link: str = ""  # where the photographer is credited
+
+
 class ModelCard(BaseModel):
     """Everything serving needs to know about an exported model, stored beside ``model.onnx``."""
 
@@ -154,3 +162,4 @@ class ModelCard(BaseModel):
     backbone: str | None = None
     abstention: Abstention | None = None
     not_flower: NotFlower | None = None
+    references: dict[str, ReferencePhoto] = {}

@@ -33,9 +33,18 @@ from bunga.imaging import photo_tensor
 from bunga.models.backbone import EMBEDDING_DIM
 from bunga.models.export import IMAGE_TOLERANCE
 from bunga.models.not_flower import NotFlowerRule, fit_not_flower, not_flower_score
+from bunga.models.references import reference_photos
 from bunga.predict import Predictor
 from bunga.reports import confusion_png, contact_sheet
-from bunga.schemas import FEATURES, Abstention, EvaluationReport, GateDecision, ModelCard, NotFlower
+from bunga.schemas import (
+    FEATURES,
+    Abstention,
+    EvaluationReport,
+    GateDecision,
+    ModelCard,
+    NotFlower,
+    ReferencePhoto,
+)
 from bunga.tracking import Tracker
 
 ALIAS_CHAMPION, ALIAS_CHALLENGER, ALIAS_PREVIOUS = "champion", "challenger", "previous"
@@ -280,6 +289,7 @@ class PhotoFit:
     cv_metrics: dict[str, float]  # out-of-fold scores of each candidate strength
     not_flower: NotFlowerRule
     test_not_flower_rate: float  # share of the test split's (flower) photos called "not a flower"
+    references: dict[str, ReferencePhoto]  # one typical training photo per class, for the page
 
 
 @dataclass
@@ -348,6 +358,9 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
             "not_flower_threshold": rule.threshold,
         },
         not_flower=rule,
+        references=reference_photos(
+            split.data.subset(~mask), x_train, split.data.y.astype(str)[~mask], classes, cfg.max_pixels
+        ),
         test_not_flower_rate=float(test_not_flower.mean()) if len(test_not_flower) else 0.0,
         open_set=open_set,
         graph=graph,
@@ -455,6 +468,7 @@ def train_photos(
             backbone=fit.backbone,
             abstention=Abstention(method=fit.method, threshold=fit.threshold),
             not_flower=NotFlower(imagenet_classes=fit.not_flower.classes, threshold=fit.not_flower.threshold),
+            references=fit.references,
         )
         write_bundle(folder / "bundle", fit.graph, card)
         card, model_path = read_bundle(folder / "bundle")

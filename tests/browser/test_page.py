@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import ROOT, TEST_CREDIT_LICENCE, TEST_CREDIT_LINK, LiveServer
 from tests.helpers import missing, photo_bytes
 
 pytestmark = pytest.mark.browser
@@ -64,6 +64,15 @@ def test_visitor_identifies_a_photo_and_sends_feedback(
     page.wait_for_selector("#photo-result .card.top", timeout=30_000)
     assert page.locator("#photo-result .card.top h2").inner_text() == "Bunga sintetis merah"
     assert page.locator("#photo-result meter").count() == 3
+    # each card shows the model's reference photo of the species, credited, inside the card at phone width
+    top_ref = page.locator("#photo-result .card.top figure.reference")
+    page.wait_for_function("document.querySelector('#photo-result .card.top img')?.naturalWidth > 0")
+    assert top_ref.locator("img").get_attribute("alt") == "Foto contoh: Bunga sintetis merah"
+    assert top_ref.locator("figcaption").inner_text().startswith(f"Foto: {TEST_CREDIT_LICENCE}")
+    assert top_ref.locator("a").get_attribute("href").startswith(f"{TEST_CREDIT_LINK}sintetis_merah_")
+    card_box, img_box = page.locator("#photo-result .card.top").bounding_box(), top_ref.locator("img").bounding_box()
+    assert card_box["x"] <= img_box["x"] and img_box["x"] + img_box["width"] <= card_box["x"] + card_box["width"]
+    assert page.locator("#photo-result .card figure.reference").count() == 3
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-photo-result.png"), full_page=True)
     page.click("#confirm")
@@ -73,6 +82,8 @@ def test_visitor_identifies_a_photo_and_sends_feedback(
     # English toggle, then the measurement tab
     page.click("#lang")
     assert page.locator("h1").inner_text() == "Identify flowers at Kebun Raya ITERA"
+    assert top_ref.locator("figcaption").inner_text().startswith(f"Photo: {TEST_CREDIT_LICENCE}")
+    assert top_ref.locator("img").get_attribute("alt") == "Reference photo: Bunga sintetis merah"
     page.click("#tab-measure")
     for field, value in {
         "sepal_length": "5.1",
@@ -117,6 +128,7 @@ def test_page_says_when_a_flower_is_not_recognised(browser: object, model_dir: P
         assert page.locator("#photo-result .card").count() == 0
         assert page.locator("#photo-result meter").count() == 0
         assert page.locator("#photo-result .suggestions li").count() == 3
+        assert page.locator("#photo-result .suggestions figure.reference img").count() == 3
         assert "%" not in page.locator("#photo-result").inner_text()
         page.screenshot(path=str(ARTIFACTS / "page-not-recognised.png"), full_page=True)
         page.click("#lang")

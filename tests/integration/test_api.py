@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 from collections.abc import Iterator
@@ -11,11 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from bunga.config import Settings
 from bunga.serving.app import create_app
 from bunga.serving.schemas import PredictResponse
-from tests.conftest import LiveServer
+from tests.conftest import TEST_CREDIT_LICENCE, TEST_CREDIT_LINK, LiveServer
 from tests.helpers import onnx_scores_graph, photo_bytes
 
 TOKEN = "test-admin-token-123456"
@@ -59,6 +61,27 @@ def test_predict_photos_top_k_with_species_info(client: TestClient, synthetic_ph
     assert all(len(r["top"]) == 2 and r["recognised"] for r in results)
     info = results[0]["top"][0]["info"]
     assert info["nama"] == "Bunga sintetis kuning" and info["deskripsi"]
+
+
+def test_each_candidate_links_the_models_reference_photo(client: TestClient) -> None:
+    """A typical training photo per species, chosen at training and carried in the bundle, with the
+    credit its collection's ATTRIBUTION.md gave it."""
+    answer = client.post("/predict/image?k=4", files={"file": ("a.jpg", photo_bytes(), "image/jpeg")})
+    top = answer.json()["results"][0]["top"]
+    assert len(top) == 4
+    for candidate in top:
+        ref = candidate["reference"]
+        assert ref["licence"] == TEST_CREDIT_LICENCE
+        assert ref["link"].startswith(f"{TEST_CREDIT_LINK}{candidate['species']}_")
+        photo = client.get(ref["url"])
+        assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+        assert "immutable" in photo.headers["cache-control"]
+        with Image.open(io.BytesIO(photo.content)) as image:
+            assert image.format == "JPEG" and max(image.size) <= 160
+    species = top[0]["species"]
+    assert client.get(f"/species/{species}/photo?version=no-such-version").status_code == 200  # the champion's
+    missing = client.get("/species/bunga_palsu/photo")
+    assert missing.status_code == 404 and "no reference photo" in missing.json()["detail"]
 
 
 def test_unrecognised_photo_says_so_and_lists_candidates(model_dir: Path, tmp_path: Path) -> None:

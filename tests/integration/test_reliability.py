@@ -254,7 +254,7 @@ def test_concurrency_limit_answers_503_while_probes_pass(model_dir: Path, tmp_pa
         holder = socket.create_connection(("127.0.0.1", server.port))
         holder.sendall(
             b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 200\r\n\r\n{\"sepal_length\": 5.1"
+            b'Content-Length: 200\r\n\r\n{"sepal_length": 5.1'
         )
         deadline = time.monotonic() + 10
         # the held request is inside the app once the gauge counts it beside the /metrics request itself

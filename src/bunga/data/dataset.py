@@ -43,13 +43,19 @@ class PhotoSet:
     y: np.ndarray
     digest: str
     source: Path
+    credits: list[tuple[str, str]] | None = None  # (licence, link) per photo; empty strings: none recorded
 
     def subset(self, mask: np.ndarray) -> PhotoSet:
         """The photos where ``mask`` is true."""
         idx = np.flatnonzero(mask)
+        credits = [self.credits[i] for i in idx] if self.credits is not None else None
         return PhotoSet(
-            [self.paths[i] for i in idx], [self.shas[i] for i in idx], self.y[mask], self.digest, self.source
+            [self.paths[i] for i in idx], [self.shas[i] for i in idx], self.y[mask], self.digest, self.source, credits
         )
+
+    def credit(self, index: int) -> tuple[str, str]:
+        """(licence, link) of one photo; empty strings when none is recorded."""
+        return self.credits[index] if self.credits is not None else ("", "")
 
 
 def _digest(dataset_dir: Path) -> str:
@@ -79,13 +85,14 @@ def load_photos(dataset_dir: Path) -> PhotoSet:
     path = dataset_dir / IMAGES_CSV
     if not path.is_file():
         raise BungaError(f"{path} not found: run `bunga merge` first")
-    paths, shas, labels = [], [], []
+    paths, shas, labels, credits = [], [], [], []
     with path.open(encoding="utf-8", newline="") as handle:
         for record in csv.DictReader(handle):
             paths.append(dataset_dir / record["path"])
             shas.append(record["sha256"])
             labels.append(record["label"])
-    return PhotoSet(paths, shas, np.asarray(labels, dtype=object), _digest(dataset_dir), path)
+            credits.append((record.get("licence") or "", record.get("link") or ""))
+    return PhotoSet(paths, shas, np.asarray(labels, dtype=object), _digest(dataset_dir), path, credits)
 
 
 def photo_folder(folder: Path) -> PhotoSet:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,23 @@ class CheckedPhoto:
     photo: PhotoFile
     info: PhotoInfo | None
     reason: str | None
+
+
+ATTRIBUTION_FILE = "ATTRIBUTION.md"
+# A row of an attribution table: | `file` | ... https://link ... | licence | ...
+_CREDIT_ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|\s*(https?://\S+?)\s*\|\s*([^|]+?)\s*\|")
+
+
+def read_attribution(path: Path, folder: str) -> dict[str, tuple[str, str]]:
+    """Credits from an ``ATTRIBUTION.md`` table: photo path (relative to the data folder, like a
+    photo's source) -> (licence, link). Rows that do not fit the table's shape are ignored."""
+    prefix = f"{folder}/" if folder not in ("", ".") else ""
+    credits = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _CREDIT_ROW.match(line)
+        if match:
+            credits[prefix + match.group(1)] = (match.group(3), match.group(2))
+    return credits
 
 
 def is_label_sheet(header: list[str]) -> bool:

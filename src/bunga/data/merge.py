@@ -30,7 +30,7 @@ REVIEW_CSV = "review_queue.csv"
 REVIEW_DIR = "_review"
 DATASET_COLUMNS = ("specimen_id", *FEATURES, "species", "source", "line")
 REJECTED_COLUMNS = ("kind", "source", "line", "specimen_id", "reason")
-IMAGE_COLUMNS = ("path", "label", "sha256", "width", "height", "format", "source")
+IMAGE_COLUMNS = ("path", "label", "sha256", "width", "height", "format", "source", "licence", "link")
 Progress = Callable[[int], None]
 
 
@@ -206,6 +206,7 @@ class Merger:
         self.photo_paths: list[tuple[Path, str, str]] = []  # (path, relative name, sha256)
         self.curated: dict[str, str] = {}
         self.votes: dict[str, set[str | None]] = defaultdict(set)
+        self.credits: dict[str, tuple[str, str]] = {}  # photo source -> (licence, link)
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.o.data_dir).as_posix()
@@ -228,6 +229,8 @@ class Merger:
             elif photos.is_photo_name(path):
                 kind = "photo"
                 self.photo_paths.append((path, rel, sha))
+            elif path.name == photos.ATTRIBUTION_FILE:
+                self.credits.update(photos.read_attribution(path, Path(rel).parent.as_posix()))
             elif suffix == ".json" and (vote := photos.read_feedback_record(path)) is not None:
                 kind = "labels"
                 self.votes[vote[0]].add(vote[1])
@@ -311,6 +314,7 @@ class Merger:
                 item.info.height,
                 item.info.format,
                 item.photo.source,
+                *self.credits.get(item.photo.source, ("", "")),
             )
             for target, item in outcome.kept
             if item.info is not None

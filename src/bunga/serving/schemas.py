@@ -43,12 +43,21 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class ReferenceInfo(BaseModel):
+    """Where to get the model's reference photo of a species, and its credit."""
+
+    url: str
+    licence: str = Field(description="The photo's licence, e.g. CC BY 2.0; empty when none was recorded")
+    link: str = Field(description="The photo's page, where its photographer is credited; may be empty")
+
+
 class Candidate(BaseModel):
     """One of the top-k species for a photo."""
 
     species: str
     probability: float
     info: SpeciesInfo
+    reference: ReferenceInfo | None = Field(None, description="A typical training photo of this species")
 
 
 class PhotoPrediction(BaseModel):

@@ -13,6 +13,7 @@ from bunga.catalog import Catalog
 from bunga.config import Settings
 from bunga.serving.metrics import Metrics
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
+from bunga.serving.references import reference_info
 from bunga.serving.schemas import Candidate, PhotoPrediction, PhotoResponse, PredictRequest, PredictResponse
 from bunga.serving.store import ModelStore, Slot
 
@@ -105,7 +106,12 @@ async def predict_image(
     ):
         order = np.argsort(-row)[: min(k, len(classes))]
         top = [
-            Candidate(species=classes[i], probability=round(float(row[i]), 6), info=catalog.get(classes[i]))
+            Candidate(
+                species=classes[i],
+                probability=round(float(row[i]), 6),
+                info=catalog.get(classes[i]),
+                reference=reference_info(slot, classes[i]),
+            )
             for i in order
         ]
         outcome = "species" if known else "not_a_flower" if not_flower else "unknown_species"

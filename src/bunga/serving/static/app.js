@@ -16,7 +16,7 @@ const TEXT = {
     thanks: "Terima kasih! Masukan Anda tersimpan.", sepalLength: "Panjang sepal (cm)", sepalWidth: "Lebar sepal (cm)",
     petalLength: "Panjang petal (cm)", petalWidth: "Lebar petal (cm)", model: "model",
     footer: "Kebun Raya ITERA · Institut Teknologi Sumatera", error: "Gagal", switchTo: "Switch to English",
-    family: "Famili",
+    family: "Famili", referencePhoto: "Foto contoh", photoCredit: "Foto", source: "sumber",
   },
   en: {
     title: "Identify flowers at Kebun Raya ITERA", tabPhoto: "Photo", tabMeasure: "Measurements",
@@ -32,7 +32,7 @@ const TEXT = {
     thanks: "Thank you! Your feedback was stored.", sepalLength: "Sepal length (cm)", sepalWidth: "Sepal width (cm)",
     petalLength: "Petal length (cm)", petalWidth: "Petal width (cm)", model: "model",
     footer: "Kebun Raya ITERA · Institut Teknologi Sumatera", error: "Failed", switchTo: "Ganti ke Bahasa Indonesia",
-    family: "Family",
+    family: "Family", referencePhoto: "Reference photo", photoCredit: "Photo", source: "source",
   },
 };
 
@@ -74,12 +74,31 @@ async function errorText(response) {
   return `${t("error")} (${response.status})`;
 }
 
+function reference(candidate) {
+  // The model's typical training photo of the species, with its credit when the licence asks for one.
+  const ref = candidate.reference;
+  if (!ref) return null;
+  const img = el("img", { src: ref.url, alt: `${t("referencePhoto")}: ${candidate.info.nama}`, loading: "lazy" });
+  const figure = el("figure", { class: "reference" }, img);
+  if (ref.licence || ref.link) {
+    const caption = el("figcaption", {}, `${t("photoCredit")}: ${ref.licence || ""}`.trim());
+    if (ref.link && /^https?:\/\//.test(ref.link)) {
+      caption.append(" ", el("a", { href: ref.link, rel: "noopener noreferrer", target: "_blank" }, t("source")));
+    }
+    figure.append(caption);
+  }
+  return figure;
+}
+
 function speciesCard(candidate, top) {
   const info = candidate.info;
   const pct = Math.round(candidate.probability * 100);
   const heading = el(top ? "h2" : "h3", {}, info.nama);
   const meter = el("meter", { min: "0", max: "100", value: String(pct), "aria-label": `${t("confidence")} ${pct}%` });
-  const card = el("article", { class: top ? "card top" : "card" }, heading);
+  const card = el("article", { class: top ? "card top" : "card" });
+  const figure = reference(candidate);
+  if (figure) card.append(figure);
+  card.append(heading);
   if (info.latin && info.latin !== "-") card.append(el("p", { class: "latin" }, info.latin));
   card.append(el("div", { class: "bar" }, meter, el("span", {}, `${pct}%`)));
   if (info.famili && info.famili !== "-") card.append(el("p", {}, `${t("family")}: ${info.famili}`));
@@ -93,7 +112,10 @@ function suggestions(candidates) {
   const list = el("ul", { class: "suggestions" });
   candidates.forEach((c) => {
     const latin = c.info.latin && c.info.latin !== "-" ? ` (${c.info.latin})` : "";
-    list.append(el("li", {}, `${c.info.nama}${latin}`));
+    const item = el("li", {}, `${c.info.nama}${latin}`);
+    const figure = reference(c);
+    if (figure) item.prepend(figure);
+    list.append(item);
   });
   return list;
 }

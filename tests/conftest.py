@@ -151,7 +151,11 @@ class LiveServer:
 @pytest.fixture
 def live_server(model_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
     """`bunga serve` over real HTTP, serving a copy of the exported models, inbox in tmp_path."""
-    env = {"BUNGA_DATA_DIR": str(tmp_path / "collected_data"), "BUNGA_ADMIN_TOKEN": "test-admin-token-123456"}
+    env = {
+        "BUNGA_DATA_DIR": str(tmp_path / "collected_data"),
+        "BUNGA_ADMIN_TOKEN": "test-admin-token-123456",
+        "BUNGA_FEEDBACK_RATE_PER_MIN": "0",  # these tests load the service hard; the limits have their own
+    }
     server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
     yield server
     server.stop()

@@ -94,6 +94,8 @@ def merge(
     """Merge, clean and validate collected_data/ into a versioned dataset, losing no record."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from bunga.catalog import load_catalog
+    from bunga.data.images import VoteRule
     from bunga.data.merge import MergeOptions
     from bunga.data.merge import merge as run_merge
     from bunga.data.tabular import load_aliases
@@ -119,6 +121,7 @@ def merge(
             image_max_pixels=s.image_max_pixels,
             image_min_side=s.image_min_side,
             cache_dir=s.cache_dir,
+            votes=VoteRule(s.feedback_min_votes, frozenset(load_catalog(s.catalog_file).entries)),
             on_rows=lambda n: progress.update(task, description=f"reading sheets: {n:,} rows"),
         )
         result = run_merge(options)
@@ -549,6 +552,7 @@ def serve(
         port=port or s.port,
         workers=workers,
         access_log=access_log,
+        proxy_headers=False,  # the client address is bunga's rule alone (BUNGA_TRUSTED_PROXIES)
         server_header=False,
         log_level="info",
     )

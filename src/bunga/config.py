@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(20.0, gt=0)
     max_concurrency: int = Field(64, ge=1)
     reload_interval_s: float = Field(0.0, ge=0)
+    # --- abuse limits on the public endpoints ----------------------------------------------------
+    inbox_max_bytes: int = Field(2_000_000_000, ge=0)  # feedback stored in all, photos and records
+    inbox_max_files: int = Field(50_000, ge=0)
+    feedback_rate_per_min: float = Field(6.0, ge=0)  # per client; 0 turns the limit off
+    feedback_burst: int = Field(10, ge=1)
+    predict_rate_per_min: float = Field(0.0, ge=0)  # /predict and /predict/image; 0: off (school groups)
+    predict_burst: int = Field(120, ge=1)
+    trusted_proxies: list[str] = ["127.0.0.1"]  # peers whose X-Forwarded-For names the client
+    feedback_min_votes: int = Field(2, ge=1)  # agreeing visitor votes before a photo joins the dataset
 
     @field_validator("admin_token")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,16 @@ def store_photo(inbox: Path, data: bytes, suffix: str, label: str | None, **meta
     sha = sha256_bytes(data)
     folder = inbox / PHOTOS
     photo = folder / f"{sha}.{suffix}"
-    if not photo.exists():
+    new = not photo.exists()
+    if new:
         atomic_write_bytes(photo, data)
     text, digest = _record(kind="photos", sha256=sha, photo=photo.name, label=label, **meta)
-    atomic_write_text(folder / f"{sha}-{digest[:16]}.json", text)
+    try:
+        atomic_write_text(folder / f"{sha}-{digest[:16]}.json", text)
+    except OSError:
+        if new:  # a photo without its record would wait for a curator for no reason: take it back
+            photo.unlink(missing_ok=True)
+        raise
     return sha
 
 
@@ -48,5 +55,26 @@ def store_measurement(inbox: Path, values: list[float], label: str, **meta: Any)
     writer.writerow([specimen, *(f"{v:g}" for v in values), label])
     folder = inbox / MEASUREMENTS
     atomic_write_text(folder / f"{specimen}.json", text)
-    atomic_write_text(folder / f"{specimen}.csv", sheet.getvalue())
+    try:
+        atomic_write_text(folder / f"{specimen}.csv", sheet.getvalue())
+    except OSError:
+        (folder / f"{specimen}.json").unlink(missing_ok=True)
+        raise
     return specimen
+
+
+def usage(inbox: Path) -> tuple[int, int]:
+    """(bytes, files) stored in the inbox."""
+    total, count = 0, 0
+    for folder in (inbox / PHOTOS, inbox / MEASUREMENTS):
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            try:
+                total += entry.stat(follow_symlinks=False).st_size
+                count += 1
+            except FileNotFoundError:  # removed while we looked
+                continue
+    return total, count

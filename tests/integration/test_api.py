@@ -236,14 +236,43 @@ def test_feedback_measurement_then_merge_picks_everything_up(client: TestClient,
     assert client.post("/feedback", json={**IRIS, "label": "mawar"}).status_code == 422
     assert client.post("/feedback", json={"label": "setosa"}).status_code == 422
     assert client.post("/feedback", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
-    client.post(
-        "/feedback",
-        files={"file": ("x.jpg", photo_bytes("sintetis_ungu", 9), "image/jpeg")},
-        data={"label": "sintetis_ungu"},
-    )
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "collected_data")}
+    vote = {"files": {"file": ("x.jpg", photo_bytes("sintetis_ungu", 9), "image/jpeg")}}
+    assert client.post("/feedback", **vote, data={"label": "sintetis_ungu"}).status_code == 201  # type: ignore[arg-type]
+    result = CliRunner().invoke(app, ["merge"], env=env)
+    assert result.exit_code == 0, result.output
+    # one visitor's vote does not move training data by itself: the photo waits for a second vote
+    assert "rows: 1 read = 1 kept" in result.output and "photos: 1 read = 0 kept" in result.output
+    assert "1 queued" in result.output
+    assert client.post("/feedback", **vote, data={"label": "sintetis_ungu"}).status_code == 201  # type: ignore[arg-type]
+    result = CliRunner().invoke(app, ["merge"], env=env)
+    assert "photos: 1 read = 1 kept" in result.output, result.output
+
+
+def test_one_anonymous_vote_cannot_create_a_species(model_dir: Path, tmp_path: Path) -> None:
+    """Without a photo model loaded, a feedback label must still name a catalogue species; and a
+    label the catalogue lacks never becomes a class folder at merge, however many votes it gets."""
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+
+    with make_client(model_dir, tmp_path, serve_kinds=["measurements"]) as c:
+        upload = {"file": ("x.jpg", photo_bytes("sintetis_ungu", 9), "image/jpeg")}
+        refused = c.post("/feedback", files=upload, data={"label": "bunga_palsu_buatan"})
+        assert refused.status_code == 422 and "unknown label" in refused.json()["detail"]
+        assert c.post("/feedback", files=upload, data={"label": "rose"}).status_code == 201
+    inbox = tmp_path / "collected_data" / "feedback" / "photos"
+    assert not any("bunga_palsu_buatan" in p.read_text() for p in inbox.glob("*.json"))
+    forged = photo_bytes("sintetis_merah", 1)
+    sha = hashlib.sha256(forged).hexdigest()
+    (inbox / f"{sha}.jpg").write_bytes(forged)
+    for i in range(3):  # agreeing votes written straight into the inbox, as a script might
+        record = {"kind": "photos", "sha256": sha, "label": "bunga_palsu_buatan"}
+        (inbox / f"{sha}-forged{i}.json").write_text(json.dumps(record))
     result = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(tmp_path / "collected_data")})
     assert result.exit_code == 0, result.output
-    assert "rows: 1 read = 1 kept" in result.output and "photos: 1 read = 1 kept" in result.output
+    assert "2 queued" in result.output  # the rose (one vote) and the forged photo wait for a curator
+    assert not (tmp_path / "Dataset Bunga" / "bunga_palsu_buatan").exists()
 
 
 def test_admin_endpoints_need_the_token(client: TestClient, model_dir: Path, tmp_path: Path) -> None:

@@ -86,7 +86,13 @@ def test_500_concurrent_feedback_uploads_are_all_kept(live_server: LiveServer, t
     inbox = tmp_path / "collected_data" / "feedback" / "photos"
     assert check_inbox(inbox) == (500, 500)
     result = CliRunner().invoke(
-        app, ["merge"], env={"BUNGA_DATA_DIR": str(tmp_path / "collected_data"), "BUNGA_IMAGE_MIN_SIDE": "16"}
+        app,
+        ["merge"],
+        env={
+            "BUNGA_DATA_DIR": str(tmp_path / "collected_data"),
+            "BUNGA_IMAGE_MIN_SIDE": "16",
+            "BUNGA_FEEDBACK_MIN_VOTES": "1",  # each labelled upload is its own photo: one vote each
+        },
     )
     assert result.exit_code == 0, result.output
     assert "photos: 500 read = 250 kept + 0 rejected + 0 duplicate + 250 queued" in result.output

@@ -129,15 +129,37 @@ def is_photo_name(path: Path) -> bool:
     return suffix in IMAGE_SUFFIXES or suffix in REFUSED_SUFFIXES
 
 
+@dataclass(frozen=True)
+class VoteRule:
+    """When visitors' votes label a photo by themselves: at least ``min_votes`` agreeing votes, none
+    disagreeing, for a label in ``known`` (None: any label). Otherwise a curator decides."""
+
+    min_votes: int = 2
+    known: frozenset[str] | None = None
+
+    def label(self, votes: list[str | None]) -> str | None:
+        """The label the votes give, or None (the photo waits for review)."""
+        ballot = [v for v in votes if v]
+        if len(set(ballot)) != 1 or len(ballot) < self.min_votes:
+            return None
+        label = ballot[0]
+        return label if self.known is None or label in self.known else None
+
+
 def find_photo(
-    path: Path, sha: str, root: Path, source: str, curated: dict[str, str], votes: dict[str, set[str | None]]
+    path: Path,
+    sha: str,
+    root: Path,
+    source: str,
+    curated: dict[str, str],
+    votes: dict[str, list[str | None]],
+    rule: VoteRule = VoteRule(),
 ) -> PhotoFile:
-    """Work out a photo's label: a curator's sheet first, then visitors' feedback when every vote
-    agrees (disagreement sends it to review), then its folder."""
+    """Work out a photo's label: a curator's sheet first, then visitors' feedback when enough votes
+    agree on a known species (otherwise review), then its folder."""
     label = folder_label(path, root)
-    ballot = {v for v in votes.get(sha, set()) if v}
     if sha in votes:
-        label = next(iter(ballot)) if len(ballot) == 1 else None
+        label = rule.label(votes[sha])
     return PhotoFile(path=path, source=source, sha256=sha, label=curated.get(sha, label))
 
 

@@ -13,7 +13,7 @@ import sqlite3
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bunga.data import images as photos
@@ -50,6 +50,7 @@ class MergeOptions:
     image_max_pixels: int = 50_000_000
     image_min_side: int = 32
     cache_dir: Path | None = None  # where photo validation results are kept between merges
+    votes: photos.VoteRule = field(default_factory=photos.VoteRule)  # when visitors' votes label a photo
     on_rows: Progress | None = None
 
 
@@ -205,7 +206,7 @@ class Merger:
         self.sheets: list[tuple[Path, str]] = []
         self.photo_paths: list[tuple[Path, str, str]] = []  # (path, relative name, sha256)
         self.curated: dict[str, str] = {}
-        self.votes: dict[str, set[str | None]] = defaultdict(set)
+        self.votes: dict[str, list[str | None]] = defaultdict(list)
         self.credits: dict[str, tuple[str, str]] = {}  # photo source -> (licence, link)
 
     def _rel(self, path: Path) -> str:
@@ -233,7 +234,7 @@ class Merger:
                 self.credits.update(photos.read_attribution(path, Path(rel).parent.as_posix()))
             elif suffix == ".json" and (vote := photos.read_feedback_record(path)) is not None:
                 kind = "labels"
-                self.votes[vote[0]].add(vote[1])
+                self.votes[vote[0]].append(vote[1])
             elif suffix not in {".md", ".json", ".yaml", ".yml"}:
                 self.messages.append(f"{rel}: not a sheet or a photo, left alone")
             self.files.append(FileEntry(path=rel, sha256=sha, kind=kind))
@@ -282,8 +283,15 @@ class Merger:
     def merge_photos(self, manifest: Manifest) -> tuple[str, list[tuple[str, str]]]:
         """Validate, deduplicate and copy photos; returns the photo digest and rejections."""
         o = self.o
+        rule = o.votes
+        if rule.known is not None:  # a species the collection already has counts as known too
+            present = {photos.folder_label(p, o.data_dir) for p, _, _ in self.photo_paths} - {None}
+            if o.dataset_dir.is_dir():
+                present |= {d.name for d in o.dataset_dir.iterdir() if d.is_dir() and d.name[0] not in "_."}
+            rule = replace(rule, known=rule.known | {str(label) for label in present})
         found = [
-            photos.find_photo(p, sha, o.data_dir, rel, self.curated, self.votes) for p, rel, sha in self.photo_paths
+            photos.find_photo(p, sha, o.data_dir, rel, self.curated, self.votes, rule)
+            for p, rel, sha in self.photo_paths
         ]
         cache = photos.CheckCache(o.cache_dir, o.image_max_pixels, o.image_min_side) if o.cache_dir else None
         checked = [photos.check_photo(p, o.image_max_pixels, o.image_min_side, cache) for p in found]

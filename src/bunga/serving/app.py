@@ -20,6 +20,7 @@ from bunga import __version__
 from bunga.catalog import load_catalog
 from bunga.config import Settings, get_settings
 from bunga.files import STALE_TEMP_S, remove_stale_temps
+from bunga.serving.limits import ClientAddress, InboxQuota, buckets
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
@@ -108,6 +109,10 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.catalog = load_catalog(settings.catalog_file)
+    app.state.quota = InboxQuota(settings.inbox_dir, settings.inbox_max_bytes, settings.inbox_max_files)
+    app.state.client_address = ClientAddress(settings.trusted_proxies)
+    app.state.feedback_buckets = buckets(settings.feedback_rate_per_min, settings.feedback_burst)
+    app.state.predict_buckets = buckets(settings.predict_rate_per_min, settings.predict_burst)
     app.state.store = store or ModelStore(model_source(settings), list(settings.serve_kinds))
     for module in (predict, catalog, feedback, health, admin, page):
         app.include_router(module.router)

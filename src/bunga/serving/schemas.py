@@ -114,12 +114,22 @@ class ModelInfo(BaseModel):
     challenger_version: str | None = None
 
 
+class InboxUsage(BaseModel):
+    """What the feedback inbox holds against its quota."""
+
+    bytes: int
+    files: int
+    max_bytes: int
+    max_files: int
+
+
 class ModelsResponse(BaseModel):
     """Every loaded model and the canary share."""
 
     models: dict[str, ModelInfo]
     challenger_percent: float
     errors: dict[str, str]
+    inbox: InboxUsage | None = None
 
 
 class Health(BaseModel):

@@ -55,6 +55,11 @@ class ModelStore:
         predictor = Predictor(resolved.folder, threads=1 if kind == "measurements" else None)
         if predictor.kind != kind:
             raise BungaError(f"{resolved.folder} holds a {predictor.kind} model, not a {kind} model")
+        if kind == "photos" and (predictor.card.abstention is None or predictor.card.not_flower is None):
+            raise BungaError(
+                f"{resolved.folder} has no abstention or not-a-flower section in its card: it would name a "
+                "flower for any photo; retrain it with this version of bunga"
+            )
         predictor.smoke_test()
         card = predictor.card.model_copy(
             update={

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from bunga.errors import BungaError
@@ -30,10 +30,10 @@ async def reload(store: StoreDep) -> ReloadResponse:
 
 
 @router.post("/traffic", response_model=ModelsResponse, summary="Canary share for the challenger")
-async def traffic(body: TrafficRequest, store: StoreDep) -> ModelsResponse:
+async def traffic(request: Request, body: TrafficRequest, store: StoreDep) -> ModelsResponse:
     """Send a percentage of requests to the ``challenger`` alias; responses name the version."""
     try:
         await run_in_threadpool(store.set_traffic, body.challenger_percent)
     except BungaError as err:
         raise HTTPException(409, str(err)) from None
-    return await model(store)
+    return await model(request, store)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import re
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
@@ -10,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bunga import inbox
 from bunga.config import Settings
+from bunga.serving.limits import InboxQuota, check_rate
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
 
@@ -27,13 +31,35 @@ FEEDBACK_BODY = multipart_openapi(
 
 
 def _label(raw: str | None, known: set[str]) -> str | None:
+    """A visitor's label must name a species the catalogue or the served model knows: one anonymous
+    vote never creates a species (a curator adds it to the catalogue first)."""
     label = (raw or "").strip().lower().replace(" ", "_")
     if not label:
         return None
-    if not _LABEL.match(label) or (known and label not in known):
+    if not _LABEL.match(label) or label not in known:
         shown = ", ".join(sorted(known)[:30])
         raise HTTPException(422, f"unknown label {label[:100]!r}; use a class id ({shown}) or leave it empty")
     return label
+
+
+async def _store(request: Request, nbytes: int, nfiles: int, write: Callable[..., str], *args: Any, **kw: Any) -> str:
+    """Write feedback within the inbox's quota: 507 (and nothing stored) when the quota or the disk
+    is full; the service keeps answering predictions either way."""
+    state = request.app.state
+    quota: InboxQuota = state.quota
+    full = quota.refusal(nbytes, nfiles)
+    if full is not None:
+        state.metrics.rejected.labels("inbox_quota").inc()
+        raise HTTPException(507, f"{full}: feedback is not being accepted now, please try again later")
+    try:
+        stored = await run_in_threadpool(write, *args, **kw)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        state.metrics.rejected.labels("disk_full").inc()
+        raise HTTPException(507, "the server's disk is full: feedback is not being accepted now") from None
+    quota.add(nbytes, nfiles)
+    return stored
 
 
 def _version(request: Request, kind: str) -> str | None:
@@ -47,12 +73,17 @@ def _version(request: Request, kind: str) -> str | None:
     status_code=201,
     openapi_extra=FEEDBACK_BODY,
     summary="Send a photo or a measurement with its label",
-    responses={415: {"description": "Neither multipart nor JSON"}},
+    responses={
+        415: {"description": "Neither multipart nor JSON"},
+        429: {"description": "Too many feedback requests from this address (see Retry-After)"},
+        507: {"description": "The feedback inbox or the disk is full: nothing was stored"},
+    },
 )
 async def feedback(request: Request) -> FeedbackResponse:
     """Stores the photo (content-hash name, never the client's file name) or the measurement, with a
     metadata record, atomically in the collection inbox. Nothing is stored unless sent here."""
     settings: Settings = request.app.state.settings
+    check_rate(request, request.app.state.feedback_buckets, "rate_feedback")
     content_type = request.headers.get("content-type", "")
     store = request.app.state.store
     if content_type.startswith("application/json"):
@@ -67,7 +98,10 @@ async def feedback(request: Request) -> FeedbackResponse:
         label = _label(record.label, known)
         if label is None:
             raise HTTPException(422, "label: a measurement needs the species it is")
-        specimen = await run_in_threadpool(
+        specimen = await _store(
+            request,
+            2_000,
+            2,
             inbox.store_measurement,
             settings.inbox_dir,
             record.as_row(),
@@ -84,10 +118,13 @@ async def feedback(request: Request) -> FeedbackResponse:
     finally:
         await form.close()
     slot = store.champions.get("photos")
-    known = set(slot.predictor.classes) | set(request.app.state.catalog.entries) if slot else set()
+    known = set(request.app.state.catalog.entries) | (set(slot.predictor.classes) if slot else set())
     label = _label(raw_label if isinstance(raw_label, str) else None, known)
     predicted_text = predicted[:100] if isinstance(predicted, str) else None
-    sha = await run_in_threadpool(
+    sha = await _store(
+        request,
+        len(upload.data) + 2_000,
+        2,
         inbox.store_photo,
         settings.inbox_dir,
         upload.data,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bunga.serving.deps import MetricsDep, StoreDep
-from bunga.serving.schemas import Health, ModelInfo, ModelsResponse
+from bunga.serving.limits import InboxQuota
+from bunga.serving.schemas import Health, InboxUsage, ModelInfo, ModelsResponse
 from bunga.serving.store import Slot
 
 router = APIRouter(tags=["operations"])
@@ -31,7 +32,8 @@ async def ready(store: StoreDep) -> Response:
     if not store.ready():
         body = Health(status="not ready", models={k: f"error: {v}" for k, v in store.errors.items()})
         return JSONResponse(body.model_dump(), status_code=503)
-    return JSONResponse(Health(status="ready", models=versions).model_dump())
+    errors = {k: f"error: {v}" for k, v in store.errors.items() if k not in versions}
+    return JSONResponse(Health(status="ready", models={**errors, **versions}).model_dump())
 
 
 def _info(slot: Slot, challenger: Slot | None) -> ModelInfo:
@@ -52,18 +54,27 @@ def _info(slot: Slot, challenger: Slot | None) -> ModelInfo:
 
 
 @router.get("/model", response_model=ModelsResponse, summary="What is being served")
-async def model(store: StoreDep) -> ModelsResponse:
-    """Per kind: name, version, alias, run id, training time, metrics, classes, dataset digest."""
+async def model(request: Request, store: StoreDep) -> ModelsResponse:
+    """Per kind: name, version, alias, run id, training time, metrics, classes, dataset digest; and
+    how full the feedback inbox is."""
+    quota: InboxQuota = request.app.state.quota
+    used, files = quota.usage()
     return ModelsResponse(
         models={k: _info(s, store.challengers.get(k)) for k, s in store.champions.items()},
         challenger_percent=store.challenger_percent,
         errors=dict(store.errors),
+        inbox=InboxUsage(bytes=used, files=files, max_bytes=quota.max_bytes, max_files=quota.max_files),
     )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(store: StoreDep, m: MetricsDep) -> Response:
-    """Requests, latency histograms, predictions per class, model versions in use."""
+async def metrics(request: Request, store: StoreDep, m: MetricsDep) -> Response:
+    """Requests, latency histograms, predictions per class, model versions in use, inbox usage."""
+    quota: InboxQuota = request.app.state.quota
+    used, files = quota.usage()
+    m.inbox_bytes.set(used)
+    m.inbox_files.set(files)
+    m.inbox_limit_bytes.set(quota.max_bytes)
     m.model_version.clear()
     for alias, slots in (("champion", store.champions), ("challenger", store.challengers)):
         for kind, slot in slots.items():

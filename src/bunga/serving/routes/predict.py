@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bunga.catalog import Catalog
 from bunga.config import Settings
+from bunga.serving.limits import check_rate
 from bunga.serving.metrics import Metrics
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
 from bunga.serving.references import reference_info
@@ -46,6 +47,8 @@ async def predict(
 ) -> Response:
     """Species and the probability of every class for one record or a batch."""
     state = request.app.state
+    if state.predict_buckets is not None:
+        check_rate(request, state.predict_buckets, "rate_predict")
     settings: Settings = state.settings
     body = payload.root
     records = body if isinstance(body, list) else [body]
@@ -81,6 +84,7 @@ async def predict_image(
     """Top-k species with probabilities and species information; ``recognised: false`` when the
     photo does not look like any species the model knows (the closest candidates are still listed)."""
     state = request.app.state
+    check_rate(request, state.predict_buckets, "rate_predict")
     settings: Settings = state.settings
     catalog: Catalog = state.catalog
     metrics: Metrics = state.metrics

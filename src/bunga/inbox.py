@@ -7,9 +7,12 @@ own metadata record, so concurrent uploads never overwrite one another.
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,3 +81,31 @@ def usage(inbox: Path) -> tuple[int, int]:
             except FileNotFoundError:  # removed while we looked
                 continue
     return total, count
+
+
+SALT_FILE = ".voter-salt"
+
+
+def voter_salt(inbox: Path) -> bytes:
+    """The inbox's secret for voter pseudonyms, made once (every worker and replica sharing the
+    inbox reads the same one, so one client is one voter everywhere)."""
+    path = inbox / SALT_FILE
+    inbox.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(100):  # another worker is writing it right now
+            salt = path.read_bytes()
+            if len(salt) == 32:
+                return salt
+            time.sleep(0.01)
+        raise
+    salt = os.urandom(32)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(salt)
+    return salt
+
+
+def voter(salt: bytes, client: str) -> str:
+    """A pseudonym for a client address: counts distinct voters, never stores the address."""
+    return hmac.new(salt, client.encode(), hashlib.sha256).hexdigest()[:16]

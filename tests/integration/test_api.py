@@ -246,6 +246,12 @@ def test_feedback_measurement_then_merge_picks_everything_up(client: TestClient,
     assert "1 queued" in result.output
     assert client.post("/feedback", **vote, data={"label": "sintetis_ungu"}).status_code == 201  # type: ignore[arg-type]
     result = CliRunner().invoke(app, ["merge"], env=env)
+    assert "photos: 1 read = 0 kept" in result.output, result.output  # the same visitor again: one voter
+    records = [json.loads(p.read_text()) for p in (tmp_path / "collected_data" / "feedback" / "photos").glob("*.json")]
+    assert len({r["voter"] for r in records}) == 1 and "testclient" not in json.dumps(records)  # a pseudonym
+    with TestClient(client.app, client=("10.0.0.2", 50000)) as other:  # a second visitor agrees
+        assert other.post("/feedback", **vote, data={"label": "sintetis_ungu"}).status_code == 201  # type: ignore[arg-type]
+    result = CliRunner().invoke(app, ["merge"], env=env)
     assert "photos: 1 read = 1 kept" in result.output, result.output
 
 

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bunga.config import Settings
+from bunga.inbox import SALT_FILE
 from bunga.serving.app import create_app
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes
@@ -26,7 +27,8 @@ def _client(model_dir: Path, data_dir: Path, **overrides: object) -> TestClient:
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """Every file under ``folder`` (hidden temp files included) but the inbox's voter secret."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != SALT_FILE)
 
 
 def _photo(seed: int) -> dict[str, tuple[str, bytes, str]]:

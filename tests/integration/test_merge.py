@@ -170,19 +170,22 @@ def test_feedback_records_label_photos(tmp_path: Path) -> None:
 
     inbox = tmp_path / "collected_data" / "feedback"
     photos = []
-    for colour in ("yellow", "pink", "blue"):
+    for colour in ("yellow", "pink", "blue", "white", "red"):
         buffer = io.BytesIO()
         Image.new("RGB", (80, 80), colour).save(buffer, "JPEG")
         photos.append(buffer.getvalue())
-    store_photo(inbox, photos[0], "jpg", "Kembang Sepatu", predicted="kana", model_version="3")
-    store_photo(inbox, photos[0], "jpg", "kembang_sepatu")  # a second visitor agrees
+    store_photo(inbox, photos[0], "jpg", "Kembang Sepatu", predicted="kana", model_version="3", voter="a")
+    store_photo(inbox, photos[0], "jpg", "kembang_sepatu", voter="b")  # a second visitor agrees
     store_photo(inbox, photos[1], "jpg", None)  # "I don't know"
     store_photo(inbox, photos[2], "jpg", "kana")
     store_photo(inbox, photos[2], "jpg", "tabebuya")  # visitors disagree: a curator decides
+    for _ in range(3):  # one visitor voting again and again is still one voter
+        store_photo(inbox, photos[3], "jpg", "kana", voter="c")
+    store_photo(inbox, photos[4], "jpg", "kana", voter="d")  # one vote alone is not enough
     store_measurement(inbox, [5.1, 3.5, 1.4, 0.2], "setosa", predicted="setosa")
     manifest = merge(_options(tmp_path / "collected_data", tmp_path / "out")).manifest
     assert manifest.classes_photos == {"kembang_sepatu": 1}
-    assert manifest.images_queued == 2 and manifest.images_read == 3
+    assert manifest.images_queued == 4 and manifest.images_read == 5
     assert manifest.rows_kept == 1 and manifest.classes_measurements == ["setosa"]
 
 

@@ -88,16 +88,24 @@ def read_label_sheet(path: Path) -> dict[str, str]:
     return labels
 
 
-def read_feedback_record(path: Path) -> tuple[str, str | None] | None:
-    """(sha256, label or None) from a feedback metadata record; None when the JSON is not one."""
+Vote = tuple[str | None, str | None]  # (label or None for "I don't know", voter pseudonym or None)
+
+
+def read_feedback_record(path: Path) -> tuple[str, Vote] | None:
+    """(sha256, (label or None, voter or None)) from a feedback metadata record; None when the JSON
+    is not one."""
     try:
         record = json.loads(path.read_text("utf-8"))
     except (ValueError, UnicodeDecodeError, OSError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str) or "label" not in record:
         return None
-    label = record["label"]
-    return record["sha256"].lower(), normalise(label) if isinstance(label, str) and label.strip() else None
+    label, voter = record["label"], record.get("voter")
+    vote = (
+        normalise(label) if isinstance(label, str) and label.strip() else None,
+        voter if isinstance(voter, str) else None,
+    )
+    return record["sha256"].lower(), vote
 
 
 def folder_label(path: Path, root: Path) -> str | None:
@@ -131,18 +139,20 @@ def is_photo_name(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class VoteRule:
-    """When visitors' votes label a photo by themselves: at least ``min_votes`` agreeing votes, none
-    disagreeing, for a label in ``known`` (None: any label). Otherwise a curator decides."""
+    """When visitors' votes label a photo by themselves: agreeing votes from at least ``min_votes``
+    different voters, none disagreeing, for a label in ``known`` (None: any label). Otherwise a
+    curator decides. A vote without a voter pseudonym counts as its own voter."""
 
     min_votes: int = 2
     known: frozenset[str] | None = None
 
-    def label(self, votes: list[str | None]) -> str | None:
+    def label(self, votes: list[Vote]) -> str | None:
         """The label the votes give, or None (the photo waits for review)."""
-        ballot = [v for v in votes if v]
-        if len(set(ballot)) != 1 or len(ballot) < self.min_votes:
+        ballot = [(label, voter or f"#{i}") for i, (label, voter) in enumerate(votes) if label]
+        labels = {label for label, _ in ballot}
+        if len(labels) != 1 or len({voter for _, voter in ballot}) < self.min_votes:
             return None
-        label = ballot[0]
+        label = labels.pop()
         return label if self.known is None or label in self.known else None
 
 
@@ -152,7 +162,7 @@ def find_photo(
     root: Path,
     source: str,
     curated: dict[str, str],
-    votes: dict[str, list[str | None]],
+    votes: dict[str, list[Vote]],
     rule: VoteRule = VoteRule(),
 ) -> PhotoFile:
     """Work out a photo's label: a curator's sheet first, then visitors' feedback when enough votes

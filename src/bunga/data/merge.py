@@ -206,7 +206,7 @@ class Merger:
         self.sheets: list[tuple[Path, str]] = []
         self.photo_paths: list[tuple[Path, str, str]] = []  # (path, relative name, sha256)
         self.curated: dict[str, str] = {}
-        self.votes: dict[str, list[str | None]] = defaultdict(list)
+        self.votes: dict[str, list[photos.Vote]] = defaultdict(list)
         self.credits: dict[str, tuple[str, str]] = {}  # photo source -> (licence, link)
 
     def _rel(self, path: Path) -> str:

@@ -62,6 +62,15 @@ async def _store(request: Request, nbytes: int, nfiles: int, write: Callable[...
     return stored
 
 
+async def _voter(request: Request) -> str:
+    """This client's voter pseudonym (a keyed hash of its address; the address is never stored)."""
+    state = request.app.state
+    salt = getattr(state, "voter_salt", None)
+    if salt is None:
+        salt = state.voter_salt = await run_in_threadpool(inbox.voter_salt, state.settings.inbox_dir)
+    return inbox.voter(salt, state.client_address(request))
+
+
 def _version(request: Request, kind: str) -> str | None:
     slot = request.app.state.store.champions.get(kind)
     return slot.version if slot else None
@@ -132,6 +141,7 @@ async def feedback(request: Request) -> FeedbackResponse:
         label,
         predicted=predicted_text,
         model_version=_version(request, "photos"),
+        voter=await _voter(request),
     )
     request.app.state.metrics.feedback.labels("photos").inc()
     return FeedbackResponse(stored=True, kind="photos", id=sha, label=label)

@@ -61,6 +61,7 @@ def code_digest() -> str:
 
 def commit() -> str:
     """The checked-out commit, with ``-dirty`` when the working tree differs from it."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
 
@@ -70,7 +71,11 @@ def commit() -> str:
 
 def stamp() -> dict[str, str]:
     """Commit, code digest and date of a measurement."""
-    return {"commit": commit(), "code_digest": code_digest(), "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    return {
+        "commit": commit(),
+        "code_digest": code_digest(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def save(name: str, payload: dict[str, Any]) -> Path:

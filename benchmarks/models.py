@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import ROOT, WORK
+from bunga.schemas import FEATURES
 
 SPACE = WORK / "models"
 ENV = {"MLFLOW_TRACKING_URI": f"sqlite:///{SPACE / 'mlflow.db'}", "BUNGA_ARTIFACT_DIR": str(SPACE / "mlartifacts")}
@@ -61,10 +62,17 @@ import mlflow, mlflow.onnx, numpy as np, onnx, pandas as pd
 mlflow.set_experiment("onnx-peer")
 with mlflow.start_run():
     mlflow.onnx.log_model(onnx.load({str(graph)!r}), name="model", registered_model_name={ONNX_PEER!r},
-                          input_example=pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+                          input_example=pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns={list(FEATURES)!r}))
 """
+    # The same columns as the other peers' requests, as doubles (JSON numbers arrive as float64; MLflow's
+    # onnx flavour casts them to the graph's float32 itself). A float32 example made every request a 400.
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=SPACE, env={**os.environ, **ENV}, capture_output=True, text=True, check=False
+        [sys.executable, "-c", script],
+        cwd=SPACE,
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"registering the onnx peer failed: {result.stderr[-2000:]}")

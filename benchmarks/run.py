@@ -209,10 +209,10 @@ def render() -> str:
     nf = load("not_flower")
     if nf and not nf.get("skipped") and "failed" not in nf:
         lines += [
-            "\"This is not a flower\" (the rule fitted on 4 folds of tf_flowers, measured on the fifth, "
+            '"This is not a flower" (the rule fitted on 4 folds of tf_flowers, measured on the fifth, '
             f"setting {nf['max_refused_setting']:.0%}): {nf['known_kept']:.1%} of known flowers kept, "
             f"{nf['nonflower_refused']:.1%} of {nf['nonflowers']} non-flower photos refused. Photos of a "
-            "species the model was not taught, called \"not a flower\" (they should be \"unknown species\"):",
+            'species the model was not taught, called "not a flower" (they should be "unknown species"):',
             "",
         ]
         lines += table(

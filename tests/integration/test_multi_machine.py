@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from tests.conftest import LiveServer, copy_sheets
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TOKEN = "multi-machine-token-123456"
+IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
 def _port() -> int:
@@ -44,87 +46,121 @@ def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
-@pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[str]:
-    """A PostgreSQL cluster in a temp dir; yields its SQLAlchemy URL."""
-    bin_dir = _pg_bin()
-    root = Path(tempfile.mkdtemp(prefix="bunga-pg-"))  # pytest's own temp tree is private to root
-    os.chmod(root, 0o755)
-    data = root / "pg"
-    data.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(data, "postgres", "postgres")
-    port = _port()
-    subprocess.run(
-        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -h 127.0.0.1 -k {data}"
-    subprocess.run(
-        _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(data / "log"), "start"]),
-        check=True,
-        capture_output=True,
-    )
-    try:
+class PgCluster:
+    """A throw-away PostgreSQL cluster in a temp dir that a test can stop and start again."""
+
+    def __init__(self) -> None:
+        self.bin = _pg_bin()
+        self.root = Path(tempfile.mkdtemp(prefix="bunga-pg-"))  # pytest's own temp tree is private to root
+        os.chmod(self.root, 0o755)
+        self.data = self.root / "pg"
+        self.data.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+        self.port = _port()
         subprocess.run(
-            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"],
+            _as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]),
             check=True,
             capture_output=True,
         )
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
-    finally:
-        subprocess.run(
-            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/mlflow"
+
+    def _ctl(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        command = _as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), *args])
+        return subprocess.run(command, capture_output=True, check=False)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -h 127.0.0.1 -k {self.data}"
+        self._ctl("-o", options, "-w", "-l", str(self.data / "log"), "start").check_returncode()
+
+    def stop(self) -> None:
+        self._ctl("-m", "immediate", "stop")
 
 
 @pytest.fixture
-def mlflow_server(postgres: str, tmp_path: Path) -> Iterator[str]:
-    port = _port()
-    artifacts = tmp_path / "artifacts"
-    log = (tmp_path / "mlflow.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            postgres,
-            "--serve-artifacts",
-            "--artifacts-destination",
-            str(artifacts),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
-    )
-    url = f"http://127.0.0.1:{port}"
+def pg_cluster() -> Iterator[PgCluster]:
+    """A running cluster with an empty ``mlflow`` database."""
+    cluster = PgCluster()
     try:
+        cluster.start()
+        subprocess.run(
+            [str(cluster.bin / "createdb"), "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", "mlflow"],
+            check=True,
+            capture_output=True,
+        )
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres(pg_cluster: PgCluster) -> str:
+    """The SQLAlchemy URL of a fresh PostgreSQL database."""
+    return pg_cluster.url
+
+
+class MlflowServer:
+    """`mlflow server` on PostgreSQL with proxied artifacts, on a fixed port so it can come back."""
+
+    def __init__(self, backend: str, folder: Path) -> None:
+        self.backend, self.folder, self.port = backend, folder, _port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.folder / "mlflow.log").open("a")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                self.backend,
+                "--serve-artifacts",
+                "--artifacts-destination",
+                str(self.folder / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "mlflow.log").read_text()[-3000:]
+            assert self.proc.poll() is None, (self.folder / "mlflow.log").read_text()[-3000:]
             try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
             except httpx.HTTPError:
                 time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start: " + (tmp_path / "mlflow.log").read_text()[-3000:])
-        yield url
+        pytest.fail("mlflow server did not start: " + (self.folder / "mlflow.log").read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+@pytest.fixture
+def registry(postgres: str, tmp_path: Path) -> Iterator[MlflowServer]:
+    server = MlflowServer(postgres, tmp_path)
+    try:
+        server.start()
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_server(registry: MlflowServer) -> str:
+    return registry.url
 
 
 def _bunga(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -213,3 +249,80 @@ def test_trainers_and_replicas_share_one_registry(mlflow_server: str, tmp_path: 
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_replicas_ride_out_a_registry_and_database_outage(
+    registry: MlflowServer, pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    """The tracking server and its PostgreSQL go away under steady prediction load: replicas keep
+    serving the last good champion (and say it is stale), one restarted meanwhile starts from its
+    local copy, and once both come back a newly promoted version reaches both by polling alone.
+    Not one prediction request fails."""
+    trainer = tmp_path / "trainer"
+    copy_sheets(trainer / "collected_data")
+    env = {"MLFLOW_TRACKING_URI": registry.url}
+    _bunga(["pipeline", "--kind", "measurements"], trainer, env)
+    replica_env = {
+        **env,
+        "BUNGA_SERVE_KINDS": '["measurements"]',
+        "BUNGA_CACHE_DIR": str(tmp_path / "replica-cache"),
+        "BUNGA_RELOAD_INTERVAL_S": "1",
+    }
+    first = LiveServer(replica_env, [], tmp_path)
+    replicas = [first]
+    failures: list[str] = []
+    sent = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=10) as http:
+            while not stop.is_set():
+                for replica in list(replicas):
+                    try:
+                        answer = http.post(f"{replica.url}/predict", json=IRIS)
+                        if answer.status_code != 200:
+                            failures.append(f"{answer.status_code} {answer.text[:200]}")
+                    except Exception as err:  # every exception is a failed request
+                        failures.append(repr(err))
+                    sent[0] += 1
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        time.sleep(1)
+        registry.stop()
+        pg_cluster.stop()
+        deadline = time.monotonic() + 30
+        while not httpx.get(f"{first.url}/ready").json()["stale"]:
+            assert time.monotonic() < deadline, "the replica never noticed the registry was gone"
+            time.sleep(0.5)
+        ready = httpx.get(f"{first.url}/ready").json()
+        assert ready["status"] == "ready" and ready["models"] == {"measurements": "1"}
+        assert ready["stale"]["measurements"]
+        info = httpx.get(f"{first.url}/model").json()["models"]["measurements"]
+        assert info["stale"] is True and info["stale_since"] and info["version"] == "1"
+        # a replica (re)started during the outage serves the last good bundle from its local disk
+        second = LiveServer(replica_env, [], tmp_path)
+        replicas.append(second)
+        assert httpx.get(f"{second.url}/ready").json()["stale"]["measurements"]
+        time.sleep(3)  # polls fail, with backoff, while requests keep being answered
+        pg_cluster.start()
+        registry.start()
+        _bunga(["merge"], trainer, env)
+        _bunga(["train", "--kind", "measurements"], trainer, env)
+        assert "champion -> v2" in _bunga(["promote", "--kind", "measurements"], trainer, env).stdout
+        deadline = time.monotonic() + 30  # within the capped backoff (8 poll intervals) and then some
+        for replica in replicas:
+            while True:
+                ready = httpx.get(f"{replica.url}/ready").json()
+                if ready["models"] == {"measurements": "2"} and not ready["stale"]:
+                    break
+                assert time.monotonic() < deadline, f"{replica.url} did not converge: {ready}"
+                time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        for replica in replicas:
+            replica.stop()
+    assert not thread.is_alive()
+    assert sent[0] > 100 and failures == [], (sent[0], failures[:5])

@@ -281,3 +281,45 @@ def test_concurrency_limit_answers_503_while_probes_pass(model_dir: Path, tmp_pa
             time.sleep(0.05)
     finally:
         server.stop()
+
+
+def test_a_client_trickling_its_body_loses_its_slot_at_the_timeout(model_dir: Path, tmp_path: Path) -> None:
+    """A real socket sends its body a byte every 0.3 s: at the request timeout it gets 408, the only
+    concurrency slot is free again, and a client trickling its *headers* never held a slot at all."""
+    import select
+    import socket
+
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "d"), "BUNGA_MAX_CONCURRENCY": "1", "BUNGA_REQUEST_TIMEOUT_S": "2"}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        slow_headers = socket.create_connection(("127.0.0.1", server.port))
+        slow_headers.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
+        assert httpx.post(f"{server.url}/predict", json=IRIS).status_code == 200  # no slot held by it
+        trickler = socket.create_connection(("127.0.0.1", server.port))
+        trickler.settimeout(10)
+        body = json.dumps(IRIS).encode()
+        trickler.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        started = time.monotonic()
+        answer = b""
+        for byte in body:
+            try:
+                trickler.sendall(bytes([byte]))
+            except OSError:  # the server answered and closed
+                break
+            readable, _, _ = select.select([trickler], [], [], 0.3)  # a byte every 0.3 s, or the answer
+            if readable:
+                answer = trickler.recv(4096)
+                break
+        elapsed = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"not received within 2 s" in answer and b"x-content-type-options: nosniff" in answer.lower()
+        assert 1.8 <= elapsed <= 6, elapsed
+        assert httpx.post(f"{server.url}/predict", json=IRIS).status_code == 200  # the slot is free again
+        assert 'bunga_requests_rejected_total{reason="slow_client"} 1.0' in httpx.get(f"{server.url}/metrics").text
+        trickler.close()
+        slow_headers.close()
+    finally:
+        server.stop()

@@ -40,12 +40,21 @@ def model_source(settings: Settings) -> ModelSource:
 
 
 async def _poll(store: ModelStore, interval: float) -> None:
+    """Re-resolve the aliases every ``interval`` seconds. While a kind failed to load or serves a stale
+    bundle (the registry is unreachable), retry with backoff from 1 s up to 8 intervals (60 s when
+    polling is off); with polling off, stop once everything is loaded and fresh."""
+    failures = 0
     while True:
-        await asyncio.sleep(interval)
+        troubled = store.troubled()
+        if interval <= 0 and not troubled:
+            return
+        cap = 8 * interval if interval > 0 else 60.0
+        await asyncio.sleep(min(2.0**failures, cap) if troubled else interval)
         try:
             await run_in_threadpool(store.reload)
         except Exception:  # polling must never die
             log.exception("registry poll failed")
+        failures = failures + 1 if store.troubled() else 0
 
 
 @asynccontextmanager
@@ -63,7 +72,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     interval = settings.reload_interval_s
-    task = asyncio.create_task(_poll(store, interval)) if interval > 0 else None
+    task = asyncio.create_task(_poll(store, interval)) if interval > 0 or store.troubled() else None
     yield
     if task is not None:
         task.cancel()
@@ -97,6 +106,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
             status: {"model": Problem, "description": text}
             for status, text in (
                 (400, "Malformed request"),
+                (408, "The request body arrived too slowly"),
                 (413, "Too large"),
                 (415, "Unsupported media type"),
                 (422, "Invalid request"),

@@ -101,19 +101,29 @@ class Guard:
             return
 
         received = 0
+        # a body is still on its way: a timeout then means the client is too slow (408), not the server
+        reading = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, reading
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                reading = bool(message.get("more_body", False))
                 if received > limit:  # a lying or missing Content-Length: stop reading, answer 413
                     raise HTTPException(413, f"request body over the limit of {limit:,} bytes")
             return message
 
+        async def tracked_receive() -> Message:
+            nonlocal reading
+            message = await receive()
+            if message["type"] == "http.request":
+                reading = bool(message.get("more_body", False))
+            return message
+
         # With a Content-Length (checked above) the server delivers no more than it declared; only a
         # body without one (chunked) needs counting as it arrives.
-        receive_wrapper = receive if declared is not None else counted_receive
+        receive_wrapper = tracked_receive if declared is not None else counted_receive
         self.inflight += 1
         start = time.perf_counter()
         try:
@@ -123,8 +133,12 @@ class Guard:
                 async with asyncio.timeout(self.timeout):
                     await self.app(scope, receive_wrapper, send_wrapper)
         except TimeoutError:
-            await reject(504, f"request took longer than {self.timeout:g} s", "timeout")
-            state["status"] = 504
+            if reading:  # the whole time went on waiting for the client's body
+                await reject(408, f"request body not received within {self.timeout:g} s", "slow_client")
+                state["status"] = 408
+            else:
+                await reject(504, f"request took longer than {self.timeout:g} s", "timeout")
+                state["status"] = 504
         except Exception as err:  # answered here so that a 500 carries the security headers too
             log.error("unhandled error on %s %s: %s", scope["method"], path, type(err).__name__, exc_info=err)
             await reject(500, "internal error; it has been logged", None)

@@ -6,17 +6,26 @@ neither MLflow nor its dependencies; a local store (sqlite:, file:) goes through
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from bunga.bundle import CARD_FILE, MODEL_FILE
 from bunga.errors import BungaError
+from bunga.files import atomic_write_text
 
 BUNDLE_PATH = "bunga"
+log = logging.getLogger("bunga.serving")
+
+
+class RegistryUnreachable(BungaError):
+    """The tracking server (or its database) did not answer: an outage, not a missing model."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class Resolved:
     version: str | None
     alias: str
     run_id: str | None
+    stale_since: str | None = None  # the registry was unreachable since then: this is the last good bundle
 
 
 class ModelSource(Protocol):
@@ -66,6 +76,36 @@ class RegistrySource:
         self.cache_dir = cache_dir / "bundles"
         self.artifact_dir = artifact_dir
         self.remote = self.uri.startswith(("http://", "https://"))
+        self._down_since: dict[tuple[str, str], str] = {}
+
+    # --- the last good bundle, for outages -------------------------------------------------------
+    def _pointer(self, kind: str, alias: str) -> Path:
+        return self.cache_dir / f"last-good-{kind}-{alias}.json"
+
+    def _remember(self, kind: str, alias: str, version: str, run_id: str) -> None:
+        pointer = self._pointer(kind, alias)
+        record = {"version": version, "run_id": run_id}
+        try:
+            if not pointer.is_file() or json.loads(pointer.read_text()) != record:
+                atomic_write_text(pointer, json.dumps(record))
+        except (OSError, ValueError) as err:  # a cache that cannot be written only loses the fallback
+            log.warning("cannot record the last good %s bundle: %s", kind, err)
+
+    def _last_good(self, kind: str, alias: str, err: RegistryUnreachable) -> Resolved:
+        """The bundle this alias resolved to last time, from local disk (its sha256 is checked when
+        it is loaded); raises ``err`` when there is none."""
+        first = (kind, alias) not in self._down_since
+        since = self._down_since.setdefault((kind, alias), datetime.now(UTC).isoformat(timespec="seconds"))
+        try:
+            record = json.loads(self._pointer(kind, alias).read_text())
+            folder = self.cache_dir / str(record["run_id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise err from None
+        if not (folder / CARD_FILE).is_file():
+            raise err
+        if first:
+            log.warning("%s; serving the last good %s@%s (v%s) from %s", err, kind, alias, record["version"], folder)
+        return Resolved(folder, str(record["version"]), alias, str(record["run_id"]), stale_since=since)
 
     def describe(self) -> str:
         return f"MLflow registry at {self.uri}"
@@ -73,13 +113,18 @@ class RegistrySource:
     def resolve(self, kind: str, alias: str) -> Resolved | None:
         name = self.names[kind]
         if self.remote:
-            found = self._rest_version(name, alias)
-            if found is None:
-                return None
-            version, run_id = found
-            folder = self.cache_dir / run_id
-            if not (folder / CARD_FILE).is_file():
-                self._rest_download(run_id, folder)
+            try:
+                found = self._rest_version(name, alias)
+                if found is None:
+                    return None
+                version, run_id = found
+                folder = self.cache_dir / run_id
+                if not (folder / CARD_FILE).is_file():
+                    self._rest_download(run_id, folder)
+            except RegistryUnreachable as err:
+                return self._last_good(kind, alias, err)
+            self._down_since.pop((kind, alias), None)
+            self._remember(kind, alias, version, run_id)
             return Resolved(folder, version, alias, run_id)
         from bunga.tracking import Tracker
 
@@ -106,9 +151,11 @@ class RegistrySource:
                 f"{self.uri}{path}", params=params, headers=self._headers(), auth=self._auth(), timeout=30.0
             )
         except httpx.HTTPError as err:
-            raise BungaError(f"cannot reach MLflow at {self.uri}: {type(err).__name__}") from err
+            raise RegistryUnreachable(f"cannot reach MLflow at {self.uri}: {type(err).__name__}") from err
         if response.status_code == 404 or (response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text):
             return None
+        if response.status_code >= 500:  # the server is up but its database is not, or it is overloaded
+            raise RegistryUnreachable(f"MLflow at {self.uri} answered {response.status_code} for {path}")
         if response.status_code != 200:
             raise BungaError(f"MLflow at {self.uri} answered {response.status_code} for {path}")
         return response.content if raw else response.json()

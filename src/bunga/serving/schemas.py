@@ -112,6 +112,8 @@ class ModelInfo(BaseModel):
     dataset_digest: str | None
     family: str
     challenger_version: str | None = None
+    stale: bool = False
+    stale_since: str | None = Field(None, description="The registry has been unreachable since then")
 
 
 class InboxUsage(BaseModel):
@@ -137,6 +139,7 @@ class Health(BaseModel):
 
     status: str
     models: dict[str, str] = {}
+    stale: dict[str, str] = Field({}, description="Kinds served from local disk while the registry is down: since when")
 
 
 class TrafficRequest(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bunga.errors import BungaError
 from bunga.predict import Predictor
@@ -27,6 +27,7 @@ class Slot:
 
     predictor: Predictor
     card: ModelCard
+    stale_since: str | None = None  # served from local disk while the registry is unreachable
 
     @property
     def version(self) -> str:
@@ -47,11 +48,16 @@ class ModelStore:
         self._lock = threading.Lock()
         self._random = random.Random()
 
-    def load(self, kind: str, alias: str) -> Slot | None:
-        """Resolve, load and smoke-test one model; None when the alias points nowhere."""
+    def load(self, kind: str, alias: str, current: Slot | None = None) -> Slot | None:
+        """Resolve, load and smoke-test one model; None when the alias points nowhere. When the alias
+        still names the registry version and run ``current`` serves, ``current`` is kept (not reloaded)."""
         resolved = self.source.resolve(kind, alias)
         if resolved is None:
             return None
+        if current is not None and resolved.version is not None and resolved.run_id is not None:
+            same = (current.version, current.card.run_id) == (resolved.version, resolved.run_id)
+            if same:  # nothing new to load: keep it (and say whether the registry answered)
+                return replace(current, stale_since=resolved.stale_since)
         predictor = Predictor(resolved.folder, threads=1 if kind == "measurements" else None)
         if predictor.kind != kind:
             raise BungaError(f"{resolved.folder} holds a {predictor.kind} model, not a {kind} model")
@@ -68,7 +74,7 @@ class ModelStore:
                 "run_id": resolved.run_id or predictor.card.run_id,
             }
         )
-        return Slot(predictor, card)
+        return Slot(predictor, card, resolved.stale_since)
 
     def reload(self) -> list[ReloadResult]:
         """Re-resolve every alias and swap what changed; one reload at a time."""
@@ -83,7 +89,7 @@ class ModelStore:
         old = slots.get(kind)
         old_version = old.version if old else None
         try:
-            new = self.load(kind, alias)
+            new = self.load(kind, alias, old)
         except Exception as err:  # any failure must leave the old version serving
             message = str(err) if isinstance(err, BungaError) else f"load failed: {type(err).__name__}"
             if alias == CHAMPION:
@@ -102,6 +108,8 @@ class ModelStore:
                 new_version=old_version,
             )
         if old is not None and (old.version, old.card.onnx_sha256) == (new.version, new.card.onnx_sha256):
+            if old.stale_since != new.stale_since:  # the registry went away or came back
+                slots[kind] = replace(old, stale_since=new.stale_since)
             return ReloadResult(kind=kind, status="unchanged", old_version=old_version, new_version=old_version)
         slots[kind] = new  # the atomic switch: one reference assignment
         log.info("%s@%s now serves version %s (was %s)", kind, alias, new.version, old_version)
@@ -125,6 +133,10 @@ class ModelStore:
         if percent > 0 and kind in self.challengers and self._random.random() * 100 < percent:
             return self.challengers[kind]
         return self.champions.get(kind)
+
+    def troubled(self) -> bool:
+        """True while a kind failed to load or serves a stale bundle (retry sooner)."""
+        return bool(self.errors) or any(s.stale_since for s in self.champions.values())
 
     def ready(self) -> bool:
         """True when at least one kind is loaded (and smoke-tested)."""

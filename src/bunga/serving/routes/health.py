@@ -33,7 +33,8 @@ async def ready(store: StoreDep) -> Response:
         body = Health(status="not ready", models={k: f"error: {v}" for k, v in store.errors.items()})
         return JSONResponse(body.model_dump(), status_code=503)
     errors = {k: f"error: {v}" for k, v in store.errors.items() if k not in versions}
-    return JSONResponse(Health(status="ready", models={**errors, **versions}).model_dump())
+    stale = {k: s.stale_since for k, s in store.champions.items() if s.stale_since}
+    return JSONResponse(Health(status="ready", models={**errors, **versions}, stale=stale).model_dump())
 
 
 def _info(slot: Slot, challenger: Slot | None) -> ModelInfo:
@@ -50,6 +51,8 @@ def _info(slot: Slot, challenger: Slot | None) -> ModelInfo:
         dataset_digest=card.dataset_digest,
         family=card.family,
         challenger_version=challenger.version if challenger else None,
+        stale=slot.stale_since is not None,
+        stale_since=slot.stale_since,
     )
 
 

@@ -437,7 +437,7 @@ def _not_flower_rows(nf: dict[str, Any]) -> list[Row]:
 
 
 def _soak_rows(soak_r: dict[str, Any]) -> list[Row]:
-    return [
+    rows: list[Row] = [
         (
             f"soak, {fmt(soak_r['seconds'], 0)} s scheduled at {fmt(soak_r['target_rate'], 0)} req/s (mixed)",
             f"{soak_r['errors']} errors of {soak_r['requests']:,}, {fmt(soak_r['achieved_rate'], 0)} req/s achieved "
@@ -448,6 +448,21 @@ def _soak_rows(soak_r: dict[str, Any]) -> list[Row]:
             "soak",
         )
     ]
+    if "hammer_statuses" in soak_r:
+        h = soak_r["hammer_statuses"]
+        total = sum(h.values())
+        rows.append(
+            (
+                "an abusive client hammering /feedback during the soak",
+                f"{h.get('429', 0):,} of {total:,} refused with 429, {h.get('201', 0)} stored; "
+                f"inbox {soak_r['inbox_bytes'] / 1e6:.1f} MB of {soak_r['inbox_quota_bytes'] / 1e6:.0f} MB",
+                "the other clients' errors are the soak row's",
+                "others see 0 errors, inbox within quota",
+                soak_r["errors"] == 0 and soak_r["inbox_bytes"] <= soak_r["inbox_quota_bytes"],
+                "soak",
+            )
+        )
+    return rows
 
 
 def summary() -> str:

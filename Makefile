@@ -54,4 +54,4 @@ bench: $(VENV)/.dev-installed ## Speed, memory and accuracy benchmarks -> benchm
 	$(BIN)/python -m benchmarks.run
 
 clean: ## Remove the venv, caches and local MLflow store
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mlflow.db mlartifacts .bunga-cache bunga-model
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mlflow.db mlartifacts .bunga-cache bunga-model bunga-monitor.db* monitoring

@@ -15,6 +15,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_va
 from benchmarks.common import RESULTS, SHARED_FLOWERS, WORK, save
 from bunga.evaluate import evaluate
 from bunga.models import image, tabular
+from bunga.models.backbone import EMBEDDING_DIM
 from bunga.reports import confusion_png
 
 
@@ -35,7 +36,8 @@ def main() -> dict[str, Any]:
 
         pairs, y_photos = load(SHARED_FLOWERS)
         runner = image.BackboneRunner(WORK / "cache")
-        emb, _ = image.embed_photos(pairs, image.EmbeddingCache(WORK / "cache", runner.id), runner, 32, 10**9)
+        features, _ = image.embed_photos(pairs, image.EmbeddingCache(WORK / "cache", runner.id), runner, 32, 10**9)
+        emb = features[:, :EMBEDDING_DIM]  # the head sees the embedding only, as in training
         classes = sorted(set(y_photos))
         predicted_photos = np.empty(len(y_photos), dtype=object)
         for train, test in folds.split(emb, y_photos):

@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from benchmarks import api_throughput, memory, not_flower, photo_latency, photo_quality, pipeline, soak
+from benchmarks import api_throughput, memory, not_flower, photo_latency, photo_quality, pipeline, quality, soak
 from benchmarks.common import RESULTS, ROOT, code_digest, save
 
 
@@ -518,6 +518,7 @@ def update_readme() -> None:
 def main() -> None:
     steps = [
         ("photo_quality", photo_quality.main),
+        ("quality", quality.main),
         ("not_flower", not_flower.main),
         ("pipeline", pipeline.main),
         ("api_throughput", api_throughput.main),

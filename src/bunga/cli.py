@@ -524,6 +524,76 @@ def export(
         raise BungaError(f"no registered model at {model!r}: run `bunga pipeline` first")
 
 
+def _profile_lookup(model_dir: Path | None) -> Callable[[str, str, str], Any]:
+    """Reference profiles by (kind, model, version): from exported bundles, else from the registry."""
+    from bunga.bundle import read_bundle
+
+    s = settings()
+    found: dict[tuple[str, str, str], Any] = {}
+
+    def lookup(kind: str, model: str, version: str) -> Any:
+        key = (kind, model, version)
+        if key not in found:
+            found[key] = None
+            folder = model_dir / kind if model_dir else None
+            if folder is not None and (folder / "bunga.json").is_file():
+                card, _ = read_bundle(folder)
+                if version in (card.version, card.onnx_sha256[:12]):
+                    found[key] = card.profile
+            if found[key] is None and version.isdigit():
+                tracker = _tracker()
+                info = tracker.version(model, version)
+                if info is not None:
+                    card, _ = read_bundle(tracker.download_bundle(info.run_id, s.cache_dir / "bundles"))
+                    found[key] = card.profile
+        return found[key]
+
+    return lookup
+
+
+@app.command()
+@friendly
+def monitor(
+    last: Annotated[int | None, typer.Option(min=1, help="Only the last N predictions of each version")] = None,
+    hours: Annotated[float | None, typer.Option(min=0, help="Only predictions of the last H hours")] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="Exported bundles to take reference profiles from")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for monitor-report.html and .json")] = Path("monitoring"),
+) -> None:
+    """Check served predictions against each model's training profile: volume, class mix, measurement
+    drift, confidence, not-recognised rate, live and estimated accuracy. Exit code 4 on an alarm."""
+    import time
+
+    from bunga.monitor.checks import Thresholds, Window
+    from bunga.monitor.report import write
+    from bunga.monitor.run import run_checks
+
+    s = settings()
+    window = Window(since=time.time() - hours * 3600 if hours is not None else None, last=last)
+    thresholds = Thresholds(psi=s.monitor_psi_alarm, p_value=s.monitor_p_alarm, min_volume=s.monitor_min_volume)
+    reports, profiles = run_checks(s.monitor_db, s.inbox_dir, window, thresholds, _profile_lookup(model_dir))
+    if not reports:
+        raise BungaError(f"no predictions in {s.monitor_db} for that window")
+    table = Table(title="Monitoring")
+    for column in ("kind", "version", "predictions", "recognised", "est. accuracy", "live accuracy", "alarms"):
+        table.add_column(column)
+    for r in reports:
+        live = f"{r.live_accuracy[0]:.0%} (n={r.live_accuracy[3]})" if r.live_accuracy else "-"
+        table.add_row(
+            r.kind,
+            r.version,
+            f"{r.volume:,}",
+            f"{r.recognised_rate:.0%}",
+            f"{r.estimated_accuracy[0]:.0%}",
+            live,
+            "; ".join(r.alarms) or "none",
+        )
+    console.print(table)
+    json_path, html_path = write(reports, profiles, {"last": last, "hours": hours}, out)
+    console.print(f"report: {html_path} (and {json_path.name})", highlight=False)
+    if any(r.alarms for r in reports):
+        raise typer.Exit(4)
+
+
 @app.command()
 @friendly
 def serve(

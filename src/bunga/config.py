@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     predict_burst: int = Field(120, ge=1)
     trusted_proxies: list[str] = ["127.0.0.1"]  # peers whose X-Forwarded-For names the client
     feedback_min_votes: int = Field(2, ge=1)  # agreeing visitor votes before a photo joins the dataset
+    # --- monitoring ------------------------------------------------------------------------------
+    monitor_log: bool = True  # log every prediction (off the request path) for `bunga monitor`
+    monitor_db: Path = Path("bunga-monitor.db")
+    monitor_queue: int = Field(10_000, ge=1)  # records waiting to be written; beyond it they are dropped
+    monitor_retention_days: float = Field(90.0, gt=0)
+    monitor_psi_alarm: float = Field(0.25, gt=0)  # population stability index that raises an alarm
+    monitor_p_alarm: float = Field(0.01, gt=0, lt=1)  # p-value under which a test raises an alarm
+    monitor_min_volume: int = Field(30, ge=1)  # predictions a window needs before drift can alarm
 
     @field_validator("admin_token")
     @classmethod

@@ -135,6 +135,17 @@ class NotFlower(BaseModel):
     threshold: float
 
 
+class ReferenceProfile(BaseModel):
+    """What a model saw and said at training time (training split), for drift checks."""
+
+    n: int
+    class_priors: dict[str, float]
+    top_prob_quantiles: list[float]
+    top_prob_mean: float
+    recognised_rate: float = 1.0
+    feature_quantiles: dict[str, list[float]] = {}
+
+
 class ReferencePhoto(BaseModel):
     """A small typical training photo of one species, shown beside the model's answer."""
 
@@ -163,3 +174,4 @@ class ModelCard(BaseModel):
     abstention: Abstention | None = None
     not_flower: NotFlower | None = None
     references: dict[str, ReferencePhoto] = {}
+    profile: ReferenceProfile | None = None  # the reference for monitoring

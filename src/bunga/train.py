@@ -34,6 +34,7 @@ from bunga.models.backbone import EMBEDDING_DIM
 from bunga.models.export import IMAGE_TOLERANCE
 from bunga.models.not_flower import NotFlowerRule, fit_not_flower, not_flower_score
 from bunga.models.references import reference_photos
+from bunga.monitor.profile import reference_profile
 from bunga.predict import Predictor
 from bunga.reports import confusion_png, contact_sheet
 from bunga.schemas import (
@@ -255,6 +256,12 @@ def train_measurements(cfg: TrainConfig, tracker: Tracker, say: Say = lambda _: 
                 dataset_digest=data.digest,
                 metrics={"test_f1_macro": report.f1_macro, "test_accuracy": report.accuracy},
                 features=list(FEATURES),
+                profile=reference_profile(
+                    [str(c) for c in model.classes_],
+                    train.y.astype(str),
+                    model.predict_proba(test.x),
+                    {name: train.x[:, i] for i, name in enumerate(FEATURES)},
+                ),
             )
             write_bundle(Path(tmp) / "bundle", onnx_bytes, card)
             card, _ = read_bundle(Path(tmp) / "bundle")
@@ -469,6 +476,12 @@ def train_photos(
             abstention=Abstention(method=fit.method, threshold=fit.threshold),
             not_flower=NotFlower(imagenet_classes=fit.not_flower.classes, threshold=fit.not_flower.threshold),
             references=fit.references,
+            profile=reference_profile(
+                classes,
+                y[~mask],
+                fit.probs,
+                recognised=image.abstain_score(fit.probs, fit.sims, fit.method) <= fit.threshold,
+            ),
         )
         write_bundle(folder / "bundle", fit.graph, card)
         card, model_path = read_bundle(folder / "bundle")

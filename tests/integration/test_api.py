@@ -120,7 +120,7 @@ def test_species_catalogue(client: TestClient) -> None:
 
 
 def test_probes_model_info_and_metrics(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok", "models": {}}
+    assert client.get("/health").json() == {"status": "ok", "models": {}, "stale": {}}
     ready = client.get("/ready")
     assert ready.status_code == 200 and set(ready.json()["models"]) == {"measurements", "photos"}
     models = client.get("/model").json()["models"]

@@ -20,6 +20,7 @@ from bunga import __version__
 from bunga.catalog import load_catalog
 from bunga.config import Settings, get_settings
 from bunga.files import STALE_TEMP_S, remove_stale_temps
+from bunga.monitor.log import PredictionLog
 from bunga.serving.limits import ClientAddress, InboxQuota, buckets
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
@@ -73,7 +74,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     interval = settings.reload_interval_s
     task = asyncio.create_task(_poll(store, interval)) if interval > 0 or store.troubled() else None
+    prediction_log: PredictionLog | None = app.state.prediction_log
+    if prediction_log is not None:
+        prediction_log.start()
     yield
+    if prediction_log is not None:
+        await run_in_threadpool(prediction_log.close)
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -119,6 +125,13 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.catalog = load_catalog(settings.catalog_file)
+    app.state.prediction_log = (
+        PredictionLog(
+            settings.monitor_db, settings.monitor_queue, settings.monitor_retention_days, metrics.log_dropped.inc
+        )
+        if settings.monitor_log
+        else None
+    )
     app.state.quota = InboxQuota(settings.inbox_dir, settings.inbox_max_bytes, settings.inbox_max_files)
     app.state.client_address = ClientAddress(settings.trusted_proxies)
     app.state.feedback_buckets = buckets(settings.feedback_rate_per_min, settings.feedback_burst)

@@ -30,6 +30,9 @@ class Metrics:
         )
         self.inflight = Gauge("bunga_requests_in_flight", "Requests being handled", registry=r)
         self.rejected = Counter("bunga_requests_rejected", "Requests refused by a limit", ["reason"], registry=r)
+        self.log_dropped = Counter(
+            "bunga_prediction_log_dropped", "Prediction log records dropped (queue full or store down)", registry=r
+        )
         self.inbox_bytes = Gauge("bunga_inbox_bytes", "Bytes stored in the feedback inbox", registry=r)
         self.inbox_files = Gauge("bunga_inbox_files", "Files stored in the feedback inbox", registry=r)
         self.inbox_limit_bytes = Gauge("bunga_inbox_limit_bytes", "The feedback inbox's byte quota", registry=r)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated
 
 import numpy as np
@@ -11,6 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from bunga.catalog import Catalog
 from bunga.config import Settings
+from bunga.files import sha256_bytes
+from bunga.monitor.log import PredictionLog, Record
 from bunga.serving.limits import check_rate
 from bunga.serving.metrics import Metrics
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
@@ -46,6 +49,7 @@ async def predict(
     payload: PredictRequest,
 ) -> Response:
     """Species and the probability of every class for one record or a batch."""
+    started = time.perf_counter()
     state = request.app.state
     if state.predict_buckets is not None:
         check_rate(request, state.predict_buckets, "rate_predict")
@@ -59,12 +63,36 @@ async def predict(
     probs = slot.predictor.predict_proba(x)
     classes, name, version = slot.predictor.classes, slot.card.name, slot.version
     counter = state.metrics.predictions
+    logger: PredictionLog | None = state.prediction_log
     out = []
-    for row in probs.tolist():
-        best = classes[max(range(len(row)), key=row.__getitem__)]
+    now, latency_ms = time.time(), (time.perf_counter() - started) * 1000
+    for row, record in zip(probs.tolist(), records, strict=True):
+        top = max(range(len(row)), key=row.__getitem__)
+        best = classes[top]
         counter.labels("measurements", best, version).inc()
         probabilities = {c: round(p, 6) for c, p in zip(classes, row, strict=True)}
         out.append({"species": best, "probabilities": probabilities, "model_name": name, "model_version": version})
+        if logger is not None:
+            arm = slot.card.alias or "champion"
+            f = record.as_row()  # as sent: float32 would move values across the profile's bin edges
+            logger.add(
+                Record(
+                    now,
+                    "measurements",
+                    name,
+                    version,
+                    arm,
+                    best,
+                    row[top],
+                    True,
+                    None,
+                    latency_ms,
+                    f[0],
+                    f[1],
+                    f[2],
+                    f[3],
+                )
+            )
     # The hot path serialises plain dicts once (the documented shape is PredictResponse); FastAPI
     # would otherwise validate and serialise the response model a second time.
     return Response(json.dumps({"predictions": out}, separators=(",", ":")), media_type="application/json")
@@ -83,6 +111,7 @@ async def predict_image(
 ) -> PhotoResponse:
     """Top-k species with probabilities and species information; ``recognised: false`` when the
     photo does not look like any species the model knows (the closest candidates are still listed)."""
+    started = time.perf_counter()
     state = request.app.state
     check_rate(request, state.predict_buckets, "rate_predict")
     settings: Settings = state.settings
@@ -98,13 +127,16 @@ async def predict_image(
     scores = await run_in_threadpool(slot.predictor.score_photos, batch)
     classes = slot.predictor.classes
     results = []
-    for index, (row, known, score, not_flower, flower_score) in enumerate(
+    logger: PredictionLog | None = state.prediction_log
+    now, latency_ms = time.time(), (time.perf_counter() - started) * 1000
+    for index, (row, known, score, not_flower, flower_score, upload) in enumerate(
         zip(
             scores.probabilities,
             scores.recognised,
             scores.abstain_scores,
             scores.not_flower,
             scores.not_flower_scores,
+            uploads,
             strict=True,
         )
     ):
@@ -121,6 +153,24 @@ async def predict_image(
         outcome = "species" if known else "not_a_flower" if not_flower else "unknown_species"
         label = top[0].species if known else "_not_a_flower" if not_flower else "_unrecognised"
         metrics.predictions.labels("photos", label, slot.version).inc()
+        if logger is not None:
+            arm = slot.card.alias or "champion"
+            top_prob, sha = float(row[order[0]]), sha256_bytes(upload.data)
+            logger.add(
+                Record(
+                    now,
+                    "photos",
+                    slot.card.name,
+                    slot.version,
+                    arm,
+                    label,
+                    top_prob,
+                    bool(known),
+                    float(score),
+                    latency_ms,
+                    photo_sha256=sha,
+                )
+            )
         if not known:
             metrics.unrecognised.inc()
         results.append(

@@ -1,0 +1,268 @@
+"""The checks of `bunga monitor`: a window of logged predictions against the model's reference
+profile. Rows are streamed from the log in chunks and reduced to counts, so memory does not grow
+with the window."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from bunga.schemas import FEATURES, ReferenceProfile
+
+CHUNK = 50_000
+EPS = 1e-4
+
+
+@dataclass
+class Window:
+    """Which predictions to look at."""
+
+    since: float | None = None  # unix time
+    until: float | None = None
+    last: int | None = None  # the last N predictions of each kind and version
+
+
+@dataclass
+class Thresholds:
+    """When a check raises an alarm."""
+
+    psi: float = 0.25
+    p_value: float = 0.01
+    min_volume: int = 30  # fewer predictions than this: figures only, no distribution alarms
+
+
+@dataclass
+class VersionReport:
+    """Every figure for one kind and model version over the window."""
+
+    kind: str
+    model: str
+    version: str
+    volume: int
+    class_mix: dict[str, float]
+    class_mix_psi: float | None
+    recognised_rate: float
+    reference_recognised_rate: float | None
+    mean_top_prob: float
+    estimated_accuracy: tuple[float, float, float]  # estimate, low, high (95 %)
+    features: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> psi, ks, p
+    confidence_drift: dict[str, float] = field(default_factory=dict)  # ks, p of the top probability
+    live_accuracy: tuple[float, float, float, int] | None = None  # estimate, low, high, n
+    alarms: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def psi(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Population stability index of two distributions over the same bins (shares)."""
+    a, e = np.clip(actual, EPS, None), np.clip(expected, EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def reference_cdf(quantiles: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The reference's CDF at ``at``, from its evenly spaced quantiles (ties handled)."""
+    return (np.searchsorted(quantiles, at, side="right") - 1).clip(0) / (len(quantiles) - 1)
+
+
+def binned_ks(counts: np.ndarray, quantiles: np.ndarray, reference_n: int) -> tuple[float, float]:
+    """KS statistic and p-value of a window against the reference; the window is given as counts in
+    the bins the reference's inner quantiles make (``x <= edge`` falls at or left of the edge)."""
+    n = int(counts.sum())
+    if n == 0:
+        return 0.0, 1.0
+    edges = quantiles[1:-1]
+    window_cdf = np.cumsum(counts)[: len(edges)] / n
+    d = float(np.max(np.abs(window_cdf - reference_cdf(quantiles, edges))))
+    effective = n * reference_n / (n + reference_n)
+    return d, float(stats.kstwo.sf(d, max(1, round(effective))))
+
+
+def binned_psi(counts: np.ndarray, quantiles: np.ndarray, bins: int = 10) -> float:
+    """PSI over ``bins`` bins cut at the reference's quantiles (the fine counts are cut at every
+    reference quantile, so coarse edges fall on fine ones)."""
+    n = counts.sum()
+    if n == 0:
+        return 0.0
+    step = (len(quantiles) - 1) // bins
+    index = np.arange(step, len(quantiles) - 1, step)  # inner quantile positions of the coarse edges
+    window = np.diff(np.concatenate([[0.0], np.cumsum(counts)[index - 1] / n, [1.0]]))
+    reference = np.diff(np.concatenate([[0.0], reference_cdf(quantiles, quantiles[index]), [1.0]]))
+    return psi(window, reference)
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """A proportion with its Wilson score interval."""
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _where(kind: str, version: str, window: Window) -> tuple[str, list[Any]]:
+    clauses: list[str] = ["kind = ?", "version = ?"]
+    args: list[Any] = [kind, version]
+    if window.since is not None:
+        clauses.append("ts >= ?")
+        args.append(window.since)
+    if window.until is not None:
+        clauses.append("ts < ?")
+        args.append(window.until)
+    return " AND ".join(clauses), args
+
+
+def _rows(db: sqlite3.Connection, columns: str, kind: str, version: str, window: Window) -> Any:
+    where, args = _where(kind, version, window)
+    if window.last is not None:  # the last N: newest first, then streamed
+        sql = f"SELECT {columns} FROM predictions WHERE {where} ORDER BY ts DESC LIMIT ?"  # noqa: S608
+        return db.execute(sql, [*args, window.last])
+    return db.execute(f"SELECT {columns} FROM predictions WHERE {where}", args)  # noqa: S608
+
+
+def versions(db: sqlite3.Connection, window: Window) -> list[tuple[str, str, str]]:
+    """(kind, model, version) with predictions in the window."""
+    clauses: list[str] = ["1 = 1"]
+    args: list[Any] = []
+    if window.since is not None:
+        clauses.append("ts >= ?")
+        args.append(window.since)
+    if window.until is not None:
+        clauses.append("ts < ?")
+        args.append(window.until)
+    sql = f"SELECT DISTINCT kind, model, version FROM predictions WHERE {' AND '.join(clauses)} ORDER BY 1, 3"  # noqa: S608
+    return [(str(k), str(m), str(v)) for k, m, v in db.execute(sql, args)]
+
+
+def check_version(
+    db: sqlite3.Connection,
+    kind: str,
+    model: str,
+    version: str,
+    window: Window,
+    profile: ReferenceProfile | None,
+    thresholds: Thresholds,
+) -> VersionReport:
+    """Stream the window once and reduce it to the report's figures."""
+    names = list(profile.feature_quantiles) if profile and kind == "measurements" else []
+    quantiles = {n: np.asarray(profile.feature_quantiles[n]) for n in names} if profile else {}
+    edges = {n: q[1:-1] for n, q in quantiles.items()}
+    feature_counts = {n: np.zeros(len(edges[n]) + 1) for n in names}
+    top_quantiles = np.asarray(profile.top_prob_quantiles) if profile else np.array([])
+    top_edges = top_quantiles[1:-1]
+    top_counts = np.zeros(len(top_edges) + 1)
+    mix: dict[str, int] = {}
+    volume = recognised = 0
+    top_sum = top_sq = 0.0
+    known_n = 0
+    cursor = _rows(db, "predicted, top_prob, recognised, f1, f2, f3, f4", kind, version, window)
+    while chunk := cursor.fetchmany(CHUNK):
+        data = np.asarray([r[1:3] for r in chunk], dtype=float)
+        volume += len(chunk)
+        for r in chunk:
+            mix[str(r[0])] = mix.get(str(r[0]), 0) + 1
+        known = data[:, 1] > 0
+        recognised += int(known.sum())
+        top = data[:, 0]
+        top_known = top[known]
+        known_n += len(top_known)
+        top_sum, top_sq = top_sum + float(top_known.sum()), top_sq + float((top_known**2).sum())
+        if len(top_edges):
+            top_counts += np.bincount(np.searchsorted(top_edges, top, side="left"), minlength=len(top_counts))
+        if names:
+            values = np.asarray([r[3:7] for r in chunk], dtype=float)
+            for i, n in enumerate(names):
+                column = values[:, FEATURES.index(n)] if n in FEATURES else values[:, i]
+                feature_counts[n] += np.bincount(
+                    np.searchsorted(edges[n], column, side="left"), minlength=len(feature_counts[n])
+                )
+    mean_top = top_sum / known_n if known_n else math.nan
+    sd = math.sqrt(max(0.0, top_sq / known_n - mean_top**2)) if known_n else math.nan
+    half = 1.96 * sd / math.sqrt(known_n) if known_n else math.nan
+    report = VersionReport(
+        kind=kind,
+        model=model,
+        version=version,
+        volume=volume,
+        class_mix={k: v / volume for k, v in sorted(mix.items())} if volume else {},
+        class_mix_psi=None,
+        recognised_rate=recognised / volume if volume else math.nan,
+        reference_recognised_rate=profile.recognised_rate if profile else None,
+        mean_top_prob=mean_top,
+        estimated_accuracy=(mean_top, max(0.0, mean_top - half), min(1.0, mean_top + half)),
+    )
+    if profile is None or volume == 0:
+        return report
+    if volume < thresholds.min_volume:
+        report.notes.append(f"{volume} predictions: too few to judge drift (at least {thresholds.min_volume})")
+        return report
+    classes = list(profile.class_priors)
+    window_mix = np.asarray([mix.get(c, 0) for c in classes], dtype=float) / max(1, sum(mix.get(c, 0) for c in classes))
+    report.class_mix_psi = psi(window_mix, np.asarray([profile.class_priors[c] for c in classes]))
+    if report.class_mix_psi > thresholds.psi:
+        report.alarms.append(f"class mix moved (PSI {report.class_mix_psi:.2f} > {thresholds.psi})")
+    for n in names:
+        counts = feature_counts[n]
+        value_psi = binned_psi(counts, quantiles[n])
+        d, p = binned_ks(counts, quantiles[n], profile.n)
+        report.features[n] = {"psi": value_psi, "ks": d, "p_value": p}
+        if value_psi > thresholds.psi or p < thresholds.p_value:
+            report.alarms.append(f"{n} drifted (PSI {value_psi:.2f}, KS {d:.2f}, p {p:.1e})")
+    if len(top_edges):
+        d, p = binned_ks(top_counts, top_quantiles, profile.n)
+        report.confidence_drift = {"ks": d, "p_value": p}
+        if p < thresholds.p_value:
+            report.alarms.append(f"the model's confidence changed (KS {d:.2f}, p {p:.1e})")
+    if kind == "photos":
+        expected = profile.recognised_rate
+        refused = volume - recognised
+        p = float(stats.binomtest(refused, volume, 1 - expected, alternative="greater").pvalue) if expected < 1 else 1.0
+        if p < thresholds.p_value:
+            report.alarms.append(
+                f"more photos not recognised: {refused / volume:.0%} against {1 - expected:.0%} at training (p {p:.1e})"
+            )
+    return report
+
+
+def live_accuracy(
+    db: sqlite3.Connection, inbox: Path, kind: str, version: str
+) -> tuple[float, float, float, int] | None:
+    """Share of visitors' labelled feedback that agrees with what the model answered, for one version.
+
+    Photo feedback is joined to the logged prediction of the same photo (by sha256); measurement
+    feedback carries the model's answer and version itself."""
+    folder = inbox / kind
+    if not folder.is_dir():
+        return None
+    right = total = 0
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        label = record.get("label") if isinstance(record, dict) else None
+        if not isinstance(label, str) or not label:
+            continue
+        predicted, answered_by = record.get("predicted"), record.get("model_version")
+        if kind == "photos" and isinstance(record.get("sha256"), str):
+            row = db.execute(
+                "SELECT predicted, version FROM predictions WHERE photo_sha256 = ? AND kind = 'photos' "
+                "ORDER BY ts DESC LIMIT 1",
+                (record["sha256"],),
+            ).fetchone()
+            if row is not None:
+                predicted, answered_by = row
+        if answered_by != version or predicted is None:
+            continue
+        total += 1
+        right += int(predicted == label)
+    if total == 0:
+        return None
+    p, low, high = wilson(right, total)
+    return p, low, high, total

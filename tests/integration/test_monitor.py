@@ -1,0 +1,131 @@
+"""Monitoring: every prediction is logged off the request path, `bunga monitor` checks a window
+against the model's training profile, and drift raises an alarm (exit code 4) while unshifted
+traffic rarely does."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from bunga.bundle import read_bundle
+from bunga.cli import app
+from bunga.config import Settings
+from bunga.monitor.checks import Thresholds, Window, check_version
+from bunga.monitor.log import PredictionLog, Record
+from bunga.schemas import FEATURES, ReferenceProfile
+from bunga.serving.app import create_app
+from tests.helpers import photo_bytes
+
+runner = CliRunner()
+
+
+def _draw(quantiles: list[float], rng: np.random.Generator, n: int) -> np.ndarray:
+    """Samples from the distribution a profile's quantiles describe (inverse CDF)."""
+    return np.interp(rng.uniform(0, 1, n), np.linspace(0, 1, len(quantiles)), quantiles)
+
+
+def _log_window(db: Path, profile: ReferenceProfile, rng: np.random.Generator, n: int, shift: dict[str, float]) -> None:
+    """``n`` measurement predictions like the training profile, with ``shift`` cm added to features."""
+    classes = list(profile.class_priors)
+    predicted = rng.choice(classes, n, p=np.asarray(list(profile.class_priors.values())))
+    top = _draw(profile.top_prob_quantiles, rng, n)
+    x = np.column_stack([_draw(profile.feature_quantiles[f], rng, n) + shift.get(f, 0.0) for f in FEATURES])
+    log = PredictionLog(db, n + 10, 90)
+    log.start()
+    now = time.time()
+    for i in range(n):
+        log.add(Record(now, "measurements", "m", "1", "champion", predicted[i], top[i], True, None, 1.0, *x[i]))
+    log.close()
+
+
+def test_drift_alarms_and_false_alarm_rate_on_generated_windows(model_dir: Path, tmp_path: Path) -> None:
+    card, _ = read_bundle(model_dir / "measurements")
+    profile = card.profile
+    assert profile is not None and set(profile.feature_quantiles) == set(FEATURES)
+    rng = np.random.default_rng(0)
+    thresholds = Thresholds()
+    alarms = {"none": 0, "petal_length": 0, "sepal_width": 0}
+    for trial in range(20):
+        for name, shift in (
+            ("none", {}),
+            ("petal_length", {"petal_length": 1.0}),
+            ("sepal_width", {"sepal_width": 1.0}),
+        ):
+            db = tmp_path / f"{name}-{trial}.db"
+            _log_window(db, profile, rng, 200, shift)
+            with sqlite3.connect(db) as conn:
+                report = check_version(conn, "measurements", "m", "1", Window(), profile, thresholds)
+            assert report.volume == 200
+            alarms[name] += bool(report.alarms)
+            if name != "none" and report.alarms:
+                assert any(a.startswith(name) for a in report.alarms), report.alarms
+    assert alarms["none"] <= 1, alarms  # at most 1 false alarm in 20 unshifted windows of 200
+    assert alarms["petal_length"] == 20 and alarms["sepal_width"] == 20, alarms
+
+
+def test_served_predictions_are_logged_and_monitored(model_dir: Path, trained_workspace: Path, tmp_path: Path) -> None:
+    """Predictions through the API land in the log (no address, no photo: only its sha256); one
+    feedback gives live accuracy; `bunga monitor` writes the report and exits 4 on drift."""
+    db = tmp_path / "monitor.db"
+    data = tmp_path / "collected_data"
+    settings = Settings(model_dir=model_dir, data_dir=data, monitor_db=db)  # type: ignore[call-arg]
+    with (trained_workspace / "Dataset Bunga" / "flowers_dataset.csv").open() as handle:
+        dataset = [{f: float(r[f]) for f in FEATURES} for r in csv.DictReader(handle)]
+    rng = np.random.default_rng(1)
+    rows = [dataset[i] for i in rng.integers(0, len(dataset), 150)]  # visitors measuring the same flowers
+    photo = photo_bytes("sintetis_merah", 3)
+    with TestClient(create_app(settings)) as client:
+        for start in range(0, len(rows), 50):
+            assert client.post("/predict", json=rows[start : start + 50]).status_code == 200
+        answer = client.post("/predict/image", files={"file": ("a.jpg", photo, "image/jpeg")}).json()["results"][0]
+        said = answer["species"]
+        feedback = client.post("/feedback", files={"file": ("a.jpg", photo, "image/jpeg")}, data={"label": said})
+        assert feedback.status_code == 201
+    with sqlite3.connect(db) as conn:
+        logged = conn.execute("SELECT kind, COUNT(*) FROM predictions GROUP BY kind ORDER BY kind").fetchall()
+        sha = conn.execute("SELECT photo_sha256 FROM predictions WHERE kind = 'photos'").fetchone()[0]
+        columns = [c[1] for c in conn.execute("PRAGMA table_info(predictions)")]
+    assert logged == [("measurements", 150), ("photos", 1)]
+    assert len(sha) == 64 and not any("addr" in c or "client" in c or c == "ip" for c in columns)
+    env = {"BUNGA_MONITOR_DB": str(db), "BUNGA_DATA_DIR": str(data)}
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["monitor", "--model-dir", str(model_dir), "--out", str(out)], env=env)
+    assert result.exit_code in (0, 4), result.output
+    report = json.loads((out / "monitor-report.json").read_text())
+    by_kind = {v["kind"]: v for v in report["versions"]}
+    assert by_kind["measurements"]["volume"] == 150 and by_kind["photos"]["volume"] == 1
+    assert by_kind["photos"]["live_accuracy"][:1] == [1.0] and by_kind["photos"]["live_accuracy"][3] == 1
+    assert not [a for a in report["alarms"] if "drifted" in a], report["alarms"]
+    assert not [a for a in report["alarms"] if a.startswith("photos")]  # one photo: too few to judge
+    assert by_kind["photos"]["notes"] and by_kind["photos"]["volume"] == 1
+    html = (out / "monitor-report.html").read_text()
+    assert "<script" not in html and "http" not in html.split("</style>")[1] and "<svg" in html
+    # a week of petals one centimetre longer: the monitor alarms and exits 4
+    shifted = [{**r, "petal_length": r["petal_length"] + 1.0} for r in rows]
+    with TestClient(create_app(settings)) as client:
+        for start in range(0, len(shifted), 50):
+            assert client.post("/predict", json=shifted[start : start + 50]).status_code == 200
+    result = runner.invoke(app, ["monitor", "--last", "150", "--model-dir", str(model_dir), "--out", str(out)], env=env)
+    assert result.exit_code == 4, result.output
+    assert "petal_length drifted" in json.dumps(json.loads((out / "monitor-report.json").read_text())["alarms"])
+
+
+def test_a_full_log_queue_drops_and_counts_never_blocks(tmp_path: Path) -> None:
+    dropped: list[int] = []
+    log = PredictionLog(tmp_path / "m.db", 5, 90, dropped.append)  # not started: nothing drains the queue
+    started = time.perf_counter()
+    for _ in range(50):
+        log.add(Record(time.time(), "measurements", "m", "1", "champion", "setosa", 0.9, True, None, 1.0))
+    assert time.perf_counter() - started < 0.5
+    assert log.dropped == 45 and sum(dropped) == 45
+    log.start()
+    log.close()
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 5

@@ -458,18 +458,60 @@ def history(kind: KindOption = "all") -> None:
         console.print(table)
 
 
+def _retrain_reason(kind: DataKind, digest: str, report: Path) -> str | None:
+    """Why a kind needs retraining (no champion, new data, a monitoring alarm), or None."""
+    import json
+
+    champion = _tracker().version(settings().model_name(kind), "champion")
+    if champion is None:
+        return "no champion yet"
+    trained_on = champion.tags.get("dataset_digest", "")
+    if trained_on != digest:
+        return f"the dataset changed since the champion was trained ({trained_on[:12] or '?'} -> {digest[:12]})"
+    if report.is_file():
+        try:
+            alarms = [a for a in json.loads(report.read_text("utf-8")).get("alarms", []) if a.startswith(f"{kind} ")]
+        except (ValueError, OSError, AttributeError):
+            alarms = []
+        if alarms:
+            return f"the last monitoring report alarmed: {alarms[0]}"
+    return None
+
+
 @app.command()
 @friendly
 def pipeline(
     kind: KindOption = "all",
     impute: Annotated[str | None, typer.Option(help="'median' to keep rows with missing values")] = None,
+    if_needed: Annotated[
+        bool,
+        typer.Option(
+            "--if-needed",
+            help="Retrain a kind only when the dataset changed since its champion was trained or the "
+            "last `bunga monitor` report alarmed for it",
+        ),
+    ] = False,
+    report: Annotated[Path, typer.Option(help="The monitoring report --if-needed reads")] = Path(
+        "monitoring/monitor-report.json"
+    ),
 ) -> None:
     """merge -> train -> evaluate -> gate -> promote; exits 3 with the reason when the gate refuses."""
+    from bunga.data.merge import load_manifest
     from bunga.train import promote
 
     merge(data_dir=None, dataset_dir=None, impute=impute)
     refused: list[str] = []
-    for k in _kinds(kind, settings().dataset_dir):
+    s = settings()
+    for k in _kinds(kind, s.dataset_dir):
+        if if_needed:
+            manifest = load_manifest(s.dataset_dir)
+            why = _retrain_reason(k, manifest.dataset_digest if manifest else "", report)
+            if why is None:
+                console.print(
+                    f"{k}: champion is up to date (same dataset, no monitoring alarm): not retrained", soft_wrap=True
+                )
+                continue
+            console.print(f"{k}: retraining: {why}", highlight=False, soft_wrap=True)
         candidate = _train_one(k)
         decision = promote(_config(k), _tracker(), candidate.version, who=_who())
         _print_decision(decision)

@@ -4,12 +4,16 @@ traffic rarely does."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import shutil
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -21,7 +25,8 @@ from bunga.monitor.checks import Thresholds, Window, check_version
 from bunga.monitor.log import PredictionLog, Record
 from bunga.schemas import FEATURES, ReferenceProfile
 from bunga.serving.app import create_app
-from tests.helpers import photo_bytes
+from tests.conftest import ROOT, LiveServer, _free_port
+from tests.helpers import missing, photo_bytes
 
 runner = CliRunner()
 
@@ -129,3 +134,56 @@ def test_a_full_log_queue_drops_and_counts_never_blocks(tmp_path: Path) -> None:
     log.close()
     with sqlite3.connect(tmp_path / "m.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 5
+
+
+def test_a_real_prometheus_scrapes_bunga_and_evaluates_its_rules(live_server: LiveServer, tmp_path: Path) -> None:
+    """Debian's Prometheus scrapes a live `bunga serve` and answers a PromQL query about bunga's
+    metrics; the shipped alert rules load and evaluate without error."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        missing("Debian's prometheus (apt-get install prometheus)")
+    port = _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{ROOT / 'deploy' / 'prometheus' / 'alerts.yml'}]\n"
+        "scrape_configs:\n"
+        f"  - job_name: bunga\n    static_configs: [{{targets: ['127.0.0.1:{live_server.port}']}}]\n"
+    )
+    log = (tmp_path / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(5):
+            assert httpx.post(f"{live_server.url}/predict", json=dict.fromkeys(FEATURES, 3.0)).status_code == 200
+        deadline = time.monotonic() + 60
+        value = 0.0
+        while value < 5:
+            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()[-2000:]
+            time.sleep(0.5)
+            with contextlib.suppress(httpx.HTTPError):
+                query = 'sum(bunga_predictions_total{kind="measurements"})'
+                result = httpx.get(f"{url}/api/v1/query", params={"query": query}).json()["data"]["result"]
+                value = float(result[0]["value"][1]) if result else 0.0
+        deadline = time.monotonic() + 30
+        while True:  # every rule evaluated at least once, none in error
+            groups = httpx.get(f"{url}/api/v1/rules").json()["data"]["groups"]
+            rules = [r for g in groups for r in g["rules"]]
+            if len(rules) == 5 and all(r.get("lastEvaluation", "").startswith("20") for r in rules):
+                break
+            assert time.monotonic() < deadline, rules
+            time.sleep(0.5)
+        assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

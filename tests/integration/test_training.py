@@ -200,3 +200,27 @@ def test_single_class_dataset_is_refused(tmp_path: Path) -> None:
     (data / "x.csv").write_text("specimen_id,sepal_length,sepal_width,petal_length,petal_width,species\n" + rows)
     result = runner.invoke(app, ["pipeline"])
     assert result.exit_code == 1 and "only one class (setosa)" in result.output
+
+
+def test_pipeline_if_needed_retrains_only_on_new_data_or_an_alarm(sample_data: Path, tmp_path: Path) -> None:
+    client = MlflowClient()
+
+    def versions() -> int:
+        return len(client.search_model_versions("name='bunga-measurements'"))
+
+    assert runner.invoke(app, ["pipeline", "--kind", "measurements", "--if-needed"]).exit_code == 0  # no champion
+    assert versions() == 1
+    quiet = runner.invoke(app, ["pipeline", "--kind", "measurements", "--if-needed"])
+    assert quiet.exit_code == 0 and "not retrained" in quiet.output and versions() == 1
+    report = tmp_path / "monitoring" / "monitor-report.json"
+    report.parent.mkdir()
+    report.write_text(json.dumps({"alarms": ["photos v1: class mix moved (PSI 0.40 > 0.25)"]}))
+    assert "not retrained" in runner.invoke(app, ["pipeline", "--kind", "measurements", "--if-needed"]).output
+    report.write_text(json.dumps({"alarms": ["measurements v1: petal_length drifted (PSI 0.61, KS 0.31, p 1e-9)"]}))
+    alarmed = runner.invoke(app, ["pipeline", "--kind", "measurements", "--if-needed"])
+    assert alarmed.exit_code == 0 and "the last monitoring report alarmed" in alarmed.output and versions() == 2
+    report.unlink()
+    header = "specimen_id,sepal_length,sepal_width,petal_length,petal_width,species\n"
+    (sample_data / "baru.csv").write_text(header + "BARU-1,5.0,3.4,1.5,0.2,setosa\n")
+    new_data = runner.invoke(app, ["pipeline", "--kind", "measurements", "--if-needed"])
+    assert new_data.exit_code == 0 and "the dataset changed" in new_data.output and versions() == 3

@@ -3,6 +3,7 @@ the Render blueprint against its documented fields, CI workflows, the Dockerfile
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -68,7 +69,8 @@ def _tool(name: str) -> str:
 
 
 def test_compose_file_is_valid_for_docker_compose() -> None:
-    env = {**os.environ, "POSTGRES_PASSWORD": "x" * 20, "BUNGA_ADMIN_TOKEN": "y" * 20}
+    secrets = {"POSTGRES_PASSWORD": "x" * 20, "BUNGA_ADMIN_TOKEN": "y" * 20, "GRAFANA_ADMIN_PASSWORD": "z" * 20}
+    env = {**os.environ, **secrets}
     result = subprocess.run(
         [_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
         capture_output=True,
@@ -82,8 +84,8 @@ def test_compose_file_is_valid_for_docker_compose() -> None:
 
 def test_compose_services_health_checks_and_volumes() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"postgres", "mlflow", "trainer", "api"}
-    for name in ("postgres", "mlflow", "api"):
+    assert set(services) == {"postgres", "mlflow", "trainer", "api", "prometheus", "grafana"}
+    for name in ("postgres", "mlflow", "api", "prometheus", "grafana"):
         assert "test" in services[name]["healthcheck"], name
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["api"]["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
@@ -93,11 +95,72 @@ def test_compose_services_health_checks_and_volumes() -> None:
     assert "ports" not in services["mlflow"]  # only inside the compose network
     assert "ports" not in services["postgres"]
     assert services["api"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert services["trainer"]["command"] == ["pipeline"]
+    assert services["trainer"]["command"] == ["pipeline", "--if-needed"]
     assert {"pgdata", "mlartifacts", "inbox"} <= set(COMPOSE["volumes"])
     assert any(v.startswith("inbox:") for v in services["api"]["volumes"])
     assert any(v.startswith("inbox:") for v in services["trainer"]["volumes"])
     assert "container_name" not in services["api"]  # --scale api=N needs unnamed containers
+    mounts = services["prometheus"]["volumes"] + services["grafana"]["volumes"]
+    for mount in mounts:  # every provisioned file the compose stack mounts is in the repository
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), source
+    assert any(v.startswith("monitor:") for v in services["api"]["volumes"])
+
+
+def _promtool() -> str:
+    return _tool("promtool")
+
+
+def test_alert_rules_pass_promtool_and_their_unit_tests() -> None:
+    rules = ROOT / "deploy" / "prometheus"
+    check = subprocess.run([_promtool(), "check", "rules", str(rules / "alerts.yml")], capture_output=True, text=True)
+    assert check.returncode == 0 and "SUCCESS: 5 rules found" in check.stdout, check.stdout + check.stderr
+    test = subprocess.run([_promtool(), "test", "rules", "alerts_test.yml"], cwd=rules, capture_output=True, text=True)
+    assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
+    config = subprocess.run(
+        [_promtool(), "check", "config", "--syntax-only", str(rules / "prometheus.yml")], capture_output=True, text=True
+    )
+    assert config.returncode == 0, config.stdout + config.stderr
+    alerts = yaml.safe_load((rules / "alerts.yml").read_text())["groups"][0]["rules"]
+    tested = (rules / "alerts_test.yml").read_text()
+    assert all(f"alertname: {a['alert']}" in tested for a in alerts)  # every rule has a unit test
+
+
+def _exported_metrics() -> set[str]:
+    """Every metric name the app exports (with the _total, _bucket, ... series names)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bunga.serving.metrics import Metrics
+
+    m = Metrics()
+    m.requests.labels("GET", "/x", "200").inc()
+    m.latency.labels("/x").observe(0.1)
+    m.predictions.labels("photos", "x", "1").inc()
+    m.rejected.labels("x").inc()
+    m.model_version.labels("photos", "champion", "n", "1").set(1)
+    from prometheus_client import generate_latest
+
+    names = set()
+    for family in text_string_to_metric_families(generate_latest(m.registry).decode()):
+        names |= {sample.name for sample in family.samples}
+    return names
+
+
+def test_every_dashboard_query_names_metrics_the_app_exports() -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "bunga.json").read_text())
+    exported = _exported_metrics()
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert len(exprs) >= 6
+    for expr in exprs:
+        used = set(re.findall(r"\bbunga_[a-z_]+", expr))
+        assert used and used <= exported, (expr, used - exported)
+    alerts = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    assert set(re.findall(r"\bbunga_[a-z_]+", alerts)) <= exported
+    datasources = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+    provisioned = yaml.safe_load(datasources.read_text())
+    uid = provisioned["datasources"][0]["uid"]
+    assert all(panel["datasource"]["uid"] == uid for panel in dashboard["panels"])
 
 
 def test_env_example_lists_every_variable() -> None:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import save
+from benchmarks.common import WORK, save
 from benchmarks.load import median_of, wrk
 from benchmarks.models import ENV, ONNX_PEER, prepare
 from benchmarks.servers import Server, mlflow_serve, python
@@ -79,7 +79,7 @@ def main() -> dict[str, Any]:
                 "--workers",
                 str(workers),
             )
-            env = {"BUNGA_SERVE_KINDS": '["measurements"]'}
+            env = {"BUNGA_SERVE_KINDS": '["measurements"]', "BUNGA_MONITOR_DB": str(WORK / f"monitor-{family}.db")}
             run(
                 out,
                 f"bunga_{family}_{workers}w",
@@ -87,6 +87,15 @@ def main() -> dict[str, Any]:
                 "/predict",
                 RECORD,
             )
+            if family == "logreg" and workers == 1:  # what the prediction log costs: the same server without it
+                quiet = {**env, "BUNGA_MONITOR_LOG": "false"}
+                run(
+                    out,
+                    "bunga_logreg_1w_nolog",
+                    lambda: Server("bunga-logreg-1w-nolog", argv, "/ready", env=quiet),
+                    "/predict",
+                    RECORD,
+                )
             run(
                 out,
                 f"mlflow_{family}_{workers}w",
@@ -112,6 +121,7 @@ def main() -> dict[str, Any]:
         for family in ("logreg", "random_forest")
         for w in (1, 2)
     }
+    out["ratios"]["log_cost_1w"] = {"with_over_without_log_c32": ratio(r, "bunga_logreg_1w", "bunga_logreg_1w_nolog")}
     print("ratios", out["ratios"])
     save("api_throughput", out)
     return out

@@ -304,6 +304,24 @@ def _api_rows(api: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _log_rows(api: dict[str, Any]) -> list[Row]:
+    cost = api["ratios"].get("log_cost_1w", {}).get("with_over_without_log_c32")
+    if "bunga_logreg_1w_nolog" not in api["results"]:
+        return []
+    r = api["results"]
+    return [
+        (
+            "`/predict` logreg, 1 worker, c=32: with the prediction log vs without",
+            f"{r['bunga_logreg_1w']['c32']['rps']:,.0f} req/s",
+            f"{r['bunga_logreg_1w_nolog']['c32']['rps']:,.0f} req/s without: "
+            + ("invalid (a series had errors)" if cost is None else f"{cost:.0%} kept"),
+            ">= 90 % kept (log costs <= 10 %)",
+            None if cost is None else cost >= 0.90,
+            "api_throughput",
+        )
+    ]
+
+
 def _photo_rows(photo: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for name, label in (("12mp", "12 MP"), ("500px", "500 px")):
@@ -473,6 +491,7 @@ def summary() -> str:
     rows: list[Row] = []
     builders = (
         ("api_throughput", _api_rows),
+        ("api_throughput", _log_rows),
         ("photo_latency", _photo_rows),
         ("memory", _memory_rows),
         ("pipeline", _pipeline_rows),

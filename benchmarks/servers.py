@@ -42,7 +42,7 @@ class Server:
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow execs uvicorn
         self.proc = subprocess.Popen(
             argv,
-            env={**os.environ, "PATH": path, **(env or {})},
+            env={**os.environ, "PATH": path, "BUNGA_MONITOR_DB": str(WORK / f"{name}-monitor.db"), **(env or {})},
             cwd=cwd,
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,

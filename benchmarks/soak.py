@@ -108,7 +108,7 @@ def main(seconds: float = 60, rate: float = 250) -> dict[str, Any]:
     data = WORK / "soak-data"
     shutil.rmtree(data, ignore_errors=True)
     quota = 5_000_000
-    env = {"BUNGA_DATA_DIR": str(data), "BUNGA_INBOX_MAX_BYTES": str(quota)}
+    env = {"BUNGA_DATA_DIR": str(data), "BUNGA_INBOX_MAX_BYTES": str(quota), "BUNGA_MONITOR_DB": str(data / "m.db")}
     server = Server(
         "bunga-soak",
         python("-m", "bunga", "serve", "--model-dir", str(folders["logreg"]), "--port", "{port}"),

@@ -112,8 +112,10 @@ def write(
             parts.append(
                 "<h3>Class mix: window (green) and training (grey)</h3>" + _bars(r.class_mix, profile.class_priors)
             )
-        if r.alarms:
-            parts.append("<ul>" + "".join(f"<li class='alarm'>{html.escape(a)}</li>" for a in r.alarms) + "</ul>")
+        if r.alarms or r.notes:
+            items = [f"<li class='alarm'>{html.escape(a)}</li>" for a in r.alarms]
+            items += [f"<li>{html.escape(n)}</li>" for n in r.notes]
+            parts.append("<ul>" + "".join(items) + "</ul>")
     parts.append("</body></html>\n")
     atomic_write_text(html_path, "\n".join(parts))
     return json_path, html_path

@@ -13,6 +13,7 @@ from bunga.bundle import read_bundle
 from bunga.errors import BungaError
 from bunga.imaging import INPUT_SIZE
 from bunga.models.not_flower import IMAGENET_OUTPUT, not_flower_score
+from bunga.models.signature import SIGNATURE_OUTPUT
 from bunga.schemas import ModelCard
 
 
@@ -41,6 +42,7 @@ class PhotoScores:
     abstain_scores: np.ndarray
     not_flower: np.ndarray
     not_flower_scores: np.ndarray
+    signatures: np.ndarray | None = None  # monitoring signatures (graphs made before them have none)
 
 
 class Predictor:
@@ -71,8 +73,13 @@ class Predictor:
     def score_photos(self, x: np.ndarray) -> PhotoScores:
         """Probabilities plus the abstention decision for preprocessed photos."""
         rule = self.card.not_flower
-        outputs = ["probabilities", "similarity"] + ([IMAGENET_OUTPUT] if rule is not None else [])
-        probs, sims, *imagenet = self.session.run(outputs, {"input": x})
+        with_signature = SIGNATURE_OUTPUT in self._outputs
+        outputs = ["probabilities", "similarity", *([SIGNATURE_OUTPUT] if with_signature else [])]
+        outputs += [IMAGENET_OUTPUT] if rule is not None else []
+        found = self.session.run(outputs, {"input": x})
+        probs, sims = found[0], found[1]
+        signatures = found[2] if with_signature else None
+        imagenet = found[3 if with_signature else 2 :]
         if rule is not None:  # probability outside the ImageNet classes the garden's flowers fall into
             flower_scores = not_flower_score(imagenet[0], rule.imagenet_classes)
             not_flower = flower_scores > rule.threshold
@@ -81,10 +88,11 @@ class Predictor:
         abstention = self.card.abstention
         if abstention is None:
             scores = np.zeros(len(probs), dtype=np.float32)
-            return PhotoScores(probs, ~not_flower, scores, not_flower, flower_scores)
+            return PhotoScores(probs, ~not_flower, scores, not_flower, flower_scores, signatures)
         best = probs.max(axis=1) if abstention.method == "max_prob" else sims.max(axis=1)
         scores = 1.0 - best
-        return PhotoScores(probs, (scores <= abstention.threshold) & ~not_flower, scores, not_flower, flower_scores)
+        recognised = (scores <= abstention.threshold) & ~not_flower
+        return PhotoScores(probs, recognised, scores, not_flower, flower_scores, signatures)
 
     def smoke_test(self) -> None:
         """Predict on a synthetic input; raise BungaError unless the output is a probability table."""

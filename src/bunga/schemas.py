@@ -144,6 +144,7 @@ class ReferenceProfile(BaseModel):
     top_prob_mean: float
     recognised_rate: float = 1.0
     feature_quantiles: dict[str, list[float]] = {}
+    signature_sample: list[list[float]] = []  # photos: signatures of up to 200 training photos
 
 
 class ReferencePhoto(BaseModel):

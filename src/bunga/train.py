@@ -34,6 +34,7 @@ from bunga.models.backbone import EMBEDDING_DIM
 from bunga.models.export import IMAGE_TOLERANCE
 from bunga.models.not_flower import NotFlowerRule, fit_not_flower, not_flower_score
 from bunga.models.references import reference_photos
+from bunga.models.signature import reference_sample
 from bunga.monitor.profile import reference_profile
 from bunga.predict import Predictor
 from bunga.reports import confusion_png, contact_sheet
@@ -297,6 +298,7 @@ class PhotoFit:
     not_flower: NotFlowerRule
     test_not_flower_rate: float  # share of the test split's (flower) photos called "not a flower"
     references: dict[str, ReferencePhoto]  # one typical training photo per class, for the page
+    signature_sample: list[list[float]]  # monitoring signatures of a sample of training photos
 
 
 @dataclass
@@ -368,6 +370,7 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
         references=reference_photos(
             split.data.subset(~mask), x_train, split.data.y.astype(str)[~mask], classes, cfg.max_pixels
         ),
+        signature_sample=reference_sample(x_train, cfg.seed),
         test_not_flower_rate=float(test_not_flower.mean()) if len(test_not_flower) else 0.0,
         open_set=open_set,
         graph=graph,
@@ -481,6 +484,7 @@ def train_photos(
                 y[~mask],
                 fit.probs,
                 recognised=image.abstain_score(fit.probs, fit.sims, fit.method) <= fit.threshold,
+                signature_sample=fit.signature_sample,
             ),
         )
         write_bundle(folder / "bundle", fit.graph, card)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import shutil
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -187,3 +189,62 @@ def test_a_real_prometheus_scrapes_bunga_and_evaluates_its_rules(live_server: Li
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_dark_or_blurred_photos_raise_a_signature_alarm(model_dir: Path, tmp_path: Path) -> None:
+    """Windows of 200 generated photos: fresh photos like the training ones pass the MMD test on the
+    signatures the graph exports; the same photos darkened or blurred raise an alarm."""
+    import random
+
+    from PIL import ImageEnhance, ImageFilter
+
+    from bunga.data.synthetic import STYLES, draw_flower
+    from bunga.imaging import photo_tensor
+    from bunga.predict import Predictor
+
+    def _as_jpeg(image: Any) -> np.ndarray:  # saved like the training photos (JPEG, quality 90)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        return photo_tensor(buffer.getvalue(), 10**8)
+
+    predictor = Predictor(model_dir / "photos")
+    profile = predictor.card.profile
+    assert profile is not None and len(profile.signature_sample) >= 30
+    images = [draw_flower(STYLES[n], random.Random(f"fresh-{n}-{i}"), 128) for n in STYLES for i in range(50)]
+    variants = {
+        "fresh": images,
+        "dark": [ImageEnhance.Brightness(im).enhance(0.25) for im in images],
+        "blurred": [im.filter(ImageFilter.GaussianBlur(4)) for im in images],
+    }
+    results = {}
+    for name, batch in variants.items():
+        scores = predictor.score_photos(np.stack([_as_jpeg(im) for im in batch]).astype(np.float32))
+        assert scores.signatures is not None and scores.signatures.shape == (200, 32)
+        db = tmp_path / f"{name}.db"
+        log = PredictionLog(db, 1000, 90)
+        log.start()
+        for i, sig in enumerate(scores.signatures):
+            top = float(scores.probabilities[i].max())
+            log.add(
+                Record(
+                    time.time(),
+                    "photos",
+                    "p",
+                    "1",
+                    "champion",
+                    "x",
+                    top,
+                    bool(scores.recognised[i]),
+                    0.1,
+                    1.0,
+                    photo_sha256=f"{i:064x}",
+                    signature=sig.astype(np.float16).tobytes(),
+                )
+            )
+        log.close()
+        with sqlite3.connect(db) as conn:
+            report = check_version(conn, "photos", "p", "1", Window(), profile, Thresholds())
+        results[name] = report.signature_drift
+    assert results["fresh"]["p_value"] >= 0.01, results
+    assert results["dark"]["p_value"] < 0.01 and results["blurred"]["p_value"] < 0.01, results
+    assert results["dark"]["mmd"] > results["fresh"]["mmd"] and results["blurred"]["mmd"] > results["fresh"]["mmd"]

@@ -19,6 +19,7 @@ from bunga.imaging import photo_tensor
 from bunga.models.backbone import FEATURE_DIM, IMAGENET_CLASSES, backbone_id, make_embedder
 from bunga.models.export import export_once, onnx_session
 from bunga.models.not_flower import IMAGENET_OUTPUT
+from bunga.models.signature import SIGNATURE_DIM, SIGNATURE_OUTPUT, projection, signatures
 
 C_GRID = (0.3, 1.0, 3.0)  # linear SVM strengths chosen from by cross-validation
 ABSTAIN_METHODS = ("max_prob", "centroid")
@@ -281,7 +282,7 @@ def open_set(
 def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
     """Backbone (ONNX, exported and checked against torch once) + L2 normalisation + linear head +
     softmax + centroid similarities, as one ONNX graph that also passes on the backbone's ImageNet
-    probabilities (for "not a flower"). No torch needed to build it."""
+    probabilities (for "not a flower") and the photo's monitoring signature. No torch needed to build it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -294,6 +295,7 @@ def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
             numpy_helper.from_array(head.intercept.astype(np.float32), "head_b"),
             numpy_helper.from_array(head.centroids.T.astype(np.float32), "head_centroids"),
             numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "head_eps"),
+            numpy_helper.from_array(projection(head.coef.shape[1]), "signature_projection"),
         ]
     )
     graph.node.extend(
@@ -305,6 +307,7 @@ def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
             helper.make_node("Add", ["head_logits_raw", "head_b"], ["head_logits"]),
             helper.make_node("Softmax", ["head_logits"], ["probabilities"], axis=1),
             helper.make_node("MatMul", ["head_z", "head_centroids"], ["similarity"]),
+            helper.make_node("MatMul", ["head_z", "signature_projection"], [SIGNATURE_OUTPUT]),
         ]
     )
     del graph.output[:]
@@ -313,6 +316,7 @@ def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n]),
             helper.make_tensor_value_info("similarity", TensorProto.FLOAT, ["batch", n]),
             helper.make_tensor_value_info(IMAGENET_OUTPUT, TensorProto.FLOAT, ["batch", IMAGENET_CLASSES]),
+            helper.make_tensor_value_info(SIGNATURE_OUTPUT, TensorProto.FLOAT, ["batch", SIGNATURE_DIM]),
         ]
     )
     onnx.checker.check_model(model)
@@ -322,6 +326,7 @@ def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
 
 def check_graph(graph: bytes, runner: BackboneRunner, head: PhotoHead, check_x: np.ndarray) -> float:
     """Largest difference between the composed graph and backbone + head computed separately."""
-    got = onnx_session(graph).run(["probabilities", "similarity"], {"input": check_x})
-    expected = head.scores(runner.embed(check_x))
+    got = onnx_session(graph).run(["probabilities", "similarity", SIGNATURE_OUTPUT], {"input": check_x})
+    embeddings = runner.embed(check_x)
+    expected = (*head.scores(embeddings), signatures(embeddings))
     return max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))

@@ -54,6 +54,7 @@ class VersionReport:
     estimated_accuracy: tuple[float, float, float]  # estimate, low, high (95 %)
     features: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> psi, ks, p
     confidence_drift: dict[str, float] = field(default_factory=dict)  # ks, p of the top probability
+    signature_drift: dict[str, float] = field(default_factory=dict)  # photos: mmd, p, n
     live_accuracy: tuple[float, float, float, int] | None = None  # estimate, low, high, n
     alarms: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -94,6 +95,37 @@ def binned_psi(counts: np.ndarray, quantiles: np.ndarray, bins: int = 10) -> flo
     window = np.diff(np.concatenate([[0.0], np.cumsum(counts)[index - 1] / n, [1.0]]))
     reference = np.diff(np.concatenate([[0.0], reference_cdf(quantiles, quantiles[index]), [1.0]]))
     return psi(window, reference)
+
+
+def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 0) -> tuple[float, float]:
+    """Maximum mean discrepancy (RBF kernel, median-distance bandwidth) between two samples, with a
+    permutation p-value."""
+    pooled = np.concatenate([x, y]).astype(np.float64)
+    sq = np.sum(pooled**2, axis=1)
+    d2 = np.clip(sq[:, None] + sq[None, :] - 2 * pooled @ pooled.T, 0, None)
+    bandwidth = float(np.median(d2[np.triu_indices(len(pooled), 1)])) or 1.0
+    k = np.exp(-d2 / bandwidth)
+    n = len(x)
+
+    def statistic(order: np.ndarray) -> float:
+        a, b = order[:n], order[n:]
+        return float(k[np.ix_(a, a)].mean() + k[np.ix_(b, b)].mean() - 2 * k[np.ix_(a, b)].mean())
+
+    observed = statistic(np.arange(len(pooled)))
+    rng = np.random.default_rng(seed)
+    exceed = sum(statistic(rng.permutation(len(pooled))) >= observed for _ in range(permutations))
+    return observed, (exceed + 1) / (permutations + 1)
+
+
+def window_signatures(db: sqlite3.Connection, version: str, window: Window, limit: int = 500) -> np.ndarray:
+    """Up to ``limit`` of the newest photo signatures in the window."""
+    where, args = _where("photos", version, window)
+    sql = f"SELECT signature FROM predictions WHERE {where} AND signature IS NOT NULL ORDER BY ts DESC LIMIT ?"  # noqa: S608
+    cap = min(limit, window.last) if window.last is not None else limit
+    rows = db.execute(sql, [*args, cap]).fetchall()
+    if not rows:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.stack([np.frombuffer(r[0], dtype=np.float16) for r in rows]).astype(np.float32)
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
@@ -219,6 +251,14 @@ def check_version(
         report.confidence_drift = {"ks": d, "p_value": p}
         if p < thresholds.p_value:
             report.alarms.append(f"the model's confidence changed (KS {d:.2f}, p {p:.1e})")
+    if kind == "photos" and profile.signature_sample:
+        served = window_signatures(db, version, window)
+        reference = np.asarray(profile.signature_sample, dtype=np.float32)
+        if len(served) >= thresholds.min_volume and served.shape[1] == reference.shape[1]:
+            statistic, p = mmd_test(served, reference)
+            report.signature_drift = {"mmd": statistic, "p_value": p, "n": float(len(served))}
+            if p < thresholds.p_value:
+                report.alarms.append(f"photos look unlike the training photos (MMD {statistic:.3f}, p {p:.1e})")
     if kind == "photos":
         expected = profile.recognised_rate
         refused = volume - recognised

@@ -26,14 +26,14 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     ts REAL NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, arm TEXT NOT NULL,
     predicted TEXT, top_prob REAL NOT NULL, recognised INTEGER NOT NULL, abstain_score REAL,
-    latency_ms REAL, f1 REAL, f2 REAL, f3 REAL, f4 REAL, photo_sha256 TEXT
+    latency_ms REAL, f1 REAL, f2 REAL, f3 REAL, f4 REAL, photo_sha256 TEXT, signature BLOB
 );
 CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
 CREATE INDEX IF NOT EXISTS predictions_sha ON predictions (photo_sha256);
 """
 INSERT = (
     "INSERT INTO predictions (ts, kind, model, version, arm, predicted, top_prob, recognised, abstain_score, "
-    "latency_ms, f1, f2, f3, f4, photo_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "latency_ms, f1, f2, f3, f4, photo_sha256, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -55,6 +55,7 @@ class Record(NamedTuple):
     f3: float | None = None
     f4: float | None = None
     photo_sha256: str | None = None
+    signature: bytes | None = None  # photos: the monitoring signature, float16
 
 
 def connect(path: Path) -> sqlite3.Connection:

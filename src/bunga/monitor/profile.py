@@ -17,6 +17,7 @@ def reference_profile(
     probs: np.ndarray,
     features: dict[str, np.ndarray] | None = None,
     recognised: np.ndarray | None = None,
+    signature_sample: list[list[float]] | None = None,
 ) -> ReferenceProfile:
     """Class mix of the training split (``labels``), the model's answers on data it was not fitted on
     (``probs``, ``recognised``: the held-out split) and, for measurements, the training inputs."""
@@ -33,4 +34,5 @@ def reference_profile(
         top_prob_mean=float(top.mean()),
         recognised_rate=float(recognised.mean()) if recognised is not None and len(recognised) else 1.0,
         feature_quantiles=quantiles,
+        signature_sample=signature_sample or [],
     )

@@ -98,6 +98,14 @@ def write(
             f"<tr><th>estimated accuracy (no labels)</th><td>{_pct(est[0])} "
             f"({_pct(est[1])} to {_pct(est[2])})</td></tr>",
             f"<tr><th>live accuracy (visitors' feedback)</th><td>{live_text}</td></tr>",
+            *(
+                [
+                    f"<tr><th>photo signatures vs training (MMD)</th><td>{r.signature_drift['mmd']:.3f}, "
+                    f"p {r.signature_drift['p_value']:.2g} ({r.signature_drift['n']:.0f} photos)</td></tr>"
+                ]
+                if r.signature_drift
+                else []
+            ),
             "</table>",
         ]
         if r.features:

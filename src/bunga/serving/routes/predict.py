@@ -156,6 +156,7 @@ async def predict_image(
         if logger is not None:
             arm = slot.card.alias or "champion"
             top_prob, sha = float(row[order[0]]), sha256_bytes(upload.data)
+            signature = scores.signatures[index].astype(np.float16).tobytes() if scores.signatures is not None else None
             logger.add(
                 Record(
                     now,
@@ -169,6 +170,7 @@ async def predict_image(
                     float(score),
                     latency_ms,
                     photo_sha256=sha,
+                    signature=signature,
                 )
             )
         if not known:

@@ -9,7 +9,17 @@ import traceback
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from benchmarks import api_throughput, memory, not_flower, photo_latency, photo_quality, pipeline, quality, soak
+from benchmarks import (
+    api_throughput,
+    memory,
+    monitor_scale,
+    not_flower,
+    photo_latency,
+    photo_quality,
+    pipeline,
+    quality,
+    soak,
+)
 from benchmarks.common import RESULTS, ROOT, code_digest, save
 
 
@@ -483,6 +493,23 @@ def _soak_rows(soak_r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _monitor_rows(scale: dict[str, Any]) -> list[Row]:
+    runs = scale["runs"]
+    big, small = runs["1000000"], runs["100000"]
+    return [
+        (
+            "`bunga monitor` over 1,000,000 logged predictions (petal length shifted +1 cm)",
+            f"{fmt(big['seconds'])} s, peak {fmt(big['peak_rss_mb'], 0)} MB; flagged {', '.join(big['flagged']) or 'nothing'}",
+            f"100,000: {fmt(small['seconds'])} s, peak {fmt(small['peak_rss_mb'], 0)} MB",
+            "< 30 s, memory not growing with the window, flags petal_length only",
+            big["seconds"] < 30
+            and big["peak_rss_mb"] < 1.5 * small["peak_rss_mb"]
+            and big["flagged"] == ["petal_length"],
+            "monitor_scale",
+        )
+    ]
+
+
 def summary() -> str:
     """The README's performance table: each target, bunga's number, the comparison, the verdict.
 
@@ -498,6 +525,7 @@ def summary() -> str:
         ("photo_quality", _quality_rows),
         ("not_flower", _not_flower_rows),
         ("soak", _soak_rows),
+        ("monitor_scale", _monitor_rows),
     )
     for name, build in builders:
         result = load(name)
@@ -544,6 +572,7 @@ def main() -> None:
         ("photo_latency", photo_latency.main),
         ("memory", memory.main),
         ("soak", soak.main),
+        ("monitor_scale", monitor_scale.main),
     ]
     only = set(sys.argv[1:])
     for name, step in steps:

@@ -1,0 +1,111 @@
+"""`bunga monitor` over large prediction logs: wall time and peak memory of the command in a fresh
+process for 100,000 and 1,000,000 logged predictions (memory must not grow with the window), and
+which measurements it flags when petal length is shifted by +1 cm and nothing else.
+Run: python -m benchmarks.monitor_scale"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import WORK, save
+from benchmarks.models import prepare
+from bunga.bundle import read_bundle
+from bunga.monitor.log import INSERT, connect
+from bunga.schemas import FEATURES, ReferenceProfile
+
+SIZES = (100_000, 1_000_000)
+
+
+def fill(path: Any, n: int, profile: ReferenceProfile, name: str, version: str) -> None:
+    """``n`` logged measurement predictions like the training profile, petal length +1 cm."""
+    path.unlink(missing_ok=True)
+    db = connect(path)
+    rng = np.random.default_rng(0)
+    classes = list(profile.class_priors)
+    priors = np.asarray(list(profile.class_priors.values()))
+    now = time.time()
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        levels = np.linspace(0, 1, len(profile.top_prob_quantiles))
+        top = np.interp(rng.uniform(0, 1, m), levels, profile.top_prob_quantiles)
+        q = np.linspace(0, 1, 101)
+        x = [np.interp(rng.uniform(0, 1, m), q, profile.feature_quantiles[f]) for f in FEATURES]
+        x[FEATURES.index("petal_length")] += 1.0
+        predicted = rng.choice(classes, m, p=priors)
+        rows = [
+            (
+                now,
+                "measurements",
+                name,
+                version,
+                "champion",
+                str(predicted[i]),
+                float(top[i]),
+                1,
+                None,
+                1.0,
+                float(x[0][i]),
+                float(x[1][i]),
+                float(x[2][i]),
+                float(x[3][i]),
+                None,
+                None,
+            )
+            for i in range(m)
+        ]
+        with db:
+            db.executemany(INSERT, rows)
+    db.close()
+
+
+def timed_monitor(db: Any, model_dir: Any, out: Any) -> dict[str, Any]:
+    """Wall time and the child's own peak RSS (os.wait4) of one `bunga monitor`."""
+    env = {**os.environ, "BUNGA_MONITOR_DB": str(db)}
+    start = time.perf_counter()
+    with (WORK / "monitor_scale.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bunga", "monitor", "--model-dir", str(model_dir), "--out", str(out)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=WORK,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 4):
+        raise RuntimeError(f"bunga monitor failed ({code}): {(WORK / 'monitor_scale.log').read_text()[-2000:]}")
+    report = json.loads((out / "monitor-report.json").read_text())
+    flagged = sorted({a.split(": ", 1)[1].split(" drifted")[0] for a in report["alarms"] if " drifted" in a})
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "exit_code": code, "flagged": flagged}
+
+
+def main() -> dict[str, Any]:
+    folders = prepare()
+    model_dir = folders["logreg"]
+    card, _ = read_bundle(model_dir / "measurements")
+    if card.profile is None:
+        raise RuntimeError("the benchmark model has no reference profile")
+    out: dict[str, Any] = {"shifted": "petal_length +1 cm", "runs": {}}
+    for n in SIZES:
+        db = WORK / f"monitor-scale-{n}.db"
+        fill(db, n, card.profile, card.name, card.version or "1")
+        out["runs"][str(n)] = timed_monitor(db, model_dir, WORK / f"monitor-scale-{n}")
+        db.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            (WORK / f"monitor-scale-{n}.db{suffix}").unlink(missing_ok=True)
+        print(n, out["runs"][str(n)])
+    save("monitor_scale", out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -71,7 +71,7 @@ def timed_monitor(db: Any, model_dir: Any, out: Any) -> dict[str, Any]:
     start = time.perf_counter()
     with (WORK / "monitor_scale.log").open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bunga", "monitor", "--model-dir", str(model_dir), "--out", str(out)],
+            [sys.executable, "-m", "bunga", "monitor", "--model-dir", str(model_dir), "--out", str(out), "--no-mlflow"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

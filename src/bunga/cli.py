@@ -593,6 +593,32 @@ def _profile_lookup(model_dir: Path | None) -> Callable[[str, str, str], Any]:
     return lookup
 
 
+def _log_monitoring_run(reports: list[Any], json_path: Path, html_path: Path) -> None:
+    """One MLflow run per check in the ``bunga-monitoring`` experiment: figures per kind and version,
+    the alarms, both reports; linked to each model version by tags."""
+    import math
+    from datetime import UTC, datetime
+
+    tracker = _tracker()
+    with tracker.run("bunga-monitoring", f"monitor-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
+        tags = {f"model_version.{r.kind}": f"{r.model}/{r.version}" for r in reports}
+        run.tags({**tags, "alarms": str(sum(len(r.alarms) for r in reports))})
+        for r in reports:
+            values = {
+                "volume": float(r.volume),
+                "recognised_rate": r.recognised_rate,
+                "mean_top_prob": r.mean_top_prob,
+                "estimated_accuracy": r.estimated_accuracy[0],
+                "alarms": float(len(r.alarms)),
+                **({"live_accuracy": r.live_accuracy[0]} if r.live_accuracy else {}),
+                **{f"psi_{n}": f["psi"] for n, f in r.features.items()},
+            }
+            run.metrics({f"{r.kind}_v{r.version}_{k}": v for k, v in values.items() if not math.isnan(v)})
+        run.file(json_path, "monitoring")
+        run.file(html_path, "monitoring")
+    console.print("logged to MLflow experiment bunga-monitoring", highlight=False)
+
+
 @app.command()
 @friendly
 def monitor(
@@ -600,6 +626,9 @@ def monitor(
     hours: Annotated[float | None, typer.Option(min=0, help="Only predictions of the last H hours")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="Exported bundles to take reference profiles from")] = None,
     out: Annotated[Path, typer.Option(help="Folder for monitor-report.html and .json")] = Path("monitoring"),
+    log_run: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="Log the check as a run in MLflow, tagged with each version")
+    ] = True,
 ) -> None:
     """Check served predictions against each model's training profile: volume, class mix, measurement
     drift, confidence, not-recognised rate, live and estimated accuracy. Exit code 4 on an alarm."""
@@ -632,6 +661,8 @@ def monitor(
     console.print(table)
     json_path, html_path = write(reports, profiles, {"last": last, "hours": hours}, out)
     console.print(f"report: {html_path} (and {json_path.name})", highlight=False)
+    if log_run:
+        _log_monitoring_run(reports, json_path, html_path)
     if any(r.alarms for r in reports):
         raise typer.Exit(4)
 

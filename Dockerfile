@@ -44,7 +44,7 @@ FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     BUNGA_HOST=0.0.0.0 BUNGA_DATA_DIR=/data BUNGA_CACHE_DIR=/tmp/bunga-cache
 COPY --from=serve-deps /opt/venv /opt/venv
-RUN useradd --uid 10001 --no-create-home bunga && mkdir -p /data /models && chown bunga /data
+RUN useradd --uid 10001 --no-create-home bunga && mkdir -p /data /models /monitor && chown bunga /data /monitor
 # Optional baked model: `bunga export --out bunga-model` before `docker build`, then
 # `docker build --build-arg MODEL_DIR=bunga-model .`; the files stay root-owned and read-only.
 ARG MODEL_DIR=deploy/no-model

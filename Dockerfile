@@ -9,7 +9,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY requirements/serve.txt /tmp/serve.txt
-RUN pip install --no-deps -r /tmp/serve.txt
+RUN pip install --no-deps -r /tmp/serve.txt && pip install --no-deps psycopg2-binary==2.9.13
 COPY pyproject.toml README.md /src/
 COPY src /src/src
 RUN pip install --no-deps /src

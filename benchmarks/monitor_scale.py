@@ -17,7 +17,8 @@ import numpy as np
 from benchmarks.common import WORK, save
 from benchmarks.models import prepare
 from bunga.bundle import read_bundle
-from bunga.monitor.log import INSERT, connect
+from bunga.monitor.log import INSERT
+from bunga.monitor.store import open_store
 from bunga.schemas import FEATURES, ReferenceProfile
 
 SIZES = (100_000, 1_000_000)
@@ -26,7 +27,7 @@ SIZES = (100_000, 1_000_000)
 def fill(path: Any, n: int, profile: ReferenceProfile, name: str, version: str) -> None:
     """``n`` logged measurement predictions like the training profile, petal length +1 cm."""
     path.unlink(missing_ok=True)
-    db = connect(path)
+    db = open_store(path)
     rng = np.random.default_rng(0)
     classes = list(profile.class_priors)
     priors = np.asarray(list(profile.class_priors.values()))
@@ -60,8 +61,7 @@ def fill(path: Any, n: int, profile: ReferenceProfile, name: str, version: str) 
             )
             for i in range(m)
         ]
-        with db:
-            db.executemany(INSERT, rows)
+        db.executemany(INSERT, rows)
     db.close()
 
 

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     feedback_min_votes: int = Field(2, ge=1)  # agreeing visitor votes before a photo joins the dataset
     # --- monitoring ------------------------------------------------------------------------------
     monitor_log: bool = True  # log every prediction (off the request path) for `bunga monitor`
-    monitor_db: Path = Path("bunga-monitor.db")
+    monitor_db: str = "bunga-monitor.db"  # a SQLite file, or postgresql://user:password@host:port/database
     monitor_queue: int = Field(10_000, ge=1)  # records waiting to be written; beyond it they are dropped
     monitor_retention_days: float = Field(90.0, gt=0)
     monitor_psi_alarm: float = Field(0.25, gt=0)  # population stability index that raises an alarm

@@ -82,7 +82,7 @@ def test_served_predictions_are_logged_and_monitored(model_dir: Path, trained_wo
     feedback gives live accuracy; `bunga monitor` writes the report and exits 4 on drift."""
     db = tmp_path / "monitor.db"
     data = tmp_path / "collected_data"
-    settings = Settings(model_dir=model_dir, data_dir=data, monitor_db=db)  # type: ignore[call-arg]
+    settings = Settings(model_dir=model_dir, data_dir=data, monitor_db=str(db))  # type: ignore[call-arg]
     with (trained_workspace / "Dataset Bunga" / "flowers_dataset.csv").open() as handle:
         dataset = [{f: float(r[f]) for f in FEATURES} for r in csv.DictReader(handle)]
     rng = np.random.default_rng(1)

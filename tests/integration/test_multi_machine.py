@@ -5,6 +5,7 @@ replicas that resolve `champion` from the server over its REST API."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import socket
@@ -326,3 +327,60 @@ def test_replicas_ride_out_a_registry_and_database_outage(
             replica.stop()
     assert not thread.is_alive()
     assert sent[0] > 100 and failures == [], (sent[0], failures[:5])
+
+
+def test_prediction_log_in_postgresql_across_workers_and_an_outage(
+    pg_cluster: PgCluster, model_dir: Path, tmp_path: Path
+) -> None:
+    """Two workers log to one PostgreSQL database, created at start-up; while PostgreSQL is down
+    every prediction is still answered and the lost records are counted; once it is back the log
+    resumes, and `bunga monitor` reads it."""
+    import psycopg2
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+
+    url = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/monitor"  # no such database yet
+
+    def logged() -> int:
+        with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM predictions")
+            return int(cursor.fetchone()[0])
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 15
+        while logged() != count:
+            assert time.monotonic() < deadline, logged()
+            time.sleep(0.2)
+
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "d"), "BUNGA_MONITOR_DB": url}
+    server = LiveServer(env, ["--model-dir", str(model_dir), "--workers", "2"], tmp_path)
+    try:
+        for _ in range(100):
+            assert httpx.post(f"{server.url}/predict", json=IRIS).status_code == 200
+        wait_for(100)
+    finally:
+        server.stop()
+    single = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        pg_cluster.stop()
+        for _ in range(50):
+            assert httpx.post(f"{single.url}/predict", json=IRIS).status_code == 200
+        deadline = time.monotonic() + 15
+        while "bunga_prediction_log_dropped_total 50.0" not in httpx.get(f"{single.url}/metrics").text:
+            assert time.monotonic() < deadline, "the lost records were not counted"
+            time.sleep(0.2)
+        pg_cluster.start()
+        for _ in range(20):
+            assert httpx.post(f"{single.url}/predict", json=IRIS).status_code == 200
+        wait_for(120)
+    finally:
+        single.stop()
+    result = CliRunner().invoke(
+        app,
+        ["monitor", "--no-mlflow", "--model-dir", str(model_dir), "--out", str(tmp_path / "r")],
+        env={"BUNGA_MONITOR_DB": url},
+    )
+    assert result.exit_code in (0, 4), result.output
+    report = json.loads((tmp_path / "r" / "monitor-report.json").read_text())
+    assert [v["volume"] for v in report["versions"]] == [120]

@@ -105,7 +105,8 @@ def test_compose_services_health_checks_and_volumes() -> None:
         source = mount.split(":")[0]
         if source.startswith("./"):
             assert (ROOT / source).exists(), source
-    assert any(v.startswith("monitor:") for v in services["api"]["volumes"])
+    # the prediction log: a `monitor` database on the stack's PostgreSQL (created at start-up)
+    assert services["api"]["environment"]["BUNGA_MONITOR_DB"].endswith("@postgres:5432/monitor")
 
 
 def _promtool() -> str:

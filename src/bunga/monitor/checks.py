@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from bunga.monitor.store import Store
 from bunga.schemas import FEATURES, ReferenceProfile
 
 CHUNK = 50_000
@@ -117,7 +117,7 @@ def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 
     return observed, (exceed + 1) / (permutations + 1)
 
 
-def window_signatures(db: sqlite3.Connection, version: str, window: Window, limit: int = 500) -> np.ndarray:
+def window_signatures(db: Store, version: str, window: Window, limit: int = 500) -> np.ndarray:
     """Up to ``limit`` of the newest photo signatures in the window."""
     where, args = _where("photos", version, window)
     sql = f"SELECT signature FROM predictions WHERE {where} AND signature IS NOT NULL ORDER BY ts DESC LIMIT ?"  # noqa: S608
@@ -150,7 +150,7 @@ def _where(kind: str, version: str, window: Window) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), args
 
 
-def _rows(db: sqlite3.Connection, columns: str, kind: str, version: str, window: Window) -> Any:
+def _rows(db: Store, columns: str, kind: str, version: str, window: Window) -> Any:
     where, args = _where(kind, version, window)
     if window.last is not None:  # the last N: newest first, then streamed
         sql = f"SELECT {columns} FROM predictions WHERE {where} ORDER BY ts DESC LIMIT ?"  # noqa: S608
@@ -158,7 +158,7 @@ def _rows(db: sqlite3.Connection, columns: str, kind: str, version: str, window:
     return db.execute(f"SELECT {columns} FROM predictions WHERE {where}", args)  # noqa: S608
 
 
-def versions(db: sqlite3.Connection, window: Window) -> list[tuple[str, str, str]]:
+def versions(db: Store, window: Window) -> list[tuple[str, str, str]]:
     """(kind, model, version) with predictions in the window."""
     clauses: list[str] = ["1 = 1"]
     args: list[Any] = []
@@ -173,7 +173,7 @@ def versions(db: sqlite3.Connection, window: Window) -> list[tuple[str, str, str
 
 
 def check_version(
-    db: sqlite3.Connection,
+    db: Store,
     kind: str,
     model: str,
     version: str,
@@ -270,9 +270,7 @@ def check_version(
     return report
 
 
-def live_accuracy(
-    db: sqlite3.Connection, inbox: Path, kind: str, version: str
-) -> tuple[float, float, float, int] | None:
+def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[float, float, float, int] | None:
     """Share of visitors' labelled feedback that agrees with what the model answered, for one version.
 
     Photo feedback is joined to the logged prediction of the same photo (by sha256); measurement

@@ -1,8 +1,9 @@
 """The prediction log: one row per prediction, written off the request path.
 
 Requests put records on a bounded queue and never wait: when it is full the record is dropped and
-counted. One background thread per worker writes batches to SQLite (WAL, so several workers and
-replicas on one machine share the file safely) and prunes records older than the retention. The
+counted. One background thread per worker writes batches to the store (a SQLite file in WAL mode,
+which the workers and replicas of one machine share safely, or PostgreSQL by URL) and prunes
+records older than the retention. The
 log holds no photo and no client address: a photo appears only as its sha256 (to join feedback).
 """
 
@@ -11,26 +12,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from bunga.monitor.store import Store, open_store
+
 log = logging.getLogger("bunga.monitor")
 FLUSH_S = 0.5  # at most this long between a prediction and its row (what a kill -9 can lose)
 PRUNE_EVERY_S = 3600.0
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    ts REAL NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, arm TEXT NOT NULL,
-    predicted TEXT, top_prob REAL NOT NULL, recognised INTEGER NOT NULL, abstain_score REAL,
-    latency_ms REAL, f1 REAL, f2 REAL, f3 REAL, f4 REAL, photo_sha256 TEXT, signature BLOB
-);
-CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
-CREATE INDEX IF NOT EXISTS predictions_sha ON predictions (photo_sha256);
-"""
 INSERT = (
     "INSERT INTO predictions (ts, kind, model, version, arm, predicted, top_prob, recognised, abstain_score, "
     "latency_ms, f1, f2, f3, f4, photo_sha256, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -58,23 +51,13 @@ class Record(NamedTuple):
     signature: bytes | None = None  # photos: the monitoring signature, float16
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """The log's database, created when missing, in WAL mode with a generous busy timeout."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA)
-    return db
-
-
 class PredictionLog:
     """A bounded queue in front of a background SQLite writer."""
 
     def __init__(
-        self, path: Path, capacity: int, retention_days: float, on_drop: Callable[[int], None] = lambda _: None
+        self, target: str | Path, capacity: int, retention_days: float, on_drop: Callable[[int], None] = lambda _: None
     ) -> None:
-        self.path, self.retention_s = path, retention_days * 86400.0
+        self.target, self.retention_s = target, retention_days * 86400.0
         self.queue: queue.Queue[Record | None] = queue.Queue(maxsize=capacity)
         self.on_drop = on_drop
         self.dropped = 0
@@ -105,7 +88,7 @@ class PredictionLog:
         self._thread = None
 
     def _run(self) -> None:
-        db: sqlite3.Connection | None = None
+        db: Store | None = None
         pruned_at = 0.0
         done = False
         while not done:
@@ -123,18 +106,21 @@ class PredictionLog:
             if not batch and (db is None or time.monotonic() - pruned_at < PRUNE_EVERY_S):
                 continue  # nothing to write: the store is not even created until there is
             try:
-                db = db or connect(self.path)
-                with db:
-                    db.executemany(INSERT, batch)
+                db = db or open_store(self.target)
+                if batch:  # recognised as 0/1: PostgreSQL will not put a boolean in an integer column
+                    db.executemany(INSERT, [(*r[:7], int(r.recognised), *r[8:]) for r in batch])
                 self.written += len(batch)
                 if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
-                    with db:
-                        db.execute("DELETE FROM predictions WHERE ts < ?", (time.time() - self.retention_s,))
+                    db.execute("DELETE FROM predictions WHERE ts < ?", (time.time() - self.retention_s,))
+                    db.commit()
                     pruned_at = time.monotonic()
-            except sqlite3.Error as err:  # the store is down or locked for too long: count, keep serving
+            except Exception as err:  # the store is down, locked or gone: count the loss, keep serving
                 self.dropped += len(batch)
                 self.on_drop(len(batch))
-                log.warning("prediction log: %d records dropped: %s", len(batch), err)
+                log.warning("prediction log: %d records dropped: %s", len(batch), type(err).__name__)
+                if db is not None:
+                    with contextlib.suppress(Exception):
+                        db.close()
                 db = None
         if db is not None:
             db.close()

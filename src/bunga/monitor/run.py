@@ -3,24 +3,21 @@ its reference profile, with live accuracy from visitors' feedback."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from bunga.errors import BungaError
 from bunga.monitor.checks import Thresholds, VersionReport, Window, check_version, live_accuracy, versions
+from bunga.monitor.store import open_store
 from bunga.schemas import ReferenceProfile
 
 ProfileLookup = Callable[[str, str, str], ReferenceProfile | None]  # (kind, model, version) -> profile
 
 
 def run_checks(
-    db_path: Path, inbox: Path, window: Window, thresholds: Thresholds, profile_of: ProfileLookup
+    target: str | Path, inbox: Path, window: Window, thresholds: Thresholds, profile_of: ProfileLookup
 ) -> tuple[list[VersionReport], dict[tuple[str, str], ReferenceProfile]]:
     """Reports per (kind, version), and the profiles they were checked against."""
-    if not db_path.is_file():
-        raise BungaError(f"no prediction log at {db_path}: serve some predictions first (BUNGA_MONITOR_DB)")
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    db = open_store(target, read_only=True)
     try:
         reports, profiles = [], {}
         for kind, model, version in versions(db, window):

@@ -1,0 +1,103 @@
+"""Where the prediction log lives: a SQLite file (embedded, the default) or PostgreSQL by URL
+(several hosts). One small wrapper gives both the same calls; SQL is written with ``?`` markers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bunga.errors import BungaError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    ts {real} NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, arm TEXT NOT NULL,
+    predicted TEXT, top_prob {real} NOT NULL, recognised INTEGER NOT NULL, abstain_score {real},
+    latency_ms {real}, f1 {real}, f2 {real}, f3 {real}, f4 {real}, photo_sha256 TEXT, signature {blob}
+);
+CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
+CREATE INDEX IF NOT EXISTS predictions_sha ON predictions (photo_sha256)
+"""
+
+
+def is_url(target: str | Path) -> bool:
+    """True for a PostgreSQL URL, False for a SQLite file path."""
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+class Store:
+    """A DB-API connection to the log, SQLite or PostgreSQL, with ``?`` markers either way."""
+
+    def __init__(self, connection: Any, postgres: bool) -> None:
+        self.connection, self.postgres = connection, postgres
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def execute(self, sql: str, args: Any = ()) -> Any:
+        """Run one statement; returns a cursor (``fetchone``, ``fetchall``, ``fetchmany``)."""
+        cursor = self.connection.cursor()
+        cursor.execute(self._sql(sql), tuple(args))
+        return cursor
+
+    def executemany(self, sql: str, rows: list[Any]) -> None:
+        """Run one statement for many rows, in one transaction."""
+        cursor = self.connection.cursor()
+        cursor.executemany(self._sql(sql), rows)
+        self.connection.commit()
+
+    def commit(self) -> None:
+        """Commit the open transaction."""
+        self.connection.commit()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+
+def _postgres(url: str) -> Any:
+    """A psycopg2 connection; the database is created when the server has none of that name."""
+    try:
+        import psycopg2
+    except ImportError as err:
+        raise BungaError("a PostgreSQL prediction log needs psycopg2: pip install 'bunga[postgres]'") from err
+    try:
+        return psycopg2.connect(url, connect_timeout=5)
+    except psycopg2.OperationalError as err:
+        if "does not exist" not in str(err):
+            raise
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=5)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name.replace(chr(34), "")}"')
+    except psycopg2.errors.DuplicateDatabase:
+        pass  # another worker made it first
+    finally:
+        admin.close()
+    return psycopg2.connect(url, connect_timeout=5)
+
+
+def open_store(target: str | Path, read_only: bool = False) -> Store:
+    """Connect to the log (creating the file, database and table as needed unless ``read_only``)."""
+    if is_url(target):
+        store = Store(_postgres(str(target)), postgres=True)
+        if not read_only:
+            for statement in SCHEMA.format(real="DOUBLE PRECISION", blob="BYTEA").split(";"):
+                store.execute(statement)
+            store.commit()
+        return store
+    path = Path(target)
+    if read_only:
+        if not path.is_file():
+            raise BungaError(f"no prediction log at {path}: serve some predictions first (BUNGA_MONITOR_DB)")
+        return Store(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30), postgres=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA.format(real="REAL", blob="BLOB"))
+    return Store(db, postgres=False)

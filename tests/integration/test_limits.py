@@ -37,23 +37,33 @@ def _photo(seed: int) -> dict[str, tuple[str, bytes, str]]:
 
 def test_a_full_inbox_answers_507_and_stores_nothing(model_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "collected_data"
-    with _client(model_dir, data, inbox_max_files=4) as c:
+    env = {"BUNGA_DATA_DIR": str(data), "BUNGA_INBOX_MAX_FILES": "4", "BUNGA_FEEDBACK_RATE_PER_MIN": "0"}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        url = server.url
         for seed in (1, 2):  # a photo and its record: two files each
-            assert c.post("/feedback", files=_photo(seed), data={"label": "sintetis_merah"}).status_code == 201
+            stored = httpx.post(f"{url}/feedback", files=_photo(seed), data={"label": "sintetis_merah"})
+            assert stored.status_code == 201
         before = _files(data)
-        full = c.post("/feedback", files=_photo(3), data={"label": "sintetis_merah"})
+        full = httpx.post(f"{url}/feedback", files=_photo(3), data={"label": "sintetis_merah"})
         assert full.status_code == 507 and "inbox is full" in full.json()["detail"]
-        assert c.post("/feedback", json={**IRIS, "label": "setosa"}).status_code == 507
+        assert httpx.post(f"{url}/feedback", json={**IRIS, "label": "setosa"}).status_code == 507
         assert _files(data) == before
-        assert c.post("/predict", json=IRIS).status_code == 200  # predictions go on
-        inbox = c.get("/model").json()["inbox"]
+        assert httpx.post(f"{url}/predict", json=IRIS).status_code == 200  # predictions go on
+        inbox = httpx.get(f"{url}/model").json()["inbox"]
         assert inbox["files"] == 4 and inbox["max_files"] == 4 and inbox["bytes"] > 0
-        metrics = c.get("/metrics").text
+        metrics = httpx.get(f"{url}/metrics").text
         assert 'bunga_requests_rejected_total{reason="inbox_quota"} 2.0' in metrics
         assert "bunga_inbox_files 4.0" in metrics
-    with _client(model_dir, data, inbox_max_bytes=10_000) as c:  # the byte quota, read from disk anew
-        full = c.post("/feedback", files=_photo(4), data={"label": "sintetis_merah"})
+    finally:
+        server.stop()
+    env = {**env, "BUNGA_INBOX_MAX_FILES": "50000", "BUNGA_INBOX_MAX_BYTES": "10000"}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)  # the byte quota, read from disk anew
+    try:
+        full = httpx.post(f"{server.url}/feedback", files=_photo(4), data={"label": "sintetis_merah"})
         assert full.status_code == 507 and "bytes used" in full.json()["detail"]
+    finally:
+        server.stop()
 
 
 def _feedback(url: str, forwarded_for: str) -> httpx.Response:
@@ -106,34 +116,48 @@ def tiny_disk(tmp_path: Path) -> object:
 
 
 def test_a_full_disk_answers_507_and_leaves_no_partial_file(
-    model_dir: Path, tmp_path: Path, tiny_disk: Path | None, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path, tmp_path: Path, tiny_disk: Path | None
 ) -> None:
+    """A real full filesystem (a 1 MB tmpfs over the inbox), over real HTTP."""
     import random
 
     from PIL import Image
 
-    data = tmp_path / "collected_data"
+    if tiny_disk is None:
+        if os.environ.get("CI") == "true" and os.geteuid() == 0:
+            pytest.fail("CI runs as root but could not mount a tmpfs for the full-disk test")
+        pytest.skip("mounting a tmpfs needs root")
     rng = random.Random(0)
     noise = Image.frombytes("RGB", (700, 700), bytes(rng.getrandbits(8) for _ in range(700 * 700 * 3)))
     big = tmp_path / "noise.png"
     noise.save(big)  # about 1.5 MB: more than the tiny disk holds
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "collected_data")}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        full = httpx.post(f"{server.url}/feedback", files={"file": ("n.png", big.read_bytes(), "image/png")})
+        assert full.status_code == 507 and "disk is full" in full.json()["detail"]
+        assert _files(tiny_disk) == []  # no partial photo, no hidden temp file
+        assert httpx.post(f"{server.url}/predict/image", files=_photo(5)).status_code == 200  # still serving
+        assert 'bunga_requests_rejected_total{reason="disk_full"} 1.0' in httpx.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
+
+
+def test_a_record_that_cannot_be_written_takes_its_photo_back(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Injected at the write call: the metadata record fails after the photo was written."""
+    import bunga.inbox
+
+    def no_space(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    data = tmp_path / "collected_data"
     with _client(model_dir, data) as c:
-        if tiny_disk is not None:  # a real full filesystem
-            full = c.post("/feedback", files={"file": ("n.png", big.read_bytes(), "image/png")})
-            assert full.status_code == 507 and "disk is full" in full.json()["detail"]
-            assert _files(tiny_disk) == []  # no partial photo, no hidden temp file
-        elif os.environ.get("CI") == "true" and os.geteuid() == 0:
-            pytest.fail("CI runs as root but could not mount a tmpfs for the full-disk test")
-        # the record write fails after the photo was written (injected): the photo is taken back
-        import bunga.inbox
-
-        def no_space(path: Path, text: str) -> None:
-            raise OSError(28, "No space left on device")
-
         monkeypatch.setattr(bunga.inbox, "atomic_write_text", no_space)
         full = c.post("/feedback", files=_photo(5), data={"label": "sintetis_merah"})
         assert full.status_code == 507
-        assert [f for f in _files(data) if not f.endswith(".png")] == []
+        assert _files(data) == []
         assert c.post("/predict/image", files=_photo(5)).status_code == 200  # still serving
         assert 'reason="disk_full"' in c.get("/metrics").text
 

@@ -1,27 +1,53 @@
 """`bunga monitor` over large prediction logs: wall time and peak memory of the command in a fresh
 process for 100,000 and 1,000,000 logged predictions (memory must not grow with the window), and
-which measurements it flags when petal length is shifted by +1 cm and nothing else.
+which measurements it flags when petal length is shifted by +1 cm and nothing else. Beside it,
+Evidently's data drift preset answers the same question on the same 1,000,000 rows (read from a
+CSV export of the log, against the merged dataset as reference), in a venv of its own: its newest
+release does not import with pandas 3, which bunga's training install has.
 Run: python -m benchmarks.monitor_scale"""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.common import WORK, save
-from benchmarks.models import prepare
+from benchmarks.models import SPACE, prepare
 from bunga.bundle import read_bundle
 from bunga.monitor.log import INSERT
 from bunga.monitor.store import open_store
 from bunga.schemas import FEATURES, ReferenceProfile
 
 SIZES = (100_000, 1_000_000)
+EVIDENTLY = ("evidently==0.7.23", "pandas<3")
+EVIDENTLY_SCRIPT = """
+import json, os, sys, time
+start = time.perf_counter()
+import pandas as pd
+from evidently import Report
+from evidently.presets import DataDriftPreset
+current, reference = pd.read_csv(sys.argv[1]), pd.read_csv(sys.argv[2])
+loaded = time.perf_counter()
+result = Report([DataDriftPreset()]).run(current_data=current, reference_data=reference).dict()
+flagged = []
+for metric in result["metrics"]:
+    config = metric["config"]
+    if config.get("type", "").endswith("ValueDrift"):
+        value, threshold = metric["value"], config["threshold"]
+        drifted = value < threshold if "p_value" in config["method"] else value > threshold
+        if drifted:
+            flagged.append(config["column"])
+print(json.dumps({"load_s": loaded - start, "report_s": time.perf_counter() - loaded, "flagged": sorted(flagged),
+                  "method": sorted({m["config"].get("method", "") for m in result["metrics"]} - {""})}))
+"""
 
 
 def fill(path: Any, n: int, profile: ReferenceProfile, name: str, version: str) -> None:
@@ -87,6 +113,56 @@ def timed_monitor(db: Any, model_dir: Any, out: Any) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "exit_code": code, "flagged": flagged}
 
 
+def evidently_python() -> Path:
+    """A venv of Evidently's own (made once, from the package index)."""
+    venv = WORK / "evidently-venv"
+    python = venv / "bin" / "python"
+    if not (venv / ".ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *EVIDENTLY], check=True)
+        (venv / ".ready").touch()
+    # warm: the first import compiles thousands of modules to bytecode; no user pays that twice
+    subprocess.run([str(python), "-c", "import evidently.presets"], check=True, env={**os.environ, "DO_NOT_TRACK": "1"})
+    return python
+
+
+def export_csv(db_path: Path, out: Path) -> None:
+    """The logged measurements as a CSV, as a user would hand them to Evidently."""
+    db = open_store(db_path, read_only=True)
+    with out.open("w") as handle:
+        handle.write(",".join(FEATURES) + "\n")
+        cursor = db.execute("SELECT f1, f2, f3, f4 FROM predictions")
+        while chunk := cursor.fetchmany(100_000):
+            handle.writelines(f"{a},{b},{c},{d}\n" for a, b, c, d in chunk)
+    db.close()
+
+
+def timed_evidently(current: Path, reference: Path) -> dict[str, Any]:
+    """Evidently's data drift preset in a fresh process: wall time, peak RSS, what it flags."""
+    env = {**os.environ, "DO_NOT_TRACK": "1", "EVIDENTLY_DISABLE_TELEMETRY": "1"}
+    script = WORK / "evidently_drift.py"
+    script.write_text(EVIDENTLY_SCRIPT)
+    start = time.perf_counter()
+    with (WORK / "evidently.log").open("w") as log:
+        proc = subprocess.Popen(
+            [str(evidently_python()), str(script), str(current), str(reference)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        assert proc.stdout is not None
+        output = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"evidently failed: {(WORK / 'evidently.log').read_text()[-2000:]}")
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        **json.loads(output.decode().strip().splitlines()[-1]),
+    }
+
+
 def main() -> dict[str, Any]:
     folders = prepare()
     model_dir = folders["logreg"]
@@ -98,6 +174,18 @@ def main() -> dict[str, Any]:
         db = WORK / f"monitor-scale-{n}.db"
         fill(db, n, card.profile, card.name, card.version or "1")
         out["runs"][str(n)] = timed_monitor(db, model_dir, WORK / f"monitor-scale-{n}")
+        if n == max(SIZES):
+            current, reference = WORK / "evidently-current.csv", WORK / "evidently-reference.csv"
+            export_csv(db, current)
+            with (SPACE / "Dataset Bunga" / "flowers_dataset.csv").open() as source:
+                rows = list(csv.DictReader(source))
+            reference.write_text(
+                ",".join(FEATURES) + "\n" + "".join(",".join(r[f] for f in FEATURES) + "\n" for r in rows)
+            )
+            out["evidently"] = timed_evidently(current, reference)
+            out["evidently"]["version"] = EVIDENTLY[0]
+            print("evidently", out["evidently"])
+            current.unlink()
         db.unlink(missing_ok=True)
         for suffix in ("-wal", "-shm"):
             (WORK / f"monitor-scale-{n}.db{suffix}").unlink(missing_ok=True)

@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -124,7 +125,8 @@ def test_served_predictions_are_logged_and_monitored(model_dir: Path, trained_wo
     assert "petal_length drifted" in json.dumps(json.loads((out / "monitor-report.json").read_text())["alarms"])
     from mlflow import MlflowClient
 
-    client = MlflowClient()
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(uri, registry_uri=uri)  # this test's store, whatever an earlier test set
     runs = client.search_runs([client.get_experiment_by_name("bunga-monitoring").experiment_id])
     assert len(runs) == 2 and all(r.data.tags["model_version.measurements"] == "bunga-measurements/1" for r in runs)
     assert {r.data.metrics.get("measurements_v1_alarms") for r in runs} >= {1.0}

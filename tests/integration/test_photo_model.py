@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import random
 import shutil
 import sys
@@ -81,7 +82,7 @@ def photo_workspace(tmp_path: Path, synthetic_photos: Path) -> Path:
 def test_photo_pipeline_end_to_end(photo_workspace: Path) -> None:
     result = runner.invoke(app, ["pipeline", "--kind", "photos"])
     assert result.exit_code == 0, result.output
-    client = MlflowClient()
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"], registry_uri=os.environ["MLFLOW_TRACKING_URI"])
     version = client.get_model_version_by_alias("bunga-photos", "champion")
     run = client.get_run(version.run_id)
     assert run.data.metrics["onnx_max_abs_diff"] <= 1e-4

@@ -203,7 +203,8 @@ def test_single_class_dataset_is_refused(tmp_path: Path) -> None:
 
 
 def test_pipeline_if_needed_retrains_only_on_new_data_or_an_alarm(sample_data: Path, tmp_path: Path) -> None:
-    client = MlflowClient()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)  # not the process-wide registry an earlier test set
 
     def versions() -> int:
         return len(client.search_model_versions("name='bunga-measurements'"))

@@ -656,9 +656,12 @@ def monitor(
             f"{r.recognised_rate:.0%}",
             f"{r.estimated_accuracy[0]:.0%}",
             live,
-            "; ".join(r.alarms) or "none",
+            str(len(r.alarms)),
         )
     console.print(table)
+    for r in reports:
+        for alarm in r.alarms:
+            console.print(f"[red]alarm[/red] {r.kind} v{r.version}: {alarm}", highlight=False, soft_wrap=True)
     json_path, html_path = write(reports, profiles, {"last": last, "hours": hours}, out)
     console.print(f"report: {html_path} (and {json_path.name})", highlight=False)
     if log_run:

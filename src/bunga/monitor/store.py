@@ -21,6 +21,9 @@ CREATE INDEX IF NOT EXISTS predictions_sha ON predictions (photo_sha256)
 """
 
 
+SCHEMA_LOCK = 0x62756E6761  # "bunga": the advisory lock that serialises creating the schema
+
+
 def is_url(target: str | Path) -> bool:
     """True for a PostgreSQL URL, False for a SQLite file path."""
     return str(target).startswith(("postgresql://", "postgres://"))
@@ -74,8 +77,8 @@ def _postgres(url: str) -> Any:
     try:
         with admin.cursor() as cursor:
             cursor.execute(f'CREATE DATABASE "{name.replace(chr(34), "")}"')
-    except psycopg2.errors.DuplicateDatabase:
-        pass  # another worker made it first
+    except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+        pass  # another worker made it first (the same race can surface as either error)
     finally:
         admin.close()
     return psycopg2.connect(url, connect_timeout=5)
@@ -86,6 +89,9 @@ def open_store(target: str | Path, read_only: bool = False) -> Store:
     if is_url(target):
         store = Store(_postgres(str(target)), postgres=True)
         if not read_only:
+            # Workers starting together would race on CREATE ... IF NOT EXISTS (PostgreSQL then fails
+            # one with a unique violation): a transaction-level advisory lock makes them take turns.
+            store.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
             for statement in SCHEMA.format(real="DOUBLE PRECISION", blob="BYTEA").split(";"):
                 store.execute(statement)
             store.commit()

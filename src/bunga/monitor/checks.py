@@ -119,7 +119,7 @@ def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 
 
 def window_signatures(db: Store, version: str, window: Window, limit: int = 500) -> np.ndarray:
     """Up to ``limit`` of the newest photo signatures in the window."""
-    where, args = _where("photos", version, window)
+    where, args = _where(window, "photos", version)
     sql = f"SELECT signature FROM predictions WHERE {where} AND signature IS NOT NULL ORDER BY ts DESC LIMIT ?"  # noqa: S608
     cap = min(limit, window.last) if window.last is not None else limit
     rows = db.execute(sql, [*args, cap]).fetchall()
@@ -138,9 +138,14 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float
     return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _where(kind: str, version: str, window: Window) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["kind = ?", "version = ?"]
-    args: list[Any] = [kind, version]
+def _where(window: Window, kind: str | None = None, version: str | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause (``?`` markers) and its arguments for a window, optionally one kind and version."""
+    clauses: list[str] = ["1 = 1"]
+    args: list[Any] = []
+    for column, value in (("kind", kind), ("version", version)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
     if window.since is not None:
         clauses.append("ts >= ?")
         args.append(window.since)
@@ -151,7 +156,7 @@ def _where(kind: str, version: str, window: Window) -> tuple[str, list[Any]]:
 
 
 def _rows(db: Store, columns: str, kind: str, version: str, window: Window) -> Any:
-    where, args = _where(kind, version, window)
+    where, args = _where(window, kind, version)
     if window.last is not None:  # the last N: newest first, then streamed
         sql = f"SELECT {columns} FROM predictions WHERE {where} ORDER BY ts DESC LIMIT ?"  # noqa: S608
         return db.execute(sql, [*args, window.last])
@@ -160,15 +165,8 @@ def _rows(db: Store, columns: str, kind: str, version: str, window: Window) -> A
 
 def versions(db: Store, window: Window) -> list[tuple[str, str, str]]:
     """(kind, model, version) with predictions in the window."""
-    clauses: list[str] = ["1 = 1"]
-    args: list[Any] = []
-    if window.since is not None:
-        clauses.append("ts >= ?")
-        args.append(window.since)
-    if window.until is not None:
-        clauses.append("ts < ?")
-        args.append(window.until)
-    sql = f"SELECT DISTINCT kind, model, version FROM predictions WHERE {' AND '.join(clauses)} ORDER BY 1, 3"  # noqa: S608
+    where, args = _where(window)
+    sql = f"SELECT DISTINCT kind, model, version FROM predictions WHERE {where} ORDER BY 1, 3"  # noqa: S608
     return [(str(k), str(m), str(v)) for k, m, v in db.execute(sql, args)]
 
 

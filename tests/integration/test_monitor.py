@@ -26,6 +26,7 @@ from bunga.cli import app
 from bunga.config import Settings
 from bunga.monitor.checks import Thresholds, Window, check_version
 from bunga.monitor.log import PredictionLog, Record
+from bunga.monitor.run import run_checks
 from bunga.schemas import FEATURES, ReferenceProfile
 from bunga.serving.app import create_app
 from tests.conftest import ROOT, LiveServer, _free_port
@@ -76,6 +77,20 @@ def test_drift_alarms_and_false_alarm_rate_on_generated_windows(model_dir: Path,
                 assert any(a.startswith(name) for a in report.alarms), report.alarms
     assert alarms["none"] <= 1, alarms  # at most 1 false alarm in 20 unshifted windows of 200
     assert alarms["petal_length"] == 20 and alarms["sepal_width"] == 20, alarms
+
+
+def test_a_check_reports_its_progress_per_version(model_dir: Path, tmp_path: Path) -> None:
+    """`bunga monitor` draws its progress bar from these calls: one per version, then done."""
+    profile = read_bundle(model_dir / "measurements")[0].profile
+    assert profile is not None
+    db = tmp_path / "log.db"
+    _log_window(db, profile, np.random.default_rng(2), 40, {})
+    seen: list[tuple[int, int, str]] = []
+    reports, profiles = run_checks(
+        db, tmp_path / "inbox", Window(), Thresholds(), lambda *_: profile, lambda *step: seen.append(step)
+    )
+    assert [r.volume for r in reports] == [40] and list(profiles) == [("measurements", "1")]
+    assert seen == [(0, 1, "measurements v1"), (1, 1, "done")]
 
 
 def test_served_predictions_are_logged_and_monitored(model_dir: Path, trained_workspace: Path, tmp_path: Path) -> None:

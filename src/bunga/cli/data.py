@@ -1,0 +1,142 @@
+"""``bunga merge``, ``bunga synth`` and ``bunga review``: raw data in, a versioned dataset out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from bunga.cli.common import (
+    app,
+    console,
+    err_console,
+    friendly,
+    review_app,
+    settings,
+)
+from bunga.errors import BungaError
+
+if TYPE_CHECKING:
+    from bunga.schemas import Manifest
+
+
+@app.command()
+@friendly
+def merge(
+    data_dir: Annotated[Path | None, typer.Option(help="Raw data folder [default: collected_data]")] = None,
+    dataset_dir: Annotated[Path | None, typer.Option(help="Output folder [default: 'Dataset Bunga']")] = None,
+    impute: Annotated[
+        str | None, typer.Option(help="'median': keep rows with missing values; training imputes them")
+    ] = None,
+) -> None:
+    """Merge, clean and validate collected_data/ into a versioned dataset, losing no record."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from bunga.catalog import load_catalog
+    from bunga.data.images import VoteRule
+    from bunga.data.merge import MergeOptions
+    from bunga.data.merge import merge as run_merge
+    from bunga.data.tabular import load_aliases
+
+    s = settings()
+    policy = impute or s.missing_policy
+    if policy not in {"reject", "median"}:
+        raise BungaError(f"--impute takes 'median' (or set BUNGA_MISSING_POLICY=reject), not {policy!r}", 2)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=err_console,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as progress:
+        task = progress.add_task("reading sheets", total=None)
+        options = MergeOptions(
+            data_dir=data_dir or s.data_dir,
+            dataset_dir=dataset_dir or s.dataset_dir,
+            aliases=load_aliases(s.tabular_classes, s.aliases_file),
+            max_cm=s.max_length_cm,
+            impute=policy == "median",
+            image_max_pixels=s.image_max_pixels,
+            image_min_side=s.image_min_side,
+            cache_dir=s.cache_dir,
+            votes=VoteRule(s.feedback_min_votes, frozenset(load_catalog(s.catalog_file).entries)),
+            on_rows=lambda n: progress.update(task, description=f"reading sheets: {n:,} rows"),
+        )
+        result = run_merge(options)
+    for message in result.messages:
+        err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+    print_manifest(result.manifest, options.dataset_dir, result.changed)
+
+
+def print_manifest(m: Manifest, dataset_dir: Path, changed: bool) -> None:
+    """The merge's accounting as a table."""
+    table = Table(title=f"Merged into {dataset_dir}/", show_header=True)
+    table.add_column("", style="bold")
+    table.add_column("read", justify="right")
+    table.add_column("kept", justify="right")
+    table.add_column("rejected", justify="right")
+    table.add_column("duplicate", justify="right")
+    table.add_column("queued", justify="right")
+    table.add_row("rows", str(m.rows_read), str(m.rows_kept), str(m.rows_rejected), str(m.rows_duplicate), "-")
+    table.add_row(
+        "photos",
+        str(m.images_read),
+        str(m.images_kept),
+        str(m.images_rejected),
+        str(m.images_duplicate),
+        str(m.images_queued),
+    )
+    console.print(table)
+    console.print(
+        f"rows: {m.rows_read} read = {m.rows_kept} kept + {m.rows_rejected} rejected + "
+        f"{m.rows_duplicate} duplicate; photos: {m.images_read} read = {m.images_kept} kept + "
+        f"{m.images_rejected} rejected + {m.images_duplicate} duplicate + {m.images_queued} queued",
+        highlight=False,
+        soft_wrap=True,
+    )
+    state = "changed" if changed else "unchanged, nothing new"
+    console.print(f"dataset_digest {m.dataset_digest} ({state})", highlight=False, soft_wrap=True)
+    if not m.balanced():
+        raise BungaError("accounting does not balance: please report this as a bug")
+
+
+@app.command()
+@friendly
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write <class>/*.jpg into")],
+    per_class: Annotated[int, typer.Option(min=2, max=10_000, help="Photos per class")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+) -> None:
+    """Draw a small synthetic photo set for tests and demos (the shipped sample holds the real photos)."""
+    from bunga.data.synthetic import generate
+
+    written = generate(out_dir, per_class=per_class, seed=seed)
+    console.print(f"wrote {len(written)} synthetic photos into {out_dir}/", highlight=False)
+
+
+@review_app.command("export")
+@friendly
+def review_export(
+    out: Annotated[Path, typer.Argument(help="Sheet to write (CSV)")] = Path("review.csv"),
+) -> None:
+    """Write the queue of unlabelled photos to a sheet with a label column to fill in."""
+    from bunga.data.review import export_queue
+
+    count = export_queue(settings().dataset_dir, out)
+    console.print(f"{count} photos to label in {out}: fill the label column, then `bunga review import {out}`")
+
+
+@review_app.command("import")
+@friendly
+def review_import(
+    sheet: Annotated[Path, typer.Argument(help="The filled-in sheet from `bunga review export`")],
+) -> None:
+    """Record the labels of a filled review sheet as new raw data; the next merge applies them."""
+    from bunga.data.review import import_labels
+
+    count, path = import_labels(sheet, settings().data_dir)
+    where = f" into {path}" if path else ""
+    console.print(f"{count} labels recorded{where}; run `bunga merge` to apply them", highlight=False)

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# Stages: serve-deps (runtime venv) -> trainer (pipeline image, torch CPU) -> mlflow (tracking server)
+# Stages: serve-deps (runtime venv) -> trainer (pipeline image, no torch) -> mlflow (tracking server)
 #         -> runtime (the API; last, so a plain `docker build .` and Render build it).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -14,12 +14,11 @@ COPY pyproject.toml README.md /src/
 COPY src /src/src
 RUN pip install --no-deps /src
 
-# ---- training image: the [image] extra with the CPU build of torch --------------------------
+# ---- training image: the [image] extra (bunga builds the backbone graph itself: no torch) ----
 FROM ${PYTHON_IMAGE} AS trainer
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md /src/
 COPY src /src/src
 RUN pip install "/src[serve,image]"

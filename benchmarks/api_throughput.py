@@ -1,14 +1,16 @@
 """Measurements API, one record per request, over HTTP on 127.0.0.1, load from wrk: bunga's /predict
 (1 and 2 workers) against `mlflow models serve --env-manager local` on the same model version, and
 the same ONNX graph behind `mlflow models serve` (MLflow's onnx flavour: separates the runtime from
-the server), and the HTTP floors (FastAPI validating the same body and returning a constant, with as
-many workers as the bunga row it is compared with; a bare ASGI app). Both a logistic-regression and a
+the server) and behind BentoML 1.4 (onnxruntime, the same body; its own venv), and the HTTP floors
+(FastAPI validating the same body and returning a constant, with as many workers as the bunga row it
+is compared with; a bare ASGI app). Both a logistic-regression and a
 random-forest champion. Medians of 3 runs of 8 s; a series with any error or timeout is reported, not
 compared with.
 Run: python -m benchmarks.api_throughput"""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 from benchmarks.common import WORK, save
 from benchmarks.load import median_of, wrk
 from benchmarks.models import ENV, ONNX_PEER, prepare
-from benchmarks.servers import Server, mlflow_serve, python
+from benchmarks.servers import Server, bentoml_serve, mlflow_serve, python
 
 RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 MLFLOW_BODY = {"dataframe_split": {"columns": list(RECORD), "data": [list(RECORD.values())]}}
@@ -103,6 +105,16 @@ def main() -> dict[str, Any]:
                 "/invocations",
                 MLFLOW_BODY,
             )
+            if family == "logreg":  # the same ONNX graph bunga serves, behind BentoML with onnxruntime
+                graph = folders[family] / "measurements"
+                classes = json.loads((graph / "bunga.json").read_text())["classes"]
+                run(
+                    out,
+                    f"bentoml_onnx_{family}_{workers}w",
+                    lambda: bentoml_serve(f"bentoml-{workers}w", graph / "model.onnx", classes, workers),
+                    "/predict",
+                    RECORD,
+                )
             if family == "logreg":  # the same ONNX graph bunga serves, behind MLflow's server
                 run(
                     out,
@@ -116,6 +128,7 @@ def main() -> dict[str, Any]:
         f"{family}_{w}w": {
             "bunga_over_mlflow_c32": ratio(r, f"bunga_{family}_{w}w", f"mlflow_{family}_{w}w"),
             "bunga_over_mlflow_onnx_c32": ratio(r, f"bunga_{family}_{w}w", f"mlflow_onnx_{family}_{w}w"),
+            "bunga_over_bentoml_onnx_c32": ratio(r, f"bunga_{family}_{w}w", f"bentoml_onnx_{family}_{w}w"),
             "bunga_over_fastapi_floor_c32": ratio(r, f"bunga_{family}_{w}w", f"fastapi_constant_{w}w"),
         }
         for family in ("logreg", "random_forest")

@@ -23,12 +23,30 @@ def _ms(text: str) -> float:
 
 def wrk(url: str, body: dict[str, Any] | list[Any], connections: int, seconds: int) -> dict[str, float]:
     """One wrk run POSTing a JSON body; requests/s, p50 and p99 latency (ms), errors."""
+    return wrk_raw(url, json.dumps(body).encode(), "application/json", connections, seconds)
+
+
+def multipart(field: str, filename: str, data: bytes, content_type: str) -> tuple[bytes, str]:
+    """A multipart/form-data body with one file part, and its Content-Type header."""
+    boundary = "bungabenchboundary7d3f"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def wrk_raw(url: str, body: bytes, content_type: str, connections: int, seconds: int) -> dict[str, float]:
+    """One wrk run POSTing ``body`` (read by the Lua script from a file, so binary bodies work);
+    requests/s, p50 and p99 latency (ms), errors."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk")
-    script = WORK / "post.lua"
-    payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
+    WORK.mkdir(parents=True, exist_ok=True)
+    body_file, script = WORK / "post.body", WORK / "post.lua"
+    body_file.write_bytes(body)
     script.write_text(
-        f'wrk.method = "POST"\nwrk.body = "{payload}"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'local f = assert(io.open("{body_file}", "rb"))\nwrk.body = f:read("*all")\nf:close()\n'
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "--latency", "-s", str(script), url],

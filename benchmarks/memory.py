@@ -1,7 +1,8 @@
 """Memory and install footprint: `bunga serve` with both models loaded against `mlflow models serve`
 with the measurement model alone, each as the serving process's RSS (without mlflow's launcher) and
 as the proportional set size of its whole process tree; the size of a fresh venv with the serving
-install against one with `pip install mlflow`. Run: python -m benchmarks.memory"""
+install against one with `pip install mlflow`; the `make run` environment without torch against the
+same with torch. Run: python -m benchmarks.memory"""
 
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ def venv_size(name: str, install: list[list[str]]) -> float:
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
     shutil.rmtree(folder, ignore_errors=True)
     return size / 2**20
+
+
+def run_footprint() -> dict[str, float]:
+    """The environment `make run` installs (bunga[serve,image]: merge, train, serve), against the same
+    install plus the torch implementation the [image] extra carried before bunga built the backbone
+    graph itself (torch==2.13.0, the CPU wheel here, and efficientnet-lite-pytorch)."""
+    run = [[f"{ROOT}[serve,image]"]]
+    with_torch = [*run, ["torch==2.13.0", "efficientnet-lite-pytorch==0.1.0"]]
+    out = {"venv_run_mb": venv_size("run", run), "venv_run_with_torch_mb": venv_size("run-torch", with_torch)}
+    out["venv_run_ratio"] = out["venv_run_mb"] / out["venv_run_with_torch_mb"]
+    print(out)
+    return out
 
 
 def rss(server: Server, warm: list[tuple[str, dict[str, Any]]]) -> dict[str, float]:
@@ -76,6 +89,7 @@ def main(footprint: bool = True) -> dict[str, Any]:
         )
         out["venv_mlflow_mb"] = venv_size("mlflow", [["mlflow"]])
         out["venv_ratio"] = out["venv_serve_mb"] / out["venv_mlflow_mb"]
+        out.update(run_footprint())
         print({k: v for k, v in out.items() if k.startswith("venv")})
     save("memory", out)
     return out

@@ -21,6 +21,7 @@ import numpy as np
 
 from benchmarks.common import WORK, save
 from benchmarks.models import SPACE, prepare
+from benchmarks.servers import peer_venv
 from bunga.bundle import read_bundle
 from bunga.monitor.log import INSERT
 from bunga.monitor.store import open_store
@@ -115,15 +116,7 @@ def timed_monitor(db: Any, model_dir: Any, out: Any) -> dict[str, Any]:
 
 def evidently_python() -> Path:
     """A venv of Evidently's own (made once, from the package index)."""
-    venv = WORK / "evidently-venv"
-    python = venv / "bin" / "python"
-    if not (venv / ".ready").exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *EVIDENTLY], check=True)
-        (venv / ".ready").touch()
-    # warm: the first import compiles thousands of modules to bytecode; no user pays that twice
-    subprocess.run([str(python), "-c", "import evidently.presets"], check=True, env={**os.environ, "DO_NOT_TRACK": "1"})
-    return python
+    return peer_venv("evidently-venv", EVIDENTLY, "evidently.presets", {"DO_NOT_TRACK": "1"})
 
 
 def export_csv(db_path: Path, out: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -127,3 +128,35 @@ def mlflow_serve(
         "127.0.0.1",
     )
     return Server(name, argv, "/ping", env={**env, "MLFLOW_DISABLE_TELEMETRY": "true"})
+
+
+def peer_venv(name: str, packages: list[str], warm: str, env: dict[str, str] | None = None) -> Path:
+    """The python of a peer's own venv under the work folder (made once, from the package index),
+    so a peer's dependencies never touch bunga's. ``warm`` is imported once after the install: the
+    first import compiles the modules to bytecode, which no user pays twice."""
+    venv = WORK / name
+    interpreter = venv / "bin" / "python"
+    if not (venv / ".ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(interpreter), "-m", "pip", "install", "--quiet", *packages], check=True)
+        (venv / ".ready").touch()
+    subprocess.run([str(interpreter), "-c", f"import {warm}"], check=True, env={**os.environ, **(env or {})})
+    return interpreter
+
+
+BENTOML = ["bentoml==1.4.40", "onnxruntime", "numpy"]
+
+
+def bentoml_serve(name: str, graph: Path, classes: list[str], workers: int) -> Server:
+    """BentoML 1.4 (its own venv) serving ``graph`` with onnxruntime: benchmarks/bentoml_service.py."""
+    interpreter = peer_venv("bentoml-venv", BENTOML, "bentoml", {"BENTOML_DO_NOT_TRACK": "True"})
+    service = Path(__file__).resolve().parent
+    argv = [str(interpreter), "-m", "bentoml", "serve", "bentoml_service:Flowers", "--port", "{port}"]
+    env = {
+        "BUNGA_BENCH_ONNX": str(graph),
+        "BUNGA_BENCH_CLASSES": json.dumps(classes),
+        "BUNGA_BENCH_WORKERS": str(workers),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "BENTOML_HOME": str(WORK / "bentoml-home"),
+    }
+    return Server(name, [*argv, "--host", "127.0.0.1"], "/readyz", env=env, cwd=service)

@@ -16,8 +16,9 @@ from sklearn.svm import LinearSVC
 from bunga.evaluate import auroc
 from bunga.files import atomic_write_bytes
 from bunga.imaging import photo_tensor
-from bunga.models.backbone import FEATURE_DIM, IMAGENET_CLASSES, backbone_id, make_embedder
-from bunga.models.export import export_once, onnx_session
+from bunga.models.backbone import FEATURE_DIM, IMAGENET_CLASSES, TAP_BLOCKS, backbone_id, weights_path
+from bunga.models.export import onnx_session
+from bunga.models.lite_graph import build_once
 from bunga.models.not_flower import IMAGENET_OUTPUT
 from bunga.models.signature import SIGNATURE_DIM, SIGNATURE_OUTPUT, projection, signatures
 
@@ -59,15 +60,14 @@ class EmbeddingCache:
 class BackboneRunner:
     """Runs the backbone through onnxruntime (several times faster than torch eager on CPU).
 
-    The ONNX file is exported from torch once per backbone id and kept in the cache folder.
+    The ONNX file is built from the weight file once per backbone id (no torch) and kept in the
+    cache folder.
     """
 
     def __init__(self, cache_dir: Path, tta: bool = False) -> None:
         self.id = backbone_id(tta)
         self.path = cache_dir / "backbones" / f"{self.id}.onnx"
-        self.torch_diff = export_once(
-            self.path, lambda: make_embedder(tta=tta, imagenet=True), ["embedding", IMAGENET_OUTPUT]
-        )
+        build_once(self.path, weights_path(), TAP_BLOCKS, tta=tta)
         self.session = onnx_session(self.path)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:

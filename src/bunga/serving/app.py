@@ -21,6 +21,7 @@ from bunga.catalog import load_catalog
 from bunga.config import Settings, get_settings
 from bunga.files import STALE_TEMP_S, remove_stale_temps
 from bunga.monitor.log import PredictionLog
+from bunga.serving.batching import PhotoBatcher
 from bunga.serving.limits import ClientAddress, InboxQuota, buckets
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
@@ -78,6 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if prediction_log is not None:
         prediction_log.start()
     yield
+    await app.state.batcher.close()
     if prediction_log is not None:
         await run_in_threadpool(prediction_log.close)
     if task is not None:
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.client_address = ClientAddress(settings.trusted_proxies)
     app.state.feedback_buckets = buckets(settings.feedback_rate_per_min, settings.feedback_burst)
     app.state.predict_buckets = buckets(settings.predict_rate_per_min, settings.predict_burst)
+    app.state.batcher = PhotoBatcher(settings.photo_batch_max, settings.photo_batch_wait_ms / 1000, metrics.batched)
     app.state.store = store or ModelStore(model_source(settings), list(settings.serve_kinds))
     for module in (predict, catalog, feedback, health, admin, page):
         app.include_router(module.router)

@@ -28,6 +28,18 @@ class Metrics:
             ["kind", "alias", "name", "version"],
             registry=r,
         )
+        self.photo_batch = Histogram(
+            "bunga_photo_batch_size",
+            "Photos per model call (adaptive micro-batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.photo_batch_wait = Histogram(
+            "bunga_photo_batch_wait_seconds",
+            "How long the first photo of a batch waited for others",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=r,
+        )
         self.inflight = Gauge("bunga_requests_in_flight", "Requests being handled", registry=r)
         self.rejected = Counter("bunga_requests_rejected", "Requests refused by a limit", ["reason"], registry=r)
         self.log_dropped = Counter(
@@ -36,3 +48,8 @@ class Metrics:
         self.inbox_bytes = Gauge("bunga_inbox_bytes", "Bytes stored in the feedback inbox", registry=r)
         self.inbox_files = Gauge("bunga_inbox_files", "Files stored in the feedback inbox", registry=r)
         self.inbox_limit_bytes = Gauge("bunga_inbox_limit_bytes", "The feedback inbox's byte quota", registry=r)
+
+    def batched(self, photos: int, waited: float) -> None:
+        """Record one model call of the photo batcher."""
+        self.photo_batch.observe(photos)
+        self.photo_batch_wait.observe(waited)

@@ -8,12 +8,12 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from bunga.catalog import Catalog
 from bunga.config import Settings
 from bunga.files import sha256_bytes
 from bunga.monitor.log import PredictionLog, Record
+from bunga.serving.batching import PhotoBatcher
 from bunga.serving.limits import check_rate
 from bunga.serving.metrics import Metrics
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
@@ -118,13 +118,15 @@ async def predict_image(
     catalog: Catalog = state.catalog
     metrics: Metrics = state.metrics
     slot = _slot(state.store, "photos")
-    form = await read_form(request, settings.max_files)
-    try:
-        uploads = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes)
-    finally:
-        await form.close()
-    batch = np.stack([u.tensor for u in uploads]).astype(np.float32)
-    scores = await run_in_threadpool(slot.predictor.score_photos, batch)
+    batcher: PhotoBatcher = state.batcher
+    with batcher.decoding():  # a batch forming now may wait (briefly) for this request's photos
+        form = await read_form(request, settings.max_files)
+        try:
+            uploads = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes)
+        finally:
+            await form.close()
+        batch = np.stack([u.tensor for u in uploads]).astype(np.float32)
+    scores = await batcher.score(slot.predictor, batch)
     classes = slot.predictor.classes
     results = []
     logger: PredictionLog | None = state.prediction_log

@@ -1,0 +1,87 @@
+"""Adaptive micro-batching of `/predict/image`, in one run: the same photo model served by one worker
+with batching (the defaults) and without (``BUNGA_PHOTO_BATCH_MAX=1``), loaded by wrk with a 500 px
+JPEG at 1, 8 and 32 connections (median of 3 runs of 10 s each); and the limit, the serving graph's
+own batch-32 throughput measured in-process (median of 5 calls after a warm-up).
+Run: python -m benchmarks.photo_batching"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import save, timed
+from benchmarks.load import median_of, multipart, wrk_raw
+from benchmarks.models import prepare
+from benchmarks.photo_latency import phone_photos
+from benchmarks.servers import Server, python
+
+CONNECTIONS = (1, 8, 32)
+REPEATS, SECONDS = 3, 10
+
+
+def serve(name: str, model_dir: str, env: dict[str, str]) -> Server:
+    return Server(
+        name,
+        python("-m", "bunga", "serve", "--model-dir", model_dir, "--port", "{port}"),
+        "/ready",
+        env={"BUNGA_SERVE_KINDS": '["photos"]', **env},
+    )
+
+
+def in_process_limit(model_dir: str) -> dict[str, float]:
+    """Photos/s of the serving graph at batch 32 and batch 1, called directly (no HTTP, no decode)."""
+    from bunga.predict import Predictor
+
+    predictor = Predictor(Path(model_dir) / "photos")
+    out = {}
+    for batch in (1, 32):
+        x = np.random.default_rng(0).normal(0, 0.5, (batch, 3, 224, 224)).astype(np.float32)
+        for _ in range(3):
+            predictor.score_photos(x)
+        seconds = timed(lambda x=x: predictor.score_photos(x), repeat=5)["median_s"]
+        out[f"batch{batch}_photos_per_s"] = batch / seconds
+    return out
+
+
+def main() -> dict[str, Any]:
+    folders = prepare()
+    model_dir = str(folders["logreg"])
+    body, content_type = multipart("file", "p.jpg", phone_photos()["500px"], "image/jpeg")
+    out: dict[str, Any] = {"limit": in_process_limit(model_dir), "servers": {}}
+    arms = {"batched": {}, "unbatched": {"BUNGA_PHOTO_BATCH_MAX": "1"}}
+    for arm, env in arms.items():
+        server = serve(f"bunga-photos-{arm}", model_dir, env)
+        try:
+            url = f"{server.url}/predict/image"
+            wrk_raw(url, body, content_type, 8, 3)  # warm-up
+            out["servers"][arm] = {}
+            for c in CONNECTIONS:
+                runs = [wrk_raw(url, body, content_type, c, SECONDS) for _ in range(REPEATS)]
+                out["servers"][arm][f"c{c}"] = median_of(runs)
+                print(arm, f"c={c}", out["servers"][arm][f"c{c}"])
+                time.sleep(1)
+        finally:
+            server.stop()
+    batched, unbatched = out["servers"]["batched"], out["servers"]["unbatched"]
+    out["ratios"] = {
+        "c8_batched_vs_unbatched": batched["c8"]["rps"] / unbatched["c8"]["rps"],
+        "c32_batched_vs_limit": batched["c32"]["rps"] / out["limit"]["batch32_photos_per_s"],
+        "c1_p50_added_ms": batched["c1"]["p50_ms"] - unbatched["c1"]["p50_ms"],
+    }
+    out["settings"] = {
+        "photo": "500x375 JPEG (quality 90) of a real daisy, one photo per request",
+        "load": f"wrk -t1, {REPEATS} runs of {SECONDS} s per point, medians; 1 uvicorn worker",
+        "limit": "Predictor.score_photos on random 224 px tensors, median of 5 after 3 warm-up calls",
+    }
+    print(out["ratios"])
+    save("photo_batching", out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -61,8 +61,8 @@ def block(fn: Callable[[], Any], repeat: int, warmup: int = 3) -> float:
 def main() -> dict[str, Any]:
     import torch
 
-    from bunga.models.backbone import load_classifier, make_embedder
     from bunga.models.image import BackboneRunner
+    from bunga.models.torch_reference import load_classifier, make_embedder
     from bunga.predict import serving_session
 
     folders = prepare()

@@ -29,7 +29,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bunga.models.backbone import load_classifier
+from bunga.models.torch_reference import load_classifier
 
 torch.set_num_threads(2)
 root = Path(__file__).resolve().parents[2] / "shared" / "data" / "tf_flowers"

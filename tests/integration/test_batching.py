@@ -65,6 +65,28 @@ def test_concurrent_requests_share_a_batch_and_get_their_own_answers(model_dir: 
         _assert_same(answer, predictor.score_photos(x))
 
 
+def test_photos_arriving_while_the_model_is_busy_share_its_next_call(model_dir: Path) -> None:
+    """The default (no waiting): the first photo runs at once, the ones that queue behind it go together."""
+    predictor = Predictor(model_dir / "photos")
+    xs = _tensors(6)
+    batches: list[int] = []
+    batcher = PhotoBatcher(max_batch=32, max_wait=0.0, observe=lambda n, waited: batches.append(n))
+
+    async def main() -> list[object]:
+        try:
+            first = asyncio.create_task(batcher.score(predictor, xs[0]))
+            await asyncio.sleep(0.002)  # the model is now busy with the first photo (about 10 ms)
+            rest = [asyncio.create_task(batcher.score(predictor, x)) for x in xs[1:]]
+            return await asyncio.gather(first, *rest)
+        finally:
+            await batcher.close()
+
+    answers = asyncio.run(main())
+    assert batches == [1, 5], batches
+    for x, answer in zip(xs, answers, strict=True):
+        _assert_same(answer, predictor.score_photos(x))
+
+
 def test_a_request_alone_runs_at_once_and_a_waiting_one_is_held_at_most_max_wait(model_dir: Path) -> None:
     predictor = Predictor(model_dir / "photos")
     (x,) = _tensors(1)

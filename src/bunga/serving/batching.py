@@ -2,10 +2,11 @@
 
 Photo requests decode their uploads in parallel (the threadpool), then hand the preprocessed
 tensors to the batcher. One dispatcher task runs the model on everything queued for the same model
-as one batch. It waits for more photos only while other photo requests are still being decoded,
-and never longer than ``max_wait`` after the first queued photo arrived: a request that is alone is
-dispatched at once, and one that is waiting for others is held at most ``max_wait``. Each request
-gets back exactly its own rows of the batch's scores."""
+as one batch, one call at a time: photos that arrive while the model is busy share its next call.
+With ``max_wait`` > 0 it also waits for more photos, but only while other photo requests are still
+being decoded, and never longer than ``max_wait`` after the first queued photo arrived: a request
+that is alone is dispatched at once. Each request gets back exactly its own rows of the batch's
+scores."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ class PhotoBatcher:
     @property
     def enabled(self) -> bool:
         """False when batches of one are configured: requests then run the model on their own."""
-        return self.max_batch > 1 and self.max_wait > 0
+        return self.max_batch > 1
 
     @contextlib.contextmanager
     def decoding(self) -> Iterator[None]:

@@ -53,8 +53,10 @@ def code_digest() -> str:
         files = [base] if base.is_file() else sorted(base.rglob("*"))
         for path in files:
             rel = path.relative_to(ROOT).as_posix()
-            # run.py orchestrates and renders the report: it decides how results are shown, not what is measured
-            skip = ("/results/", "/.work/", "__pycache__", ".egg-info", "RESULTS.md", "benchmarks/run.py")
+            # run.py orchestrates, report.py and summary.py render: they decide how results are shown, not
+            # what is measured
+            shown = ("benchmarks/run.py", "benchmarks/report.py", "benchmarks/summary.py")
+            skip = ("/results/", "/.work/", "__pycache__", ".egg-info", "RESULTS.md", *shown)
             if path.is_file() and not any(part in f"/{rel}" for part in skip):
                 digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()

@@ -21,6 +21,7 @@ import numpy as np
 
 from benchmarks.common import WORK, save
 from benchmarks.models import SPACE, prepare
+from benchmarks.peak import Measured
 from benchmarks.servers import peer_venv
 from bunga.bundle import read_bundle
 from bunga.monitor.log import INSERT
@@ -93,25 +94,24 @@ def fill(path: Any, n: int, profile: ReferenceProfile, name: str, version: str) 
 
 
 def timed_monitor(db: Any, model_dir: Any, out: Any) -> dict[str, Any]:
-    """Wall time and the child's own peak RSS (os.wait4) of one `bunga monitor`."""
+    """Wall time and the peak RSS of one `bunga monitor` (its own: benchmarks/peak.py)."""
     env = {**os.environ, "BUNGA_MONITOR_DB": str(db)}
     start = time.perf_counter()
     with (WORK / "monitor_scale.log").open("w") as log:
-        proc = subprocess.Popen(
+        child = Measured(
             [sys.executable, "-m", "bunga", "monitor", "--model-dir", str(model_dir), "--out", str(out), "--no-mlflow"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=WORK,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
+        code, peak_mb = child.wait()
     seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
     if code not in (0, 4):
         raise RuntimeError(f"bunga monitor failed ({code}): {(WORK / 'monitor_scale.log').read_text()[-2000:]}")
     report = json.loads((out / "monitor-report.json").read_text())
     flagged = sorted({a.split(": ", 1)[1].split(" drifted")[0] for a in report["alarms"] if " drifted" in a})
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "exit_code": code, "flagged": flagged}
+    return {"seconds": seconds, "peak_rss_mb": peak_mb, "exit_code": code, "flagged": flagged}
 
 
 def evidently_python() -> Path:
@@ -137,21 +137,21 @@ def timed_evidently(current: Path, reference: Path) -> dict[str, Any]:
     script.write_text(EVIDENTLY_SCRIPT)
     start = time.perf_counter()
     with (WORK / "evidently.log").open("w") as log:
-        proc = subprocess.Popen(
+        child = Measured(
             [str(evidently_python()), str(script), str(current), str(reference)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=log,
         )
-        assert proc.stdout is not None
-        output = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
+        assert child.proc.stdout is not None
+        output = child.proc.stdout.read()
+        code, peak_mb = child.wait()
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if code != 0:
         raise RuntimeError(f"evidently failed: {(WORK / 'evidently.log').read_text()[-2000:]}")
     return {
         "seconds": seconds,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_rss_mb": peak_mb,
         **json.loads(output.decode().strip().splitlines()[-1]),
     }
 

@@ -15,32 +15,32 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import SHARED_FLOWERS, WORK, save
+from benchmarks.peak import Measured
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     """Wall time and peak RSS of one `bunga` command in a fresh process.
 
-    The peak is that child's own (``os.wait4``); RUSAGE_CHILDREN would report the largest child the
-    benchmark process has ever waited for, whichever it was.
+    The peak is that command's own, read by a small launcher (benchmarks/peak.py) so the runner's
+    memory is not counted.
     """
     out = WORK / "run_cli.log"
     WORK.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with out.open("w") as log:
-        proc = subprocess.Popen(
+        child = Measured(
             [sys.executable, "-m", "bunga", *args],
             cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        code, peak_mb = child.wait()
     seconds = time.perf_counter() - start
     text = out.read_text()
-    if proc.returncode != 0:
+    if code != 0:
         raise RuntimeError(f"bunga {' '.join(args)} failed: {text[-2000:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": text}
+    return {"seconds": seconds, "peak_rss_mb": peak_mb, "stdout": text}
 
 
 STAGES = re.compile(r"embeddings ([\d.]+) s, head, evaluation and export ([\d.]+) s, logging ([\d.]+) s")

@@ -13,6 +13,8 @@ RUN pip install --no-deps -r /tmp/serve.txt && pip install --no-deps psycopg2-bi
 COPY pyproject.toml README.md /src/
 COPY src /src/src
 RUN pip install --no-deps /src
+# The runtime needs neither pip nor numpy's own test suite (about 40 MB together).
+RUN pip uninstall --yes --quiet pip setuptools && find /opt/venv -depth -type d -path "*/numpy/*" -name tests -exec rm -rf {} +
 
 # ---- training image: the [image] extra (bunga builds the backbone graph itself: no torch) ----
 FROM ${PYTHON_IMAGE} AS trainer

@@ -31,6 +31,26 @@ def venv_size(name: str, install: list[list[str]]) -> float:
     return size / 2**20
 
 
+def runtime_stage_mb() -> float:
+    """The runtime Docker stage's venv, made by the Dockerfile's own steps (serve-deps stage): the
+    locked serving requirements, the PostgreSQL driver and bunga without dependencies, then pip,
+    setuptools and numpy's test suite removed."""
+    folder = WORK / "venv-runtime-stage"
+    shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps"]
+    for args in (["-r", str(ROOT / "requirements" / "serve.txt")], ["psycopg2-binary==2.9.13"], [str(ROOT)]):
+        subprocess.run([*pip, *args], check=True, capture_output=True)
+    subprocess.run(
+        [str(folder / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q", "pip", "setuptools"], check=True
+    )
+    for tests in [p for p in folder.rglob("tests") if p.is_dir() and "numpy" in p.parts]:
+        shutil.rmtree(tests, ignore_errors=True)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    shutil.rmtree(folder, ignore_errors=True)
+    return size / 2**20
+
+
 def run_footprint() -> dict[str, float]:
     """The environment `make run` installs (bunga[serve,image]: merge, train, serve), against the same
     install plus the torch implementation the [image] extra carried before bunga built the backbone
@@ -89,6 +109,7 @@ def main(footprint: bool = True) -> dict[str, Any]:
         )
         out["venv_mlflow_mb"] = venv_size("mlflow", [["mlflow"]])
         out["venv_ratio"] = out["venv_serve_mb"] / out["venv_mlflow_mb"]
+        out["runtime_stage_mb"] = runtime_stage_mb()
         out.update(run_footprint())
         print({k: v for k, v in out.items() if k.startswith("venv")})
     save("memory", out)

@@ -186,6 +186,17 @@ def _memory_rows(mem: dict[str, Any]) -> list[Row]:
                 "memory",
             )
         )
+    if "runtime_stage_mb" in mem:
+        rows.append(
+            (
+                "the runtime Docker stage's venv (the Dockerfile's steps: locked serving install, no pip, no numpy tests)",
+                f"{fmt(mem['runtime_stage_mb'], 0)} MB",
+                f"fresh venv with the serving install: {fmt(mem['venv_serve_mb'], 0)} MB",
+                "<= 200 MB",
+                mem["runtime_stage_mb"] <= 200,
+                "memory",
+            )
+        )
     if "venv_run_mb" in mem:
         rows.append(
             (

@@ -275,6 +275,63 @@ def test_dark_or_blurred_photos_raise_a_signature_alarm(model_dir: Path, tmp_pat
     assert results["dark"]["mmd"] > results["fresh"]["mmd"] and results["blurred"]["mmd"] > results["fresh"]["mmd"]
 
 
+def test_photos_of_species_the_model_was_not_taught_raise_an_alarm(model_dir: Path, tmp_path: Path) -> None:
+    """A window of 200 photos of two species the model never saw (new colours and petal counts): the
+    check alarms, while a window of 200 fresh photos of the taught species does not."""
+    import random
+
+    from bunga.data.synthetic import STYLES, FlowerStyle, draw_flower
+    from bunga.imaging import photo_tensor
+    from bunga.predict import Predictor
+
+    predictor = Predictor(model_dir / "photos")
+    profile = predictor.card.profile
+    assert profile is not None
+    untaught = [FlowerStyle(6, (30, 120, 230), (20, 20, 20), 0.3), FlowerStyle(24, (250, 120, 10), (90, 200, 90), 0.15)]
+    windows = {
+        "known": [draw_flower(STYLES[n], random.Random(f"k-{n}-{i}"), 128) for n in STYLES for i in range(50)],
+        "untaught": [
+            draw_flower(style, random.Random(f"u-{k}-{i}"), 128) for k, style in enumerate(untaught) for i in range(100)
+        ],
+    }
+    alarms = {}
+    for name, images in windows.items():
+        tensors = []
+        for image in images:
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=90)
+            tensors.append(photo_tensor(buffer.getvalue(), 10**8))
+        scores = predictor.score_photos(np.stack(tensors).astype(np.float32))
+        assert scores.signatures is not None
+        db = tmp_path / f"{name}.db"
+        log = PredictionLog(db, 1000, 90)
+        log.start()
+        for i, row in enumerate(scores.probabilities):
+            known = bool(scores.recognised[i])
+            log.add(
+                Record(
+                    time.time(),
+                    "photos",
+                    "p",
+                    "1",
+                    "champion",
+                    predictor.classes[int(row.argmax())] if known else "_unrecognised",
+                    float(row.max()),
+                    known,
+                    float(scores.abstain_scores[i]),
+                    1.0,
+                    photo_sha256=f"{i:064x}",
+                    signature=scores.signatures[i].astype(np.float16).tobytes(),
+                )
+            )
+        log.close()
+        with sqlite3.connect(db) as conn:
+            alarms[name] = check_version(conn, "photos", "p", "1", Window(), profile, Thresholds()).alarms
+    assert not alarms["known"], alarms
+    assert alarms["untaught"], alarms
+    assert any("not recognised" in a or "unlike the training photos" in a for a in alarms["untaught"]), alarms
+
+
 def test_kill_9_loses_at_most_the_last_moment_of_the_log(model_dir: Path, tmp_path: Path) -> None:
     """SIGKILL of a serving process: every prediction answered more than a second before the kill is
     in the log, the log is not corrupt, and the service writes to it again after a restart."""

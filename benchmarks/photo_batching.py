@@ -1,8 +1,9 @@
 """Adaptive micro-batching of `/predict/image`, in one run: the same photo model served by one worker
-with batching (the defaults), with batching that waits 5 ms for photos still being read, and without
-(``BUNGA_PHOTO_BATCH_MAX=1``), loaded by wrk with a 500 px
-JPEG at 1, 8 and 32 connections (median of 3 runs of 10 s each); and the limit, the serving graph's
-own batch-32 throughput measured in-process (median of 5 calls after a warm-up).
+with batching (at most 32 photos, no waiting), with batching that waits 5 ms for photos still being
+read, and without (the default), loaded by wrk with a 500 px JPEG at 1, 8 and 32 connections; the
+three servers take turns (ABC ABC ABC, a fresh server each turn) so a drift of the machine during the
+run does not favour one of them; medians of the 3 turns of 10 s each. And the limit: the serving
+graph's own batch-32 and batch-1 throughput in-process (median of 5 calls after a warm-up).
 Run: python -m benchmarks.photo_batching"""
 
 from __future__ import annotations
@@ -54,23 +55,24 @@ def main() -> dict[str, Any]:
     body, content_type = multipart("file", "p.jpg", phone_photos()["500px"], "image/jpeg")
     out: dict[str, Any] = {"limit": in_process_limit(model_dir), "servers": {}}
     arms = {
-        "batched": {},  # the defaults: batches form while the model is busy, no waiting
-        "batched_wait5ms": {"BUNGA_PHOTO_BATCH_WAIT_MS": "5"},
-        "unbatched": {"BUNGA_PHOTO_BATCH_MAX": "1"},
+        "batched": {"BUNGA_PHOTO_BATCH_MAX": "32"},  # batches form while the model is busy, no waiting
+        "batched_wait5ms": {"BUNGA_PHOTO_BATCH_MAX": "32", "BUNGA_PHOTO_BATCH_WAIT_MS": "5"},
+        "unbatched": {},  # the default
     }
-    for arm, env in arms.items():
-        server = serve(f"bunga-photos-{arm}", model_dir, env)
-        try:
-            url = f"{server.url}/predict/image"
-            wrk_raw(url, body, content_type, 8, 3)  # warm-up
-            out["servers"][arm] = {}
-            for c in CONNECTIONS:
-                runs = [wrk_raw(url, body, content_type, c, SECONDS) for _ in range(REPEATS)]
-                out["servers"][arm][f"c{c}"] = median_of(runs)
-                print(arm, f"c={c}", out["servers"][arm][f"c{c}"])
-                time.sleep(1)
-        finally:
-            server.stop()
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {arm: {c: [] for c in CONNECTIONS} for arm in arms}
+    for turn in range(REPEATS):
+        for arm, env in arms.items():
+            server = serve(f"bunga-photos-{arm}", model_dir, env)
+            try:
+                url = f"{server.url}/predict/image"
+                wrk_raw(url, body, content_type, 8, 3)  # warm-up
+                for c in CONNECTIONS:
+                    runs[arm][c].append(wrk_raw(url, body, content_type, c, SECONDS))
+                    print(f"turn {turn}", arm, f"c={c}", runs[arm][c][-1])
+                    time.sleep(1)
+            finally:
+                server.stop()
+    out["servers"] = {arm: {f"c{c}": median_of(r) for c, r in by_c.items()} for arm, by_c in runs.items()}
     batched, unbatched = out["servers"]["batched"], out["servers"]["unbatched"]
     waiting = out["servers"]["batched_wait5ms"]
     out["ratios"] = {
@@ -83,7 +85,7 @@ def main() -> dict[str, Any]:
     }
     out["settings"] = {
         "photo": "500x375 JPEG (quality 90) of a real daisy, one photo per request",
-        "load": f"wrk -t1, {REPEATS} runs of {SECONDS} s per point, medians; 1 uvicorn worker",
+        "load": f"wrk -t1, {REPEATS} turns of {SECONDS} s per point (servers take turns), medians; 1 uvicorn worker",
         "limit": "Predictor.score_photos on random 224 px tensors, median of 5 after 3 warm-up calls",
     }
     print(out["ratios"])

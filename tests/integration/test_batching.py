@@ -155,13 +155,14 @@ def test_concurrent_http_requests_are_batched_with_identical_answers(model_dir: 
         with concurrent.futures.ThreadPoolExecutor(len(photos)) as pool:
             return list(pool.map(post, photos))
 
-    batching = LiveServer({**env, "BUNGA_PHOTO_BATCH_WAIT_MS": "200"}, ["--model-dir", str(model_dir)], tmp_path)
+    on = {**env, "BUNGA_PHOTO_BATCH_MAX": "32", "BUNGA_PHOTO_BATCH_WAIT_MS": "200"}
+    batching = LiveServer(on, ["--model-dir", str(model_dir)], tmp_path)
     try:
         together = answers(batching, at_once=True)
         metrics = httpx.get(f"{batching.url}/metrics").text
     finally:
         batching.stop()
-    alone_server = LiveServer({**env, "BUNGA_PHOTO_BATCH_MAX": "1"}, ["--model-dir", str(model_dir)], tmp_path)
+    alone_server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)  # the default: no batching
     try:
         alone = answers(alone_server, at_once=False)
     finally:

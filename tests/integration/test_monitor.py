@@ -54,6 +54,44 @@ def _log_window(db: Path, profile: ReferenceProfile, rng: np.random.Generator, n
     log.close()
 
 
+def _as_jpeg(image: Any) -> np.ndarray:
+    """A generated photo saved like the training photos (JPEG, quality 90), preprocessed."""
+    from bunga.imaging import photo_tensor
+
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return photo_tensor(buffer.getvalue(), 10**8)
+
+
+def _log_photo_window(db: Path, predictor: Any, images: list[Any]) -> Any:
+    """Score ``images`` with the photo model and log every answer (version "1") as serving would;
+    returns the scores."""
+    scores = predictor.score_photos(np.stack([_as_jpeg(im) for im in images]).astype(np.float32))
+    assert scores.signatures is not None
+    log = PredictionLog(db, 1000, 90)
+    log.start()
+    for i, row in enumerate(scores.probabilities):
+        known = bool(scores.recognised[i])
+        log.add(
+            Record(
+                time.time(),
+                "photos",
+                "p",
+                "1",
+                "champion",
+                predictor.classes[int(row.argmax())] if known else "_unrecognised",
+                float(row.max()),
+                known,
+                float(scores.abstain_scores[i]),
+                1.0,
+                photo_sha256=f"{i:064x}",
+                signature=scores.signatures[i].astype(np.float16).tobytes(),
+            )
+        )
+    log.close()
+    return scores
+
+
 def test_drift_alarms_and_false_alarm_rate_on_generated_windows(model_dir: Path, tmp_path: Path) -> None:
     card, _ = read_bundle(model_dir / "measurements")
     profile = card.profile
@@ -224,13 +262,7 @@ def test_dark_or_blurred_photos_raise_a_signature_alarm(model_dir: Path, tmp_pat
     from PIL import ImageEnhance, ImageFilter
 
     from bunga.data.synthetic import STYLES, draw_flower
-    from bunga.imaging import photo_tensor
     from bunga.predict import Predictor
-
-    def _as_jpeg(image: Any) -> np.ndarray:  # saved like the training photos (JPEG, quality 90)
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=90)
-        return photo_tensor(buffer.getvalue(), 10**8)
 
     predictor = Predictor(model_dir / "photos")
     profile = predictor.card.profile
@@ -243,30 +275,9 @@ def test_dark_or_blurred_photos_raise_a_signature_alarm(model_dir: Path, tmp_pat
     }
     results = {}
     for name, batch in variants.items():
-        scores = predictor.score_photos(np.stack([_as_jpeg(im) for im in batch]).astype(np.float32))
-        assert scores.signatures is not None and scores.signatures.shape == (200, 32)
         db = tmp_path / f"{name}.db"
-        log = PredictionLog(db, 1000, 90)
-        log.start()
-        for i, sig in enumerate(scores.signatures):
-            top = float(scores.probabilities[i].max())
-            log.add(
-                Record(
-                    time.time(),
-                    "photos",
-                    "p",
-                    "1",
-                    "champion",
-                    "x",
-                    top,
-                    bool(scores.recognised[i]),
-                    0.1,
-                    1.0,
-                    photo_sha256=f"{i:064x}",
-                    signature=sig.astype(np.float16).tobytes(),
-                )
-            )
-        log.close()
+        scores = _log_photo_window(db, predictor, batch)
+        assert scores.signatures.shape == (200, 32)
         with sqlite3.connect(db) as conn:
             report = check_version(conn, "photos", "p", "1", Window(), profile, Thresholds())
         results[name] = report.signature_drift
@@ -281,7 +292,6 @@ def test_photos_of_species_the_model_was_not_taught_raise_an_alarm(model_dir: Pa
     import random
 
     from bunga.data.synthetic import STYLES, FlowerStyle, draw_flower
-    from bunga.imaging import photo_tensor
     from bunga.predict import Predictor
 
     predictor = Predictor(model_dir / "photos")
@@ -296,35 +306,8 @@ def test_photos_of_species_the_model_was_not_taught_raise_an_alarm(model_dir: Pa
     }
     alarms = {}
     for name, images in windows.items():
-        tensors = []
-        for image in images:
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=90)
-            tensors.append(photo_tensor(buffer.getvalue(), 10**8))
-        scores = predictor.score_photos(np.stack(tensors).astype(np.float32))
-        assert scores.signatures is not None
         db = tmp_path / f"{name}.db"
-        log = PredictionLog(db, 1000, 90)
-        log.start()
-        for i, row in enumerate(scores.probabilities):
-            known = bool(scores.recognised[i])
-            log.add(
-                Record(
-                    time.time(),
-                    "photos",
-                    "p",
-                    "1",
-                    "champion",
-                    predictor.classes[int(row.argmax())] if known else "_unrecognised",
-                    float(row.max()),
-                    known,
-                    float(scores.abstain_scores[i]),
-                    1.0,
-                    photo_sha256=f"{i:064x}",
-                    signature=scores.signatures[i].astype(np.float16).tobytes(),
-                )
-            )
-        log.close()
+        _log_photo_window(db, predictor, images)
         with sqlite3.connect(db) as conn:
             alarms[name] = check_version(conn, "photos", "p", "1", Window(), profile, Thresholds()).alarms
     assert not alarms["known"], alarms

@@ -5,7 +5,8 @@ the server) and behind BentoML 1.4 (onnxruntime, the same body; its own venv), a
 (FastAPI validating the same body and returning a constant, with as many workers as the bunga row it
 is compared with; a bare ASGI app). Both a logistic-regression and a
 random-forest champion. Medians of 3 runs of 8 s; a series with any error or timeout is reported, not
-compared with.
+compared with. What the prediction log costs is measured with the two servers (with and without the
+log) taking turns, three turns each, so that a drift of the machine cannot favour either.
 Run: python -m benchmarks.api_throughput"""
 
 from __future__ import annotations
@@ -42,6 +43,23 @@ def run(out: dict[str, Any], key: str, start: Callable[[], Server], path: str, b
     finally:
         server.stop()
     print(key, out["results"][key])
+
+
+def run_in_turns(out: dict[str, Any], starters: dict[str, Callable[[], Server]], path: str, body: Any) -> None:
+    """Servers started one at a time in turns (AB AB AB), one run per concurrency each turn; medians."""
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {key: {c: [] for c in CONCURRENCY} for key in starters}
+    for _ in range(REPEATS):
+        for key, start in starters.items():
+            server = start()
+            try:
+                wrk(server.url + path, body, 8, 1)  # warm-up
+                for c in CONCURRENCY:
+                    runs[key][c].append(wrk(server.url + path, body, c, SECONDS))
+            finally:
+                server.stop()
+    for key, by_c in runs.items():
+        out["results"][key] = {f"c{c}": median_of(series) for c, series in by_c.items()}
+        print(key, out["results"][key])
 
 
 def ratio(r: dict[str, Any], ours: str, peer: str) -> float | None:
@@ -82,22 +100,13 @@ def main() -> dict[str, Any]:
                 str(workers),
             )
             env = {"BUNGA_SERVE_KINDS": '["measurements"]', "BUNGA_MONITOR_DB": str(WORK / f"monitor-{family}.db")}
-            run(
-                out,
-                f"bunga_{family}_{workers}w",
-                lambda: Server(f"bunga-{family}-{workers}w", argv, "/ready", env=env),
-                "/predict",
-                RECORD,
-            )
+            start = lambda: Server(f"bunga-{family}-{workers}w", argv, "/ready", env=env)  # noqa: E731
             if family == "logreg" and workers == 1:  # what the prediction log costs: the same server without it
                 quiet = {**env, "BUNGA_MONITOR_LOG": "false"}
-                run(
-                    out,
-                    "bunga_logreg_1w_nolog",
-                    lambda: Server("bunga-logreg-1w-nolog", argv, "/ready", env=quiet),
-                    "/predict",
-                    RECORD,
-                )
+                nolog = lambda: Server("bunga-logreg-1w-nolog", argv, "/ready", env=quiet)  # noqa: E731
+                run_in_turns(out, {"bunga_logreg_1w": start, "bunga_logreg_1w_nolog": nolog}, "/predict", RECORD)
+            else:
+                run(out, f"bunga_{family}_{workers}w", start, "/predict", RECORD)
             run(
                 out,
                 f"mlflow_{family}_{workers}w",

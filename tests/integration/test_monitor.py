@@ -187,6 +187,25 @@ def test_served_predictions_are_logged_and_monitored(model_dir: Path, trained_wo
     assert artifacts == {"monitoring/monitor-report.html", "monitoring/monitor-report.json"}
 
 
+def test_the_log_writes_every_record_intact_across_batches(tmp_path: Path) -> None:
+    """More records than one statement and one transaction hold: every one is written, field for field."""
+    records = [
+        Record(1e9 + i, "photos", "p", "2", "challenger", None, 0.25, False, 3.5, 7.0, photo_sha256=f"{i:064x}")
+        if i % 3 == 0
+        else Record(1e9 + i, "measurements", "m", "1", "champion", "setosa", 0.5, True, None, 1.0, i, 2.0, 3.0, 4.0)
+        for i in range(2_603)
+    ]
+    log = PredictionLog(tmp_path / "m.db", 10_000, 10**6)
+    log.start()
+    for record in records:
+        log.add(record)
+    log.close()
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        rows = conn.execute("SELECT * FROM predictions ORDER BY ts").fetchall()
+    assert log.written == len(records) and log.dropped == 0
+    assert [tuple(row) for row in rows] == [(*r[:7], int(r.recognised), *r[8:]) for r in records]
+
+
 def test_a_full_log_queue_drops_and_counts_never_blocks(tmp_path: Path) -> None:
     dropped: list[int] = []
     log = PredictionLog(tmp_path / "m.db", 5, 90, dropped.append)  # not started: nothing drains the queue

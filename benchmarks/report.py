@@ -183,6 +183,22 @@ def render() -> str:
                     f"the rest of the warm run ({fmt(pp['warm_startup_s'])} s) is interpreter start-up and imports."
                 )
         lines.append("")
+    scale = load("train_scale")
+    if scale and not scale.get("skipped") and "runs" in scale:
+        lines += ["Photo training at scale (`bunga merge` + `bunga train --kind photos`, cold embedding cache):", ""]
+        rows = [
+            (
+                f"{r['photos']:,}",
+                fmt(r["merge_s"]),
+                fmt(r["train_s"]),
+                fmt(r["stages"]["embeddings_s"]),
+                fmt(r["train_peak_rss_mb"], 0),
+                fmt(r["cache_mb"]),
+            )
+            for r in (scale["runs"][k] for k in sorted(scale["runs"], key=int))
+        ]
+        lines += table(("photos", "merge s", "train s", "embeddings s", "train peak MB", "cache MB"), rows)
+        lines.append("")
     quality = load("photo_quality")
     if quality and not quality.get("skipped"):
         lines += [

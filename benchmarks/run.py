@@ -19,6 +19,7 @@ from benchmarks import (
     pipeline,
     quality,
     soak,
+    train_scale,
 )
 from benchmarks.common import ROOT, save
 from benchmarks.report import render
@@ -31,6 +32,7 @@ def main() -> None:
         ("quality", quality.main),
         ("not_flower", not_flower.main),
         ("pipeline", pipeline.main),
+        ("train_scale", train_scale.main),
         ("api_throughput", api_throughput.main),
         ("photo_latency", photo_latency.main),
         ("photo_batching", photo_batching.main),

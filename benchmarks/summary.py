@@ -242,6 +242,41 @@ def _pipeline_rows(pipe: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _scale_rows(scale: dict[str, Any]) -> list[Row]:
+    small, large = (scale["runs"][k] for k in sorted(scale["runs"], key=int))
+    ratios = scale["ratios"]
+
+    def run(r: dict[str, Any], what: str) -> str:
+        return f"{r['photos']:,} photos: " + what.format(**r)
+
+    return [
+        (
+            f"`bunga train` on {large['photos']:,} photos (cold cache) vs {small['photos']:,}: time",
+            run(large, "{train_s:.0f} s (embeddings {stages[embeddings_s]:.0f} s)"),
+            run(small, "{train_s:.0f} s: ") + f"{ratios['train_s']:.1f}x for {ratios['photos']:.0f}x the photos",
+            "reported",
+            None,
+            "train_scale",
+        ),
+        (
+            f"`bunga train` on {large['photos']:,} photos vs {small['photos']:,}: peak memory",
+            run(large, "{train_peak_rss_mb:.0f} MB"),
+            run(small, "{train_peak_rss_mb:.0f} MB: ") + f"{ratios['train_peak_rss']:.2f}x",
+            "does not grow (<= 1.10x)",
+            ratios["train_peak_rss"] <= 1.10,
+            "train_scale",
+        ),
+        (
+            f"embedding cache for {large['photos']:,} photos",
+            f"{large['cache_mb']:.0f} MB ({large['cache_mb'] * 1024 / large['photos']:.1f} KiB per photo)",
+            f"{small['cache_mb']:.0f} MB for {small['photos']:,}",
+            "reported",
+            None,
+            "train_scale",
+        ),
+    ]
+
+
 def _quality_rows(quality: dict[str, Any]) -> list[Row]:
     default = quality["variants"]["svm_tuned_c"]
     rows: list[Row] = [
@@ -364,6 +399,7 @@ def summary() -> str:
         ("photo_int8", _int8_rows),
         ("memory", _memory_rows),
         ("pipeline", _pipeline_rows),
+        ("train_scale", _scale_rows),
         ("photo_quality", _quality_rows),
         ("not_flower", _not_flower_rows),
         ("soak", _soak_rows),

@@ -20,7 +20,7 @@ from bunga.evaluate import evaluate
 from bunga.imaging import photo_tensor
 from bunga.models.backbone import EMBEDDING_DIM
 from bunga.models.export import IMAGE_TOLERANCE
-from bunga.models.not_flower import NotFlowerRule, fit_not_flower, not_flower_score
+from bunga.models.not_flower import NotFlowerRule, fit_not_flower, refusal_score
 from bunga.models.references import reference_photos
 from bunga.models.signature import reference_sample
 from bunga.monitor.profile import reference_profile
@@ -96,12 +96,12 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
     mask, y_train, classes = split.mask, split.y_train, split.classes
     features, imagenet = embeddings[:, :EMBEDDING_DIM], embeddings[:, EMBEDDING_DIM:]
     x_train, x_test, y_test = features[~mask], features[mask], split.data.y.astype(str)[mask]
-    rule = fit_not_flower(imagenet[~mask], cfg.not_flower_max_refused, cfg.seed)
-    test_not_flower = not_flower_score(imagenet[mask], rule.classes) > rule.threshold
     folds = min(cfg.cv_folds, 3)  # 3 strengths x 3 folds: enough to choose, cheap to retrain often
     selection = image.select_head(x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused)
     head = image.fit_head(x_train, y_train, classes, selection.c, selection.temperature)
     probs, sims = head.scores(x_test)
+    rule = fit_not_flower(imagenet[~mask], selection.centroid_distance, cfg.not_flower_max_refused, cfg.seed)
+    test_not_flower = refusal_score(imagenet[mask], 1.0 - sims.max(axis=1), rule) > rule.threshold
     open_set = (
         image.open_set(
             x_train, y_train, x_test, y_test, classes, selection.c, selection.temperature, cfg.abstain_max_refused
@@ -237,7 +237,12 @@ def train_photos(
             input_size=224,
             backbone=fit.backbone,
             abstention=Abstention(method=fit.method, threshold=fit.threshold),
-            not_flower=NotFlower(imagenet_classes=fit.not_flower.classes, threshold=fit.not_flower.threshold),
+            not_flower=NotFlower(
+                imagenet_classes=fit.not_flower.classes,
+                threshold=fit.not_flower.threshold,
+                imagenet_reference=fit.not_flower.imagenet_reference,
+                centroid_reference=fit.not_flower.centroid_reference,
+            ),
             references=fit.references,
             profile=reference_profile(
                 classes,

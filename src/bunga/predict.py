@@ -12,7 +12,7 @@ import numpy as np
 from bunga.bundle import read_bundle
 from bunga.errors import BungaError
 from bunga.imaging import INPUT_SIZE
-from bunga.models.not_flower import IMAGENET_OUTPUT, not_flower_score
+from bunga.models.not_flower import IMAGENET_OUTPUT, NotFlowerRule, refusal_score
 from bunga.models.signature import SIGNATURE_OUTPUT
 from bunga.schemas import ModelCard
 
@@ -56,6 +56,11 @@ class Predictor:
             raise BungaError(f"{model_path} cannot be loaded by onnxruntime: {type(err).__name__}") from err
         self.classes = list(self.card.classes)
         self._outputs = [o.name for o in self.session.get_outputs()]
+        nf = self.card.not_flower
+        self._not_flower = None
+        if nf is not None:
+            references = nf.imagenet_reference, nf.centroid_reference
+            self._not_flower = NotFlowerRule(nf.imagenet_classes, nf.threshold, *references)
 
     @property
     def kind(self) -> str:
@@ -72,7 +77,7 @@ class Predictor:
 
     def score_photos(self, x: np.ndarray) -> PhotoScores:
         """Probabilities plus the abstention decision for preprocessed photos."""
-        rule = self.card.not_flower
+        rule = self._not_flower
         with_signature = SIGNATURE_OUTPUT in self._outputs
         outputs = ["probabilities", "similarity", *([SIGNATURE_OUTPUT] if with_signature else [])]
         outputs += [IMAGENET_OUTPUT] if rule is not None else []
@@ -80,8 +85,8 @@ class Predictor:
         probs, sims = found[0], found[1]
         signatures = found[2] if with_signature else None
         imagenet = found[3 if with_signature else 2 :]
-        if rule is not None:  # probability outside the ImageNet classes the garden's flowers fall into
-            flower_scores = not_flower_score(imagenet[0], rule.imagenet_classes)
+        if rule is not None:  # outside the garden's ImageNet classes, and far from every species centroid
+            flower_scores = refusal_score(imagenet[0], 1.0 - sims.max(axis=1), rule)
             not_flower = flower_scores > rule.threshold
         else:
             flower_scores, not_flower = np.zeros(len(probs), dtype=np.float32), np.zeros(len(probs), dtype=bool)

@@ -129,10 +129,14 @@ class Abstention(BaseModel):
 
 class NotFlower(BaseModel):
     """How the photo model says 'this is not a flower': the ImageNet classes that count as
-    flower-like and the threshold on the probability outside them."""
+    flower-like, the training photos' held-out score quantiles (ImageNet probability outside those
+    classes; distance to the nearest centroid) and the threshold on their joined score. Cards made
+    before the distance have no references: their threshold is on the ImageNet score alone."""
 
     imagenet_classes: list[int]
     threshold: float
+    imagenet_reference: list[float] = []
+    centroid_reference: list[float] = []
 
 
 class ReferenceProfile(BaseModel):

@@ -203,13 +203,15 @@ def _folds(y: np.ndarray, wanted: int, seed: int) -> StratifiedKFold | None:
 
 @dataclass
 class HeadSelection:
-    """The chosen regularisation, the probability temperature and, per abstention method, the
-    calibrated threshold."""
+    """The chosen regularisation, the probability temperature, per abstention method the calibrated
+    threshold, and each training photo's out-of-fold distance to the nearest centroid (for "not a
+    flower")."""
 
     c: float
     temperature: float
     thresholds: dict[str, float]
     f1_macro: dict[float, float]
+    centroid_distance: np.ndarray
 
 
 def select_head(
@@ -229,7 +231,7 @@ def select_head(
         probs, sims = head.scores(x)
         scores = {m: abstain_score(probs, sims, m) for m in ABSTAIN_METHODS}
         thresholds = {m: float(np.quantile(v, 1 - max_refused)) for m, v in scores.items()}
-        return HeadSelection(C_GRID[1], 1.0, thresholds, {})
+        return HeadSelection(C_GRID[1], 1.0, thresholds, {}, 1.0 - sims.max(axis=1))
     z = l2_normalise(x)
     margins = {c: np.zeros((len(y), len(classes))) for c in C_GRID}
     sims = np.zeros((len(y), len(classes)))
@@ -245,7 +247,7 @@ def select_head(
     temperature = fit_temperature(margins[best], truth)
     probs = softmax(temperature * margins[best])
     thresholds = {m: float(np.quantile(abstain_score(probs, sims, m), 1 - max_refused)) for m in ABSTAIN_METHODS}
-    return HeadSelection(best, temperature, thresholds, f1)
+    return HeadSelection(best, temperature, thresholds, f1, 1.0 - sims.max(axis=1))
 
 
 def open_set(

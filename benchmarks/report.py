@@ -212,7 +212,7 @@ def render() -> str:
         if "open_set" in quality:
             lines += [
                 "",
-                "Unknown species (each class held out in turn; threshold refuses <= 5 % of known photos):",
+                "Unknown species (each class held out in turn; refused at the threshold that keeps 95 % of the known test photos):",
                 "",
             ]
             lines += table(

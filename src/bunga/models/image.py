@@ -263,19 +263,20 @@ def open_set(
 ) -> dict[str, dict[str, float]]:
     """Hold each class out in turn (at most ``max_classes``, chosen evenly): train on the others,
     score their test photos (known) against every photo of the held-out class (unknown). Mean AUROC
-    and share of unknowns refused, at a threshold set from the known classes' training scores."""
+    and share of unknowns refused at the threshold that keeps ``1 - max_refused`` of the known test
+    photos. (A threshold from the training photos' own, in-sample scores kept only about 82 % of
+    known photos on tf_flowers, and so reported 56 % refused where 18 % is the figure at 95 % kept.)"""
     held_out = classes[:: max(1, -(-len(classes) // max_classes))]
     results: dict[str, dict[str, list[float]]] = {m: {"auroc": [], "refused": []} for m in ABSTAIN_METHODS}
     for held in held_out:
         known = [k for k in classes if k != held]
         keep_train, keep_test = y_train != held, y_test != held
         head = fit_head(x_train[keep_train], y_train[keep_train], known, c, temperature)
-        p_fit, s_fit = head.scores(x_train[keep_train])
         pk, sk = head.scores(x_test[keep_test])
         pu, su = head.scores(np.concatenate([x_train[~keep_train], x_test[~keep_test]]))
         for method in ABSTAIN_METHODS:
-            threshold = np.quantile(abstain_score(p_fit, s_fit, method), 1 - max_refused)
             s_known, s_unknown = abstain_score(pk, sk, method), abstain_score(pu, su, method)
+            threshold = np.quantile(s_known, 1 - max_refused) if len(s_known) else np.inf
             results[method]["auroc"].append(auroc(s_known, s_unknown))
             results[method]["refused"].append(float((s_unknown > threshold).mean()))
     return {m: {k: float(np.nanmean(v)) for k, v in r.items()} for m, r in results.items()}

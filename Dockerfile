@@ -13,8 +13,18 @@ RUN pip install --no-deps -r /tmp/serve.txt && pip install --no-deps psycopg2-bi
 COPY pyproject.toml README.md /src/
 COPY src /src/src
 RUN pip install --no-deps /src
-# The runtime needs neither pip nor numpy's own test suite (about 40 MB together).
-RUN pip uninstall --yes --quiet pip setuptools && find /opt/venv -depth -type d -path "*/numpy/*" -name tests -exec rm -rf {} +
+# The runtime needs neither pip, numpy's own test suite (about 40 MB together), onnxruntime's offline
+# tooling (transformers, quantization, tools: 9 MB, never imported by an InferenceSession) nor the debug
+# symbols of compiled extension modules (uvloop's alone are 12 MB; the libraries auditwheel bundles in
+# *.libs/ are left alone: patchelf rewrote them and strip breaks them). binutils stays in this stage.
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends binutils && rm -rf /var/lib/apt/lists/* \
+ && pip uninstall --yes --quiet pip setuptools \
+ && find /opt/venv -depth -type d -path "*/numpy/*" -name tests -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/transformers \
+      /opt/venv/lib/python3*/site-packages/onnxruntime/quantization /opt/venv/lib/python3*/site-packages/onnxruntime/tools \
+ && find /opt/venv -type f \( -name "*.cpython-*.so" -o -name "*.abi3.so" \) -exec strip --strip-unneeded {} + \
+ && python -c "import numpy, onnxruntime, uvloop, httptools, yaml, psycopg2, bunga.serving.app; numpy.ones(3) @ numpy.ones(3)"
 
 # ---- training image: the [image] extra (bunga builds the backbone graph itself: no torch) ----
 FROM ${PYTHON_IMAGE} AS trainer

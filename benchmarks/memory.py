@@ -6,6 +6,8 @@ same with torch. Run: python -m benchmarks.memory"""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,21 +33,35 @@ def venv_size(name: str, install: list[list[str]]) -> float:
     return size / 2**20
 
 
+EXTENSION = re.compile(r".+\.(cpython-[^.]+|abi3)\.so$")
+
+
 def runtime_stage_mb() -> float:
     """The runtime Docker stage's venv, made by the Dockerfile's own steps (serve-deps stage): the
-    locked serving requirements, the PostgreSQL driver and bunga without dependencies, then pip,
-    setuptools and numpy's test suite removed."""
+    locked serving requirements, the PostgreSQL driver and bunga without dependencies; then pip,
+    setuptools, numpy's test suite and onnxruntime's offline tooling removed and the compiled
+    extensions stripped of debug symbols; then the stage's own import check."""
     folder = WORK / "venv-runtime-stage"
     shutil.rmtree(folder, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-    pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps"]
+    python = str(folder / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--no-deps"]
     for args in (["-r", str(ROOT / "requirements" / "serve.txt")], ["psycopg2-binary==2.9.13"], [str(ROOT)]):
         subprocess.run([*pip, *args], check=True, capture_output=True)
-    subprocess.run(
-        [str(folder / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q", "pip", "setuptools"], check=True
-    )
+    subprocess.run([python, "-m", "pip", "uninstall", "-y", "-q", "pip", "setuptools"], check=True)
     for tests in [p for p in folder.rglob("tests") if p.is_dir() and "numpy" in p.parts]:
         shutil.rmtree(tests, ignore_errors=True)
+    for tooling in ("transformers", "quantization", "tools"):
+        for found in folder.glob(f"lib/python3*/site-packages/onnxruntime/{tooling}"):
+            shutil.rmtree(found)
+    # extension modules only: the shared libraries that auditwheel bundles in *.libs/ are rewritten by
+    # patchelf, and strip makes them unloadable ("ELF load command ... not page-aligned")
+    libraries = [str(p) for p in folder.rglob("*.so") if EXTENSION.match(p.name) and not p.is_symlink()]
+    subprocess.run(["strip", "--strip-unneeded", *libraries], check=True)
+    check = (
+        "import numpy, onnxruntime, uvloop, httptools, yaml, psycopg2, bunga.serving.app; numpy.ones(3) @ numpy.ones(3)"
+    )
+    subprocess.run([python, "-c", check], check=True, env={"PATH": os.environ["PATH"]})
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
     shutil.rmtree(folder, ignore_errors=True)
     return size / 2**20

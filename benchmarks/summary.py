@@ -189,7 +189,7 @@ def _memory_rows(mem: dict[str, Any]) -> list[Row]:
     if "runtime_stage_mb" in mem:
         rows.append(
             (
-                "the runtime Docker stage's venv (the Dockerfile's steps: locked serving install, no pip, no numpy tests)",
+                "the runtime Docker stage's venv (the Dockerfile's steps: locked serving install; no pip, numpy tests or onnxruntime tooling; extension modules stripped)",
                 f"{fmt(mem['runtime_stage_mb'], 0)} MB",
                 f"fresh venv with the serving install: {fmt(mem['venv_serve_mb'], 0)} MB",
                 "<= 200 MB",

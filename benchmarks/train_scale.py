@@ -71,7 +71,8 @@ def train(folder: Path) -> dict[str, Any]:
 def main() -> dict[str, Any]:
     if not SHARED_FLOWERS.is_dir():
         print(f"skipped training at scale: {SHARED_FLOWERS} is absent")
-        return save_and_return({"skipped": True})
+        save("train_scale", {"skipped": True})
+        return {"skipped": True}
     runs = {}
     for photos, folder in sorted(make_sets(WORK / "train-scale").items()):
         runs[str(photos)] = {"photos": photos, **train(folder)}
@@ -92,10 +93,6 @@ def main() -> dict[str, Any]:
         },
     }
     print("ratios", out["ratios"])
-    return save_and_return(out)
-
-
-def save_and_return(out: dict[str, Any]) -> dict[str, Any]:
     save("train_scale", out)
     return out
 

@@ -365,6 +365,12 @@ def test_openapi_docs_and_page_work_offline(client: TestClient) -> None:
         "/admin/reload",
         "/admin/traffic",
     } <= set(schema["paths"])
+    # /predict parses its body itself: the documented body must still resolve to the record's fields
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    components = schema["components"]["schemas"]
+    assert body == {"$ref": "#/components/schemas/PredictRequest"}
+    assert set(components["Measurements"]["properties"]) == set(IRIS)
+    assert "Measurements" in json.dumps(components["PredictRequest"])
     docs = client.get("/docs").text
     assert "/static-offline-docs/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
     page = client.get("/")

@@ -4,6 +4,7 @@ trace or a server path) and nothing is written outside the designated folders.""
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from collections.abc import Iterator
@@ -102,7 +103,11 @@ def test_non_numbers_and_non_finite_numbers(client: TestClient, tmp_path: Path, 
 
 def test_wrong_content_type(client: TestClient, tmp_path: Path) -> None:
     response = client.post("/predict", content=b"sepal_length=5.1", headers={"content-type": "text/plain"})
-    assert response.status_code == 422
+    assert response.status_code == 422 and "Content-Type: application/json" in response.json()["detail"]
+    valid_json = json.dumps(IRIS).encode()  # JSON sent as a form is refused too, not guessed at
+    for content_type, status in (("application/x-www-form-urlencoded", 422), ("application/merge-patch+json", 200)):
+        response = client.post("/predict", content=valid_json, headers={"content-type": content_type})
+        assert response.status_code == status, content_type
     response = client.post("/predict/image", json=IRIS)
     assert response.status_code == 415
     assert_clean(response, tmp_path)

@@ -116,11 +116,11 @@ class PredictionLog:
             done = self._stop.wait(FLUSH_S)  # after a close: one last drain, then stop
             while True:
                 batch = self._take()
-                prune = db is not None and time.monotonic() - pruned_at >= PRUNE_EVERY_S
-                if not batch and not prune:
+                due = time.monotonic() - pruned_at >= PRUNE_EVERY_S
+                if not batch and not (due and db is not None):
                     break  # nothing to write: the store is not even created until there is
                 db = self._write(db, batch)
-                if db is not None and time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                if db is not None and due:
                     db = self._prune(db)
                     pruned_at = time.monotonic()
                 if len(batch) < BATCH:

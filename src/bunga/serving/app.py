@@ -8,12 +8,14 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from bunga import __version__
@@ -27,7 +29,7 @@ from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
 from bunga.serving.routes import admin, catalog, feedback, health, page, predict
-from bunga.serving.schemas import Problem
+from bunga.serving.schemas import PredictRequest, Problem
 from bunga.serving.store import ModelStore
 
 log = logging.getLogger("bunga.serving")
@@ -101,6 +103,23 @@ async def _server_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
 
 
+def document_bodies(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add the schemas of request bodies that endpoints parse themselves (``openapi_extra`` refers to
+    them by name) to the app's OpenAPI components."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(found.pop("$defs", {}))
+            components[model.__name__] = found
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, store: ModelStore | None = None) -> FastAPI:
     """Build the app; models are loaded when it starts (lifespan)."""
     settings = settings or get_settings()
@@ -142,6 +161,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.store = store or ModelStore(model_source(settings), list(settings.serve_kinds))
     for module in (predict, catalog, feedback, health, admin, page):
         app.include_router(module.router)
+    document_bodies(app, (PredictRequest,))
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _server_error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -12,6 +14,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._predicted: dict[tuple[str, str, str], Any] = {}
         r = self.registry
         self.requests = Counter("bunga_requests", "HTTP requests", ["method", "route", "status"], registry=r)
         self.latency = Histogram(
@@ -48,6 +51,14 @@ class Metrics:
         self.inbox_bytes = Gauge("bunga_inbox_bytes", "Bytes stored in the feedback inbox", registry=r)
         self.inbox_files = Gauge("bunga_inbox_files", "Files stored in the feedback inbox", registry=r)
         self.inbox_limit_bytes = Gauge("bunga_inbox_limit_bytes", "The feedback inbox's byte quota", registry=r)
+
+    def predicted(self, kind: str, species: str, version: str) -> None:
+        """Count one prediction (label lookups are cached: the hot path only increments)."""
+        key = (kind, species, version)
+        child = self._predicted.get(key)
+        if child is None:
+            child = self._predicted[key] = self.predictions.labels(kind, species, version)
+        child.inc()
 
     def batched(self, photos: int, waited: float) -> None:
         """Record one model call of the photo batcher."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from benchmarks.common import WORK, save
+from benchmarks.common import save
 from benchmarks.load import median_of, wrk
 from benchmarks.models import ENV, ONNX_PEER, prepare
 from benchmarks.servers import Server, bentoml_serve, mlflow_serve, python
@@ -34,6 +35,13 @@ def measure(server: Server, path: str, body: Any) -> dict[str, Any]:
 def floor(name: str, app: str, ready: str, workers: int) -> Server:
     argv = python("-m", "uvicorn", f"benchmarks.floor_apps:{app}", "--port", "{port}", "--workers", str(workers))
     return Server(f"{name}_{workers}w", [*argv, "--no-access-log", "--log-level", "warning"], ready)
+
+
+def bunga_server(name: str, folder: Path, workers: int, log: bool = True) -> Server:
+    """`bunga serve` of an exported folder's measurement model, with or without the prediction log."""
+    argv = python("-m", "bunga", "serve", "--model-dir", str(folder), "--port", "{port}", "--workers", str(workers))
+    env = {"BUNGA_SERVE_KINDS": '["measurements"]', "BUNGA_MONITOR_LOG": str(log).lower()}
+    return Server(name, argv, "/ready", env=env)  # its own prediction log: {name}-monitor.db in the workspace
 
 
 def run(out: dict[str, Any], key: str, start: Callable[[], Server], path: str, body: Any) -> None:
@@ -88,22 +96,9 @@ def main() -> dict[str, Any]:
     run(out, "bare_asgi_1w", lambda: floor("bare_asgi", "bare_app", "/", 1), "/predict", RECORD)
     for family, version in (("logreg", "1"), ("random_forest", "2")):
         for workers in (1, 2):
-            argv = python(
-                "-m",
-                "bunga",
-                "serve",
-                "--model-dir",
-                str(folders[family]),
-                "--port",
-                "{port}",
-                "--workers",
-                str(workers),
-            )
-            env = {"BUNGA_SERVE_KINDS": '["measurements"]', "BUNGA_MONITOR_DB": str(WORK / f"monitor-{family}.db")}
-            start = lambda: Server(f"bunga-{family}-{workers}w", argv, "/ready", env=env)  # noqa: E731
+            start = lambda: bunga_server(f"bunga-{family}-{workers}w", folders[family], workers)  # noqa: E731
             if family == "logreg" and workers == 1:  # what the prediction log costs: the same server without it
-                quiet = {**env, "BUNGA_MONITOR_LOG": "false"}
-                nolog = lambda: Server("bunga-logreg-1w-nolog", argv, "/ready", env=quiet)  # noqa: E731
+                nolog = lambda: bunga_server("bunga-logreg-1w-nolog", folders[family], 1, log=False)  # noqa: E731
                 run_in_turns(out, {"bunga_logreg_1w": start, "bunga_logreg_1w_nolog": nolog}, "/predict", RECORD)
             else:
                 run(out, f"bunga_{family}_{workers}w", start, "/predict", RECORD)

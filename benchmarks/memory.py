@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,12 +24,15 @@ from benchmarks.servers import Server, mlflow_serve, python
 RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
-def venv_size(name: str, install: list[list[str]]) -> float:
+def venv_size(name: str, install: list[list[str]], finish: Callable[[Path], None] | None = None) -> float:
+    """MB of a fresh venv after ``pip install`` of each argument list (then ``finish``, if given)."""
     folder = WORK / f"venv-{name}"
     shutil.rmtree(folder, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
     for args in install:
         subprocess.run([str(folder / "bin" / "pip"), "install", "-q", *args], check=True, capture_output=True)
+    if finish is not None:
+        finish(folder)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
     shutil.rmtree(folder, ignore_errors=True)
     return size / 2**20
@@ -36,18 +41,10 @@ def venv_size(name: str, install: list[list[str]]) -> float:
 EXTENSION = re.compile(r".+\.(cpython-[^.]+|abi3)\.so$")
 
 
-def runtime_stage_mb() -> float:
-    """The runtime Docker stage's venv, made by the Dockerfile's own steps (serve-deps stage): the
-    locked serving requirements, the PostgreSQL driver and bunga without dependencies; then pip,
-    setuptools, numpy's test suite and onnxruntime's offline tooling removed and the compiled
-    extensions stripped of debug symbols; then the stage's own import check."""
-    folder = WORK / "venv-runtime-stage"
-    shutil.rmtree(folder, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+def slim_runtime_stage(folder: Path) -> None:
+    """The serve-deps stage's last step: pip, setuptools, numpy's test suite and onnxruntime's offline
+    tooling removed, extension modules stripped of debug symbols, then the stage's import check."""
     python = str(folder / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "-q", "--no-deps"]
-    for args in (["-r", str(ROOT / "requirements" / "serve.txt")], ["psycopg2-binary==2.9.13"], [str(ROOT)]):
-        subprocess.run([*pip, *args], check=True, capture_output=True)
     subprocess.run([python, "-m", "pip", "uninstall", "-y", "-q", "pip", "setuptools"], check=True)
     for tests in [p for p in folder.rglob("tests") if p.is_dir() and "numpy" in p.parts]:
         shutil.rmtree(tests, ignore_errors=True)
@@ -62,9 +59,13 @@ def runtime_stage_mb() -> float:
         "import numpy, onnxruntime, uvloop, httptools, yaml, psycopg2, bunga.serving.app; numpy.ones(3) @ numpy.ones(3)"
     )
     subprocess.run([python, "-c", check], check=True, env={"PATH": os.environ["PATH"]})
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-    shutil.rmtree(folder, ignore_errors=True)
-    return size / 2**20
+
+
+def runtime_stage_mb() -> float:
+    """The runtime Docker stage's venv, made by the Dockerfile's own steps (serve-deps stage): the
+    locked serving requirements, the PostgreSQL driver and bunga without dependencies, then slimmed."""
+    install = [["-r", str(ROOT / "requirements" / "serve.txt")], ["psycopg2-binary==2.9.13"], [str(ROOT)]]
+    return venv_size("runtime-stage", [["--no-deps", *args] for args in install], slim_runtime_stage)
 
 
 def run_footprint() -> dict[str, float]:

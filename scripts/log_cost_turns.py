@@ -6,22 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.api_throughput import RECORD, run_in_turns
-from benchmarks.common import WORK
+from benchmarks.api_throughput import RECORD, bunga_server, run_in_turns
 from benchmarks.models import prepare
-from benchmarks.servers import Server, python
 
 
 def main() -> None:
-    argv = python("-m", "bunga", "serve", "--model-dir", str(prepare()["logreg"]), "--port", "{port}")
-    env = {"BUNGA_SERVE_KINDS": '["measurements"]', "BUNGA_MONITOR_DB": str(WORK / "monitor-logcost.db")}
-    quiet = {**env, "BUNGA_MONITOR_LOG": "false"}
+    folder = prepare()["logreg"]
     out: dict[str, Any] = {"results": {}}
     run_in_turns(
         out,
         {
-            "log": lambda: Server("logcost-log", argv, "/ready", env=env),
-            "nolog": lambda: Server("logcost-nolog", argv, "/ready", env=quiet),
+            "log": lambda: bunga_server("logcost-log", folder, 1),
+            "nolog": lambda: bunga_server("logcost-nolog", folder, 1, log=False),
         },
         "/predict",
         RECORD,

@@ -10,6 +10,7 @@ import numpy as np
 from benchmarks.common import SHARED_FLOWERS
 from benchmarks.photo_quality import load
 from scripts.backbones_explore import features
+from scripts.open_set_explore import knn_distance
 from sklearn.model_selection import StratifiedKFold
 
 from bunga.models.image import l2_normalise
@@ -33,13 +34,9 @@ def main() -> None:
     nf_emb, nf_inet = l2_normalise(g[:, :-1000]), g[:, -1000:]
     results: dict[str, list[tuple[float, float]]] = {}
     for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(emb, y):
-        rule = fit_not_flower(inet[train], MAX_REFUSED, 0)
+        rule = fit_not_flower(inet[train], None, MAX_REFUSED, 0)  # the ImageNet score's flower set
         classes = sorted(set(y))
         cents = l2_normalise(np.stack([emb[train][y[train] == c].mean(axis=0) for c in classes]))
-
-        def knn(z: np.ndarray, bank: np.ndarray, k: int = 5, skip_self: bool = False) -> np.ndarray:
-            s = np.sort(z @ bank.T, axis=1)[:, ::-1]
-            return -s[:, int(skip_self) : int(skip_self) + k].mean(axis=1)
 
         # reference (training) scores for each rule, held out the same way bunga's rule is: halves
         half = np.random.default_rng(0).permutation(train)
@@ -47,22 +44,22 @@ def main() -> None:
         ref = {
             "imagenet": np.concatenate(
                 [
-                    not_flower_score(inet[a], fit_not_flower(inet[b], MAX_REFUSED, 0).classes),
-                    not_flower_score(inet[b], fit_not_flower(inet[a], MAX_REFUSED, 0).classes),
+                    not_flower_score(inet[a], fit_not_flower(inet[b], None, MAX_REFUSED, 0).classes),
+                    not_flower_score(inet[b], fit_not_flower(inet[a], None, MAX_REFUSED, 0).classes),
                 ]
             ),
             "centroid": -(emb[train] @ cents.T).max(axis=1),
-            "knn5": knn(emb[train], emb[train], skip_self=True),
+            "knn5": knn_distance(emb[train], emb[train], 5, skip_self=True),
         }
         known = {
             "imagenet": not_flower_score(inet[test], rule.classes),
             "centroid": -(emb[test] @ cents.T).max(axis=1),
-            "knn5": knn(emb[test], emb[train]),
+            "knn5": knn_distance(emb[test], emb[train], 5),
         }
         other = {
             "imagenet": not_flower_score(nf_inet, rule.classes),
             "centroid": -(nf_emb @ cents.T).max(axis=1),
-            "knn5": knn(nf_emb, emb[train]),
+            "knn5": knn_distance(nf_emb, emb[train], 5),
         }
         combos = {
             "imagenet": ["imagenet"],

@@ -89,6 +89,13 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def block(fn: Callable[[], Any], repeat: int, warmup: int = 3) -> float:
+    """Median seconds of ``repeat`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    return float(timed(fn, repeat=repeat)["median_s"])
+
+
 def timed(fn: Callable[[], Any], repeat: int = 5, number: int = 1) -> dict[str, float]:
     """Median, min and max seconds per call over ``repeat`` rounds of ``number`` calls."""
     samples = []

@@ -15,18 +15,18 @@ SPACE = WORK / "models"
 ENV = {"MLFLOW_TRACKING_URI": f"sqlite:///{SPACE / 'mlflow.db'}", "BUNGA_ARTIFACT_DIR": str(SPACE / "mlartifacts")}
 
 
-def bunga(*args: str) -> str:
+def in_space(what: str, *args: str) -> str:
+    """Run this interpreter with ``args`` in the workspace against its MLflow store; its stdout."""
     result = subprocess.run(
-        [sys.executable, "-m", "bunga", *args],
-        cwd=SPACE,
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        check=False,
+        [sys.executable, *args], cwd=SPACE, env={**os.environ, **ENV}, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise RuntimeError(f"bunga {' '.join(args)}: {result.stderr[-2000:]}")
+        raise RuntimeError(f"{what}: {result.stderr[-2000:]}")
     return result.stdout
+
+
+def bunga(*args: str) -> str:
+    return in_space(f"bunga {' '.join(args)}", "-m", "bunga", *args)
 
 
 def prepare() -> dict[str, Path]:
@@ -72,13 +72,4 @@ with mlflow.start_run():
     # onnx flavour casts them to the graph's float32 itself): a float32 example made every request a 400.
     # Only the probabilities output: MLflow's onnx flavour builds one DataFrame from all outputs and
     # fails (500) when their lengths differ (label: 1 value, probabilities: 3).
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=SPACE,
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"registering the onnx peer failed: {result.stderr[-2000:]}")
+    in_space("registering the onnx peer", "-c", script)

@@ -7,27 +7,18 @@ Run: python -m benchmarks.photo_int8"""
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import ROOT, WORK, save
+from benchmarks.common import ROOT, WORK, block, save
 
 
 def _speed(session: Any, batch: int) -> float:
     x = np.random.default_rng(0).normal(0, 0.6, (batch, 3, 224, 224)).astype(np.float32)
-    for _ in range(3):
-        session.run(["embedding"], {"input": x})
-    times = []
-    for _ in range(15):
-        start = time.perf_counter()
-        session.run(["embedding"], {"input": x})
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    return batch / block(lambda: session.run(["embedding"], {"input": x}), repeat=15)
 
 
 def _int8_instructions() -> list[str]:

@@ -11,14 +11,13 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import SHARED_FLOWERS, WORK, save, timed
+from benchmarks.common import SHARED_FLOWERS, WORK, block, save, timed
 from benchmarks.models import prepare
 from benchmarks.servers import Server, python
 
@@ -49,13 +48,6 @@ def naive(data: bytes, model: Any) -> None:
     x = (torch.from_numpy(np.asarray(image, dtype=np.float32)) - 127.0) / 128.0
     with torch.no_grad():
         model(x.permute(2, 0, 1).unsqueeze(0))
-
-
-def block(fn: Callable[[], Any], repeat: int, warmup: int = 3) -> float:
-    """Median seconds of ``repeat`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    return float(timed(fn, repeat=repeat)["median_s"])
 
 
 def main() -> dict[str, Any]:

@@ -66,6 +66,11 @@ class Server:
         root = psutil.Process(self.proc.pid)
         return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU seconds used so far by the whole process tree."""
+        root = psutil.Process(self.proc.pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
+
     def memory_mb(self) -> dict[str, float]:
         """RSS of the process that listens on the port (the server itself, without its launcher) and
         the proportional set size (PSS: shared pages split between sharers) of the whole tree."""

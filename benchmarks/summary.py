@@ -324,7 +324,12 @@ def _soak_rows(soak_r: dict[str, Any]) -> list[Row]:
             f"soak, {fmt(soak_r['seconds'], 0)} s scheduled at {fmt(soak_r['target_rate'], 0)} req/s (mixed)",
             f"{soak_r['errors']} errors of {soak_r['requests']:,}, {fmt(soak_r['achieved_rate'], 0)} req/s achieved "
             f"over {fmt(soak_r['elapsed_s'])} s, p99 {fmt(soak_r['p99_ms'])} ms from the scheduled time",
-            f"RSS {fmt(soak_r['rss_start_mb'], 0)} -> {fmt(soak_r['rss_end_mb'], 0)} MB",
+            f"RSS {fmt(soak_r['rss_start_mb'], 0)} -> {fmt(soak_r['rss_end_mb'], 0)} MB"
+            + (
+                f"; CPU: server {fmt(soak_r['server_cpu_cores'])}, clients {fmt(soak_r['client_cpu_cores'])} of 2 cores"
+                if "client_cpu_cores" in soak_r
+                else ""
+            ),
             "0 errors, kept to the schedule",
             soak_r["errors"] == 0 and not soak_r["fell_behind"],
             "soak",

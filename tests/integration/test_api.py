@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from bunga.config import Settings
 from bunga.serving.app import create_app
@@ -127,8 +128,15 @@ def test_probes_model_info_and_metrics(client: TestClient) -> None:
     assert models["measurements"]["classes"] == ["setosa", "versicolor", "virginica"]
     assert models["photos"]["dataset_digest"] and models["photos"]["metrics"]["test_f1_macro"] > 0
     client.post("/predict", json=IRIS)
+    client.post("/predict", json=[IRIS, IRIS, IRIS])  # a batch counts each record
     text = client.get("/metrics").text
-    assert 'bunga_predictions_total{kind="measurements",species="setosa"' in text
+    counted = {
+        s.labels["species"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "bunga_predictions_total" and s.labels["kind"] == "measurements"
+    }
+    assert counted == {"setosa": 4.0}
     assert "bunga_request_seconds_bucket" in text and 'route="/predict"' in text
     assert "bunga_model_version_info" in text
 

@@ -1,0 +1,144 @@
+"""Class-balanced one-vs-rest linear SVMs (L2-regularised squared hinge, the problem scikit-learn's
+LinearSVC solves), fitted in float32 on the caller's matrix without copying it.
+
+liblinear, behind LinearSVC, copies the features twice (float64, then its own 16-byte-per-value
+sparse nodes): 48 bytes per value, about 480 MB at 10,000 photos. Here the primal is minimised with
+L-BFGS; rows outside a problem get zero weight instead of being gathered into a copy, and several
+problems (strengths, folds, held-out classes) share one pass over the data per step.
+
+Unit-length embeddings share a large common direction, so the problem is badly conditioned (about
+100-250 L-BFGS steps). The steps are taken in coordinates where the top principal directions of the
+data are scaled by the inverse square root of their approximate curvature: 25-35 steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+TOLERANCE = 1e-4  # stop when every gradient entry is below this share of its largest value at zero
+MAX_STEPS = 5000
+DIRECTIONS = 64  # principal directions preconditioned; the 64th carries about 0.2 % of the variance
+ACTIVE = 0.3  # share of rows assumed inside the margin when estimating curvature
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One SVM to fit: its strength, the rows it trains on and the classes it separates (in order)."""
+
+    c: float
+    rows: np.ndarray  # bool, one per row of the matrix
+    classes: Sequence[str]
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """Decision values ``z @ coef.T + intercept``, one column per class of its problem."""
+
+    classes: list[str]
+    coef: np.ndarray  # (C, D)
+    intercept: np.ndarray  # (C,)
+
+    def margins(self, z: np.ndarray) -> np.ndarray:
+        """Decision values for rows of ``z``."""
+        out: np.ndarray = z @ self.coef.T + self.intercept
+        return out
+
+
+def _columns(y: np.ndarray, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (+1/-1) and per-row costs of a problem's binary SVMs, one column each.
+
+    As in liblinear: with two classes one SVM whose rows are weighted by their class; with more, one
+    per class, its own rows weighted by the class's balance weight and the other rows by 1."""
+    weight = {}
+    total = int(problem.rows.sum())
+    for name in problem.classes:
+        count = int((problem.rows & (y == name)).sum())
+        weight[name] = total / (len(problem.classes) * max(count, 1))
+    rows = problem.rows.astype(np.float32)
+    if len(problem.classes) == 2:
+        negative, positive = problem.classes
+        sign = np.where(y == positive, 1.0, -1.0)
+        cost = np.where(y == positive, weight[positive], weight[negative]) * problem.c
+        return sign[:, None], (cost * rows)[:, None]
+    signs, costs = [], []
+    for name in problem.classes:
+        own = y == name
+        signs.append(np.where(own, 1.0, -1.0))
+        costs.append(np.where(own, weight[name], 1.0) * problem.c * rows)
+    return np.column_stack(signs), np.column_stack(costs)
+
+
+def _width(problem: Problem) -> int:
+    return 1 if len(problem.classes) == 2 else len(problem.classes)
+
+
+def _preconditioner(z: np.ndarray, scale: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A symmetric map P with P H P close to the identity for each column's Hessian
+    H = I + 2 * cost * Z'Z (restricted to rows inside the margin), over the top principal directions
+    of [z, 1]; other directions are left as they are."""
+    from scipy.linalg import eigh
+
+    n, d = z.shape
+    gram = np.empty((d + 1, d + 1), dtype=np.float32)
+    gram[:d, :d] = z.T @ z
+    gram[:d, d] = gram[d, :d] = z.sum(axis=0)
+    gram[d, d] = n
+    r = min(DIRECTIONS, d + 1)
+    curvature, directions = eigh(gram, subset_by_index=[d + 1 - r, d])
+    directions = directions.astype(np.float64)
+    shrink = 1.0 / np.sqrt(1.0 + 2.0 * ACTIVE * np.outer(np.maximum(curvature, 0.0), scale)) - 1.0  # (r, m)
+
+    def apply(u: np.ndarray) -> np.ndarray:
+        out: np.ndarray = u + directions @ (shrink * (directions.T @ u))
+        return out
+
+    return apply
+
+
+def fit(z: np.ndarray, y: np.ndarray, problems: Sequence[Problem]) -> list[LinearModel]:
+    """Fit every problem on rows of ``z`` (float32, one row per photo; labels ``y``).
+
+    The intercept is regularised like a feature of constant 1 (liblinear's ``intercept_scaling=1``)."""
+    from scipy.optimize import minimize
+
+    z = np.asarray(z, dtype=np.float32)
+    parts = [_columns(y, p) for p in problems]
+    sign = np.concatenate([s for s, _ in parts], axis=1).astype(np.float32)
+    cost = np.concatenate([c for _, c in parts], axis=1).astype(np.float32)
+    m, d = sign.shape[1], z.shape[1]
+    scale = np.array([p.c * p.rows.mean() for p in problems for _ in range(_width(p))])
+    precondition = _preconditioner(z, scale)
+
+    def objective(u: np.ndarray) -> tuple[float, np.ndarray]:
+        weights = precondition(u.reshape(d + 1, m))
+        w32 = weights.astype(np.float32)
+        slack = np.maximum(0.0, 1.0 - sign * (z @ w32[:d] + w32[d]))
+        value = 0.5 * float((weights * weights).sum()) + float((cost * slack * slack).sum(dtype=np.float64))
+        pull = -2.0 * cost * slack * sign
+        grad = np.empty((d + 1, m))
+        grad[:d] = z.T @ pull
+        grad[d] = pull.sum(axis=0, dtype=np.float64)
+        return value, precondition(weights + grad).ravel()
+
+    start = np.zeros((d + 1) * m)
+    largest = float(np.abs(objective(start)[1]).max())
+    result = minimize(
+        objective,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": MAX_STEPS, "gtol": TOLERANCE * largest, "ftol": 0.0, "maxcor": 20},
+    )
+    weights = precondition(result.x.reshape(d + 1, m)).T
+    models, column = [], 0
+    for problem, (s, _) in zip(problems, parts, strict=True):
+        block = weights[column : column + s.shape[1]]
+        column += s.shape[1]
+        coef, intercept = block[:, :d], block[:, d]
+        if len(problem.classes) == 2:  # one SVM: margins [-d/2, d/2], so softmax is sigmoid(d)
+            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+        models.append(LinearModel(list(problem.classes), coef.astype(np.float32), intercept.astype(np.float32)))
+    return models

@@ -26,14 +26,20 @@ def wrk(url: str, body: dict[str, Any] | list[Any], connections: int, seconds: i
     return wrk_raw(url, json.dumps(body).encode(), "application/json", connections, seconds)
 
 
-def multipart(field: str, filename: str, data: bytes, content_type: str) -> tuple[bytes, str]:
-    """A multipart/form-data body with one file part, and its Content-Type header."""
+def multipart(
+    field: str, filename: str, data: bytes, content_type: str, fields: dict[str, str] | None = None
+) -> tuple[bytes, str]:
+    """A multipart/form-data body with one file part and then one text part per ``fields`` entry,
+    and its Content-Type header."""
     boundary = "bungabenchboundary7d3f"
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
         f"Content-Type: {content_type}\r\n\r\n"
     ).encode()
-    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+    texts = "".join(
+        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}' for k, v in (fields or {}).items()
+    )
+    return head + data + f"{texts}\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 def wrk_raw(url: str, body: bytes, content_type: str, connections: int, seconds: int) -> dict[str, float]:

@@ -17,11 +17,10 @@ from typing import Any
 
 import httpx
 
+from benchmarks.api_throughput import MLFLOW_BODY, RECORD
 from benchmarks.common import ROOT, WORK, save
 from benchmarks.models import ENV, prepare
 from benchmarks.servers import Server, mlflow_serve, python
-
-RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
 def venv_size(name: str, install: list[list[str]], finish: Callable[[Path], None] | None = None) -> float:
@@ -112,8 +111,7 @@ def main(footprint: bool = True) -> dict[str, Any]:
         bunga.stop()
     mlflow = mlflow_serve("mlflow-serve", "1", 1, ENV)
     try:
-        body = {"dataframe_split": {"columns": list(RECORD), "data": [list(RECORD.values())]}}
-        out["mlflow_serve_tabular"] = rss(mlflow, [("/invocations", {"json": body})])
+        out["mlflow_serve_tabular"] = rss(mlflow, [("/invocations", {"json": MLFLOW_BODY})])
     finally:
         mlflow.stop()
     bunga_mem, mlflow_mem = out["bunga_serve_both_models"], out["mlflow_serve_tabular"]

@@ -13,8 +13,8 @@ from scripts.backbones_explore import features
 from scripts.open_set_explore import knn_distance
 from sklearn.model_selection import StratifiedKFold
 
-from bunga.models.image import l2_normalise
 from bunga.models.not_flower import fit_not_flower, not_flower_score
+from bunga.models.unit_rows import l2_normalise
 
 NONFLOWER = SHARED_FLOWERS.parent / "nonflower_dev"
 MAX_REFUSED = float(__import__("os").environ.get("MAX_REFUSED", "0.02"))

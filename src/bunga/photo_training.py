@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from bunga.models.export import IMAGE_TOLERANCE
 from bunga.models.not_flower import NotFlowerRule, fit_not_flower, refusal_score
 from bunga.models.references import reference_photos
 from bunga.models.signature import reference_sample
+from bunga.models.unit_rows import normalise_in_place
 from bunga.monitor.profile import reference_profile
 from bunga.predict import Predictor
 from bunga.reports import contact_sheet
@@ -40,6 +41,9 @@ from bunga.train import (
     register,
     requirements,
 )
+
+if TYPE_CHECKING:
+    from bunga.models import image
 
 
 @dataclass
@@ -81,27 +85,57 @@ class PhotoSplit:
         return list(zip(self.data.paths, self.data.shas, strict=True))
 
 
-def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None, say: Say) -> PhotoFit:
-    """Frozen backbone embeddings (cached) -> class-balanced linear SVM; its strength, probability
-    temperature and abstention thresholds chosen by cross-validation on the training split."""
+@dataclass
+class HeadFit:
+    """Everything fitted on the embeddings: once it exists, the embedding matrix can go."""
+
+    head: image.PhotoHead
+    selection: image.HeadSelection
+    probs: np.ndarray  # test split
+    sims: np.ndarray
+    rule: NotFlowerRule
+    test_not_flower_rate: float
+    open_set: dict[str, dict[str, float]]
+    references: dict[str, ReferencePhoto]
+    signature_sample: list[list[float]]
+
+
+def _embed(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None) -> tuple[np.ndarray, int]:
+    """One float32 matrix, training rows first then test rows: unit-length embedding | ImageNet
+    probabilities (every part the head needs is a view of it, never a copy); and how many photos
+    were computed. Missing photos go into the cache first and the backbone's session is closed
+    before the matrix is read from the cache: peak memory is the larger of the two phases, not
+    their sum."""
     from bunga.models import image
 
-    started = time.perf_counter()
+    order = np.concatenate([np.flatnonzero(~split.mask), np.flatnonzero(split.mask)])
+    every = split.pairs
+    pairs = [every[i] for i in order]
     runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta)
     cache = image.EmbeddingCache(cfg.cache_dir, runner.id)
-    pairs = split.pairs
-    embeddings, computed = image.embed_photos(pairs, cache, runner, cfg.batch_size, cfg.max_pixels, progress)
-    embed_seconds = time.perf_counter() - started
-    say(f"embeddings: {computed} computed, {len(pairs) - computed} from cache ({embed_seconds:.1f} s)")
+    computed = image.fill_cache(pairs, cache, runner, cfg.batch_size, cfg.max_pixels, progress)
+    del runner
+    matrix = image.cached_features(pairs, cache)
+    normalise_in_place(matrix[:, :EMBEDDING_DIM])  # the head, centroids and signatures all use unit rows
+    return matrix, computed
+
+
+def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFit:
+    """Strength, temperature and abstention thresholds by cross-validation on the training rows,
+    the head, the "not a flower" rule, held-out-class figures and the page's reference photos."""
+    from bunga.models import image
+
     mask, y_train, classes = split.mask, split.y_train, split.classes
-    features, imagenet = embeddings[:, :EMBEDDING_DIM], embeddings[:, EMBEDDING_DIM:]
-    x_train, x_test, y_test = features[~mask], features[mask], split.data.y.astype(str)[mask]
+    n_train = len(y_train)
+    x_train, x_test = matrix[:n_train, :EMBEDDING_DIM], matrix[n_train:, :EMBEDDING_DIM]
+    imagenet_train, imagenet_test = matrix[:n_train, EMBEDDING_DIM:], matrix[n_train:, EMBEDDING_DIM:]
+    y_test = split.data.y.astype(str)[mask]
     folds = min(cfg.cv_folds, 3)  # 3 strengths x 3 folds: enough to choose, cheap to retrain often
     selection = image.select_head(x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused)
     head = image.fit_head(x_train, y_train, classes, selection.c, selection.temperature)
     probs, sims = head.scores(x_test)
-    rule = fit_not_flower(imagenet[~mask], selection.centroid_distance, cfg.not_flower_max_refused, cfg.seed)
-    test_not_flower = refusal_score(imagenet[mask], 1.0 - sims.max(axis=1), rule) > rule.threshold
+    rule = fit_not_flower(imagenet_train, selection.centroid_distance, cfg.not_flower_max_refused, cfg.seed)
+    test_not_flower = refusal_score(imagenet_test, 1.0 - sims.max(axis=1), rule) > rule.threshold
     open_set = (
         image.open_set(
             x_train, y_train, x_test, y_test, classes, selection.c, selection.temperature, cfg.abstain_max_refused
@@ -109,9 +143,37 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
         if len(classes) >= 3
         else {}
     )
+    return HeadFit(
+        head=head,
+        selection=selection,
+        probs=probs,
+        sims=sims,
+        rule=rule,
+        test_not_flower_rate=float(test_not_flower.mean()) if len(test_not_flower) else 0.0,
+        open_set=open_set,
+        references=reference_photos(
+            split.data.subset(~mask), x_train, split.data.y.astype(str)[~mask], classes, cfg.max_pixels
+        ),
+        signature_sample=reference_sample(x_train, cfg.seed),
+    )
+
+
+def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None, say: Say) -> PhotoFit:
+    """Frozen backbone embeddings (cached) -> class-balanced linear SVM; its strength, probability
+    temperature and abstention thresholds chosen by cross-validation on the training split."""
+    from bunga.models import image
+
+    started = time.perf_counter()
+    matrix, computed = _embed(cfg, split, progress)
+    embed_seconds = time.perf_counter() - started
+    say(f"embeddings: {computed} computed, {len(split.mask) - computed} from cache ({embed_seconds:.1f} s)")
+    fitted = _fit_head(cfg, split, matrix)
+    del matrix  # not held while the graph is composed and checked in a second session
+    runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta)
+    open_set, selection, rule = fitted.open_set, fitted.selection, fitted.rule
     method = max(open_set, key=lambda m: open_set[m]["auroc"]) if open_set else "max_prob"
-    graph = image.compose_graph(runner.path, head)
-    diff = image.check_graph(graph, runner, head, split.check_x)
+    graph = image.compose_graph(runner.path, fitted.head)
+    diff = image.check_graph(graph, runner, fitted.head, split.check_x)
     if diff > IMAGE_TOLERANCE:
         raise BungaError(f"the exported photo graph disagrees with its parts by {diff:.2e}")
     return PhotoFit(
@@ -119,8 +181,8 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
         family="efficientnet-lite0+linear-svm",
         computed=computed,
         embed_seconds=embed_seconds,
-        probs=probs,
-        sims=sims,
+        probs=fitted.probs,
+        sims=fitted.sims,
         method=method,
         threshold=selection.thresholds[method],
         params={
@@ -131,11 +193,9 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
             "not_flower_threshold": rule.threshold,
         },
         not_flower=rule,
-        references=reference_photos(
-            split.data.subset(~mask), x_train, split.data.y.astype(str)[~mask], classes, cfg.max_pixels
-        ),
-        signature_sample=reference_sample(x_train, cfg.seed),
-        test_not_flower_rate=float(test_not_flower.mean()) if len(test_not_flower) else 0.0,
+        references=fitted.references,
+        signature_sample=fitted.signature_sample,
+        test_not_flower_rate=fitted.test_not_flower_rate,
         open_set=open_set,
         graph=graph,
         checks={"onnx_max_abs_diff": diff, "onnx_graph_vs_parts": diff},

@@ -175,6 +175,21 @@ def test_corrupt_cache_entries_are_recomputed(tmp_path: Path) -> None:
     assert cache.get("ab" * 32) is None
 
 
+def test_features_come_from_the_cache_in_order_and_a_lost_entry_is_named(tmp_path: Path) -> None:
+    from bunga.models.image import EmbeddingCache, cached_features
+
+    cache = EmbeddingCache(tmp_path, "b")
+    photos = [(Path(f"bunga/{k}.jpg"), f"{k:02x}" * 32) for k in range(3)]
+    for k, (_, sha) in enumerate(photos):
+        cache.put(sha, np.full(cache.dim, k, dtype=np.float32))
+    matrix = cached_features(photos[::-1], cache)
+    assert matrix.shape == (3, cache.dim) and matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix[:, 0], [2, 1, 0])
+    next(tmp_path.rglob(f"{photos[1][1]}.bin")).unlink()
+    with pytest.raises(BungaError, match=r"bunga/1\.jpg disappeared during training: run the command again"):
+        cached_features(photos, cache)
+
+
 def test_a_class_with_one_photo_is_refused(photo_workspace: Path) -> None:
     lonely = photo_workspace / "collected_data" / "staf" / "sendiri"
     lonely.mkdir()

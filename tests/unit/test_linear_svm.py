@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.svm import LinearSVC
 
-from bunga.models.image import l2_normalise
 from bunga.models.linear_svm import Problem, fit
+from bunga.models.unit_rows import l2_normalise
 
 
 def _embeddings(classes: int, seed: int, rows: int = 300, dim: int = 24) -> tuple[np.ndarray, np.ndarray]:

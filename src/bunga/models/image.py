@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from bunga.errors import BungaError
 from bunga.evaluate import auroc
 from bunga.files import atomic_write_bytes
 from bunga.imaging import photo_tensor
@@ -21,6 +22,7 @@ from bunga.models.linear_svm import LinearModel, Problem, fit
 from bunga.models.lite_graph import build_once
 from bunga.models.not_flower import IMAGENET_OUTPUT
 from bunga.models.signature import SIGNATURE_DIM, SIGNATURE_OUTPUT, projection, signatures
+from bunga.models.unit_rows import l2_normalise
 
 C_GRID = (0.3, 1.0, 3.0)  # linear SVM strengths chosen from by cross-validation
 ABSTAIN_METHODS = ("max_prob", "centroid")
@@ -80,6 +82,42 @@ class BackboneRunner:
         return np.concatenate([embedding, imagenet], axis=1).astype(np.float32)
 
 
+def fill_cache(
+    photos: Sequence[tuple[Path, str]],
+    cache: EmbeddingCache,
+    runner: BackboneRunner,
+    batch_size: int,
+    max_pixels: int,
+    on_progress: Progress | None = None,
+) -> int:
+    """Compute, a batch at a time, the features of the (path, sha256) pairs missing from the cache
+    (or corrupt in it) and store them; how many were computed. Nothing the size of the whole set is
+    held, so the backbone's working memory and the feature matrix are never needed at once."""
+    todo = [i for i, (_, sha) in enumerate(photos) if cache.get(sha) is None]
+    start = time.perf_counter()
+    for offset in range(0, len(todo), batch_size):
+        chunk = todo[offset : offset + batch_size]
+        rows = runner.features(np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk]))
+        for i, row in zip(chunk, rows, strict=True):
+            cache.put(photos[i][1], row)
+        if on_progress is not None:
+            done = offset + len(chunk)
+            on_progress(done, len(todo), done / max(time.perf_counter() - start, 1e-9))
+    return len(todo)
+
+
+def cached_features(photos: Sequence[tuple[Path, str]], cache: EmbeddingCache) -> np.ndarray:
+    """Features (embedding | ImageNet probabilities) of (path, sha256) pairs in order, all from the
+    cache (see ``fill_cache``)."""
+    out = np.empty((len(photos), cache.dim), dtype=np.float32)
+    for i, (path, sha) in enumerate(photos):
+        row = cache.get(sha)
+        if row is None:
+            raise BungaError(f"the cached embedding of {path} disappeared during training: run the command again")
+        out[i] = row
+    return out
+
+
 def embed_photos(
     photos: Sequence[tuple[Path, str]],
     cache: EmbeddingCache,
@@ -88,36 +126,10 @@ def embed_photos(
     max_pixels: int,
     on_progress: Progress | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Features (embedding | ImageNet probabilities) for (path, sha256) pairs in order; only photos
-    missing from the cache are computed.
-
-    Returns the matrix and how many were computed.
-    """
-    out = np.zeros((len(photos), cache.dim), dtype=np.float32)
-    todo: list[int] = []
-    for i, (_, sha) in enumerate(photos):
-        cached = cache.get(sha)
-        if cached is None:
-            todo.append(i)
-        else:
-            out[i] = cached
-    start = time.perf_counter()
-    for offset in range(0, len(todo), batch_size):
-        chunk = todo[offset : offset + batch_size]
-        rows = runner.features(np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk]))
-        for i, row in zip(chunk, rows, strict=True):
-            out[i] = row
-            cache.put(photos[i][1], row)
-        if on_progress is not None:
-            done = offset + len(chunk)
-            on_progress(done, len(todo), done / max(time.perf_counter() - start, 1e-9))
-    return out, len(todo)
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length."""
-    out: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return out
+    """Features for (path, sha256) pairs in order, computing only those missing from the cache; the
+    matrix and how many were computed."""
+    computed = fill_cache(photos, cache, runner, batch_size, max_pixels, on_progress)
+    return cached_features(photos, cache), computed
 
 
 @dataclass

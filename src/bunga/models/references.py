@@ -9,12 +9,13 @@ import numpy as np
 
 from bunga.data.dataset import PhotoSet
 from bunga.imaging import ImageRejected, thumbnail_jpeg
+from bunga.models.unit_rows import l2_normalise
 from bunga.schemas import ReferencePhoto
 
 
 def typical_indices(x: np.ndarray, y: np.ndarray, classes: list[str]) -> dict[str, int]:
     """For each class, the row whose embedding is closest (cosine) to the class's mean direction."""
-    unit = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+    unit = l2_normalise(x)
     out = {}
     for name in classes:
         rows = np.flatnonzero(y == name)

@@ -107,14 +107,15 @@ def document_bodies(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
     """Add the schemas of request bodies that endpoints parse themselves (``openapi_extra`` refers to
     them by name) to the app's OpenAPI components."""
     generate = app.openapi
+    extra: dict[str, Any] = {}
+    for model in models:
+        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        extra.update(found.pop("$defs", {}))
+        extra[model.__name__] = found
 
     def openapi() -> dict[str, Any]:
         schema = generate()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in models:
-            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(found.pop("$defs", {}))
-            components[model.__name__] = found
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(extra)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.svm import LinearSVC
 
-from bunga.models.linear_svm import Problem, fit
+from bunga.models.linear_svm import Problem, fit, minimise
 from bunga.models.unit_rows import l2_normalise
 
 
@@ -49,3 +49,17 @@ def test_rows_outside_a_problem_are_ignored_and_problems_fit_together() -> None:
     assert together[0].classes == names and together[1].classes == names[1:]
     assert np.abs(together[0].margins(z) - alone.margins(z)).max() < 0.02
     assert np.abs(together[1].margins(z) - subset.margins(z)).max() < 0.02
+
+
+def test_minimise_finds_the_minimum_of_an_ill_conditioned_quadratic() -> None:
+    rng = np.random.default_rng(3)
+    basis, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    hessian = basis @ np.diag(np.logspace(0, 3, 40)) @ basis.T
+    target = rng.normal(size=40)
+
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        gap = x - target
+        return 0.5 * float(gap @ hessian @ gap), hessian @ gap
+
+    found = minimise(objective, np.zeros(40), 1e-8, 5000, 10)
+    np.testing.assert_allclose(found, target, atol=1e-5)

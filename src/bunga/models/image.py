@@ -167,11 +167,16 @@ def fit_head(x: np.ndarray, y: np.ndarray, classes: list[str], c: float, tempera
     return _head(model, z, y, everything, c, temperature)
 
 
+def _centroids(z: np.ndarray, y: np.ndarray, rows: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Unit-length mean direction of each class over the selected rows."""
+    return l2_normalise(np.stack([z[rows & (y == name)].mean(axis=0) for name in classes]))
+
+
 def _head(
     model: LinearModel, z: np.ndarray, y: np.ndarray, rows: np.ndarray, c: float, temperature: float
 ) -> PhotoHead:
     """A fitted SVM as a head: temperature folded into its weights, centroids of its training rows."""
-    centroids = l2_normalise(np.stack([z[rows & (y == name)].mean(axis=0) for name in model.classes]))
+    centroids = _centroids(z, y, rows, model.classes)
     return PhotoHead(
         model.classes,
         (model.coef * temperature).astype(np.float32),
@@ -245,8 +250,7 @@ def select_head(
     for test_idx, rows in zip(tests, training, strict=True):
         for c in C_GRID:
             margins[c][test_idx] = next(models).margins(z[test_idx])
-        centroids = l2_normalise(np.stack([z[rows & (y == name)].mean(axis=0) for name in classes]))
-        sims[test_idx] = z[test_idx] @ centroids.T
+        sims[test_idx] = z[test_idx] @ _centroids(z, y, rows, classes).T
     f1 = {c: float(f1_score(truth, m.argmax(axis=1), average="macro")) for c, m in margins.items()}
     best = max(C_GRID, key=lambda c: (round(f1[c], 9), -c))  # ties: the stronger regularisation
     temperature = fit_temperature(margins[best], truth)
@@ -274,8 +278,8 @@ def open_set(
     held_out = classes[:: max(1, -(-len(classes) // max_classes))]
     results: dict[str, dict[str, list[float]]] = {m: {"auroc": [], "refused": []} for m in ABSTAIN_METHODS}
     z_train = l2_normalise(x_train)
-    known = {held: [k for k in classes if k != held] for held in held_out}
-    models = fit(z_train, y_train, [Problem(c, y_train != held, known[held]) for held in held_out])
+    problems = [Problem(c, y_train != held, [k for k in classes if k != held]) for held in held_out]
+    models = fit(z_train, y_train, problems)
     for held, model in zip(held_out, models, strict=True):
         keep_train, keep_test = y_train != held, y_test != held
         head = _head(model, z_train, y_train, keep_train, c, temperature)

@@ -75,8 +75,19 @@ def _columns(y: np.ndarray, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     return np.column_stack(signs), np.column_stack(costs)
 
 
-def _width(problem: Problem) -> int:
-    return 1 if len(problem.classes) == 2 else len(problem.classes)
+def _times(z: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """[z, 1] @ v, in float32: each row's values for the columns of ``v`` (its last row the bias)."""
+    d = z.shape[1]
+    out: np.ndarray = z @ v[:d].astype(np.float32) + v[d].astype(np.float32)
+    return out
+
+
+def _times_transposed(z: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """[z, 1]' @ r, in float64."""
+    out = np.empty((z.shape[1] + 1, r.shape[1]))
+    out[:-1] = z.T @ r
+    out[-1] = r.sum(axis=0, dtype=np.float64)
+    return out
 
 
 def minimise(
@@ -135,11 +146,7 @@ def _top_directions(z: np.ndarray, r: int, rounds: int = 3, seed: int = 0) -> tu
     width = min(r + 8, d + 1)
 
     def gram_times(v: np.ndarray) -> np.ndarray:
-        rows = z @ v[:d].astype(np.float32) + v[d].astype(np.float32)
-        out = np.empty((d + 1, v.shape[1]))
-        out[:d] = z.T @ rows
-        out[d] = rows.sum(axis=0, dtype=np.float64)
-        return out
+        return _times_transposed(z, _times(z, v))
 
     basis = np.random.default_rng(seed).normal(size=(d + 1, width))
     for _ in range(rounds):
@@ -173,19 +180,17 @@ def fit(z: np.ndarray, y: np.ndarray, problems: Sequence[Problem]) -> list[Linea
     sign = np.concatenate([s for s, _ in parts], axis=1).astype(np.float32)
     cost = np.concatenate([c for _, c in parts], axis=1).astype(np.float32)
     m, d = sign.shape[1], z.shape[1]
-    scale = np.array([p.c * p.rows.mean() for p in problems for _ in range(_width(p))])
+    scale = np.concatenate(
+        [np.full(s.shape[1], p.c * p.rows.mean()) for p, (s, _) in zip(problems, parts, strict=True)]
+    )
     precondition = _preconditioner(z, scale)
 
     def objective(u: np.ndarray) -> tuple[float, np.ndarray]:
         weights = precondition(u.reshape(d + 1, m))
-        w32 = weights.astype(np.float32)
-        slack = np.maximum(0.0, 1.0 - sign * (z @ w32[:d] + w32[d]))
+        slack = np.maximum(0.0, 1.0 - sign * _times(z, weights))
         value = 0.5 * float((weights * weights).sum()) + float((cost * slack * slack).sum(dtype=np.float64))
         pull = -2.0 * cost * slack * sign
-        grad = np.empty((d + 1, m))
-        grad[:d] = z.T @ pull
-        grad[d] = pull.sum(axis=0, dtype=np.float64)
-        return value, precondition(weights + grad).ravel()
+        return value, precondition(weights + _times_transposed(z, pull)).ravel()
 
     start = np.zeros((d + 1) * m)
     solution = minimise(objective, start, TOLERANCE, MAX_STEPS, MEMORY)

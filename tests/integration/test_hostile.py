@@ -179,7 +179,10 @@ def test_exif_with_absurd_orientation(client: TestClient, tmp_path: Path, orient
 
 
 def test_unknown_routes_and_methods(client: TestClient, tmp_path: Path) -> None:
-    assert client.get("/predict").status_code == 405
+    wrong_method = client.get("/predict")  # /predict is served by a plain route: same answer as FastAPI's
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json() == {"detail": "Method Not Allowed"}
+    assert_clean(wrong_method, tmp_path)
     assert client.get("/../../etc/passwd").status_code == 404
     assert client.get("/static/../../config.py").status_code == 404
     response = client.get("/species/" + "%2e%2e%2f" * 5 + "etc")

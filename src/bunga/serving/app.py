@@ -160,6 +160,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.predict_buckets = buckets(settings.predict_rate_per_min, settings.predict_burst)
     app.state.batcher = PhotoBatcher(settings.photo_batch_max, settings.photo_batch_wait_ms / 1000, metrics.batched)
     app.state.store = store or ModelStore(model_source(settings), list(settings.serve_kinds))
+    app.router.routes[:0] = predict.SERVED_DIRECTLY  # matched first, before its documented twin
     for module in (predict, catalog, feedback, health, admin, page):
         app.include_router(module.router)
     document_bodies(app, (PredictRequest,))

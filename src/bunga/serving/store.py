@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from bunga.errors import BungaError
 from bunga.predict import Predictor
 from bunga.schemas import ModelCard
+from bunga.serving.heap import release_free_heap
 from bunga.serving.registry import ModelSource
 from bunga.serving.schemas import ReloadResult
 
@@ -112,6 +113,7 @@ class ModelStore:
                 slots[kind] = replace(old, stale_since=new.stale_since)
             return ReloadResult(kind=kind, status="unchanged", old_version=old_version, new_version=old_version)
         slots[kind] = new  # the atomic switch: one reference assignment
+        release_free_heap()  # the new graph's parse buffers (and the old slot's, once unused)
         log.info("%s@%s now serves version %s (was %s)", kind, alias, new.version, old_version)
         return ReloadResult(kind=kind, status="swapped", old_version=old_version, new_version=new.version)
 

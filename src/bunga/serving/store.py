@@ -113,7 +113,7 @@ class ModelStore:
                 slots[kind] = replace(old, stale_since=new.stale_since)
             return ReloadResult(kind=kind, status="unchanged", old_version=old_version, new_version=old_version)
         slots[kind] = new  # the atomic switch: one reference assignment
-        release_free_heap()  # the new graph's parse buffers (and the old slot's, once unused)
+        release_free_heap()  # the new graph's parse buffers, freed once its session was built
         log.info("%s@%s now serves version %s (was %s)", kind, alias, new.version, old_version)
         return ReloadResult(kind=kind, status="swapped", old_version=old_version, new_version=new.version)
 

@@ -1,7 +1,8 @@
 """Where a `/predict` request's time goes inside the process: each app is called directly through ASGI
 (no network, no uvicorn), the apps taking turns round after round, medians of the rounds. The apps:
 FastAPI's constant floor (the benchmark's), the same floor with a Request-only endpoint, a bare
-Starlette route, and bunga's own app with and without its guard middleware. A dev measurement behind
+Starlette route, and bunga's own app: as served, with `/predict` through its documented FastAPI route
+instead of the plain route that serves it, and without its guard middleware. A dev measurement behind
 the README's paragraph on the floor; it needs the measurement model that `make bench` exports.
 Run: PYTHONPATH=.:src python scripts/asgi_cost.py [rounds]"""
 
@@ -22,6 +23,7 @@ from benchmarks.models import prepare
 from fastapi import FastAPI, Request, Response
 from starlette.routing import Route
 
+from bunga.serving.routes.predict import SERVED_DIRECTLY
 from bunga.serving.schemas import PredictRequest
 
 BODY = json.dumps(RECORD).encode()
@@ -97,13 +99,17 @@ async def main(rounds: int) -> None:
     os.environ["BUNGA_MONITOR_DB"] = str(WORK / "asgi-cost-monitor.db")
     apps = floors()
     apps["bunga"] = serving.create_app()
+    fastapi_route = serving.create_app()  # /predict through its documented FastAPI route (before 2026-11-27)
+    fastapi_route.router.routes[:] = [r for r in fastapi_route.router.routes if r not in SERVED_DIRECTLY]
+    apps["bunga, FastAPI's /predict route"] = fastapi_route
     add_middleware = FastAPI.add_middleware
     FastAPI.add_middleware = lambda *_, **__: None  # type: ignore[method-assign]  # the same app without Guard
     try:
         apps["bunga without its guard"] = serving.create_app()
     finally:
         FastAPI.add_middleware = add_middleware  # type: ignore[method-assign]
-    running = [await start(apps[name]) for name in ("bunga", "bunga without its guard")]
+    bunga_apps = ("bunga", "bunga, FastAPI's /predict route", "bunga without its guard")
+    running = [await start(apps[name]) for name in bunga_apps]
     micros: dict[str, list[float]] = {name: [] for name in apps}
     for app in apps.values():
         for _ in range(1000):

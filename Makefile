@@ -50,7 +50,11 @@ unit: $(VENV)/.dev-installed ## Only the fast unit tests
 audit: $(VENV)/.dev-installed ## pip-audit the locked runtime dependencies (requirements/serve.txt)
 	$(BIN)/pip-audit -r requirements/serve.txt --no-deps --disable-pip --progress-spinner off --strict
 
-bench: $(VENV)/.dev-installed ## Speed, memory and accuracy benchmarks -> benchmarks/RESULTS.md
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.dev-installed $(VENV)/.run-installed
+
+bench: $(VENV)/.bench-installed ## Speed, memory and accuracy benchmarks -> benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run
 
 clean: ## Remove the venv, caches and local MLflow store

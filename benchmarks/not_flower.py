@@ -38,16 +38,18 @@ def features(paths: list[Path]) -> np.ndarray:
 class Fitted:
     """The head and the not-a-flower rule fitted on some flower photos, as `bunga train` fits them."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, dim: int = EMBEDDING_DIM) -> None:
+        """``x``: embedding (its first ``dim`` columns) | ImageNet probabilities."""
         classes = sorted(set(y))
-        selection = select_head(x[:, :EMBEDDING_DIM], y, classes, 3, 0, 0.05)
-        self.head = fit_head(x[:, :EMBEDDING_DIM], y, classes, selection.c, selection.temperature)
-        self.rule: NotFlowerRule = fit_not_flower(x[:, EMBEDDING_DIM:], selection.centroid_distance, MAX_REFUSED, 0)
+        self.dim = dim
+        selection = select_head(x[:, :dim], y, classes, 3, 0, 0.05)
+        self.head = fit_head(x[:, :dim], y, classes, selection.c, selection.temperature)
+        self.rule: NotFlowerRule = fit_not_flower(x[:, dim:], selection.centroid_distance, MAX_REFUSED, 0)
 
     def refused(self, x: np.ndarray) -> np.ndarray:
         """Which photos are called "not a flower"."""
-        sims = self.head.scores(x[:, :EMBEDDING_DIM])[1]
-        return refusal_score(x[:, EMBEDDING_DIM:], 1.0 - sims.max(axis=1), self.rule) > self.rule.threshold
+        sims = self.head.scores(x[:, : self.dim])[1]
+        return refusal_score(x[:, self.dim :], 1.0 - sims.max(axis=1), self.rule) > self.rule.threshold
 
 
 def main() -> dict[str, Any]:

@@ -234,6 +234,42 @@ def render() -> str:
             ((k, f"{v:.1%}") for k, v in nf["unknown_species_called_not_flower"].items()),
         )
         lines.append("")
+    options = load("backbones")
+    if options and not options.get("skipped"):
+        lines += [
+            "Backbone options (`python -m benchmarks.backbones`; each built by bunga from its PyPI weight file; "
+            "several side by side: embeddings joined, ImageNet probabilities averaged). Macro-F1: 5-fold CV, "
+            "linear SVM C=1; unknown species: each class held out in turn, refused at 95 % of known kept "
+            f"(max_prob); not a flower: {options['nonflowers']} dev photos, as above; latency: the backbones "
+            "at batch 1 with serving's onnxruntime settings:",
+            "",
+        ]
+        lines += table(
+            (
+                "backbones",
+                "macro-F1",
+                "unknown AUROC",
+                "unknown refused",
+                "not a flower refused",
+                "known kept",
+                "batch-1 ms",
+                "graph MB",
+            ),
+            (
+                (
+                    name,
+                    f"{r['f1_macro_mean']:.3f} ± {r['f1_macro_std']:.3f}",
+                    f"{r['unknown_auroc']:.3f}",
+                    f"{r['unknown_refused']:.1%}",
+                    f"{r['nonflower_refused']:.1%}",
+                    f"{r['known_kept']:.1%}",
+                    fmt(r["batch1_ms"]),
+                    fmt(r["graph_mb"]),
+                )
+                for name, r in options["options"].items()
+            ),
+        )
+        lines.append("")
     iris = load("quality")
     if iris:
         lines += [

@@ -9,6 +9,7 @@ import traceback
 
 from benchmarks import (
     api_throughput,
+    backbones,
     memory,
     monitor_scale,
     not_flower,
@@ -31,6 +32,7 @@ def main() -> None:
         ("photo_quality", photo_quality.main),
         ("quality", quality.main),
         ("not_flower", not_flower.main),
+        ("backbones", backbones.main),
         ("pipeline", pipeline.main),
         ("train_scale", train_scale.main),
         ("api_throughput", api_throughput.main),

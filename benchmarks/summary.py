@@ -318,6 +318,31 @@ def _not_flower_rows(nf: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _backbone_rows(result: dict[str, Any]) -> list[Row]:
+    options = result["options"]
+
+    def cell(name: str) -> str:
+        r = options[name]
+        return (
+            f"{name}: macro-F1 {r['f1_macro_mean']:.3f}, unknown species {r['unknown_refused']:.1%} refused "
+            f"(AUROC {r['unknown_auroc']:.3f}), not a flower {r['nonflower_refused']:.1%}, "
+            f"{fmt(r['batch1_ms'])} ms, {fmt(r['graph_mb'])} MB"
+        )
+
+    shipped = next(name for name in options if "shipped" in name)
+    best = max((name for name in options if name != shipped), key=lambda name: options[name]["unknown_auroc"])
+    return [
+        (
+            "photo backbone options (#12): the shipped one against the best other by unknown-species AUROC",
+            cell(shipped),
+            cell(best),
+            "reported (every option: benchmarks/RESULTS.md)",
+            None,
+            "backbones",
+        )
+    ]
+
+
 def _soak_rows(soak_r: dict[str, Any]) -> list[Row]:
     rows: list[Row] = [
         (
@@ -407,6 +432,7 @@ def summary() -> str:
         ("train_scale", _scale_rows),
         ("photo_quality", _quality_rows),
         ("not_flower", _not_flower_rows),
+        ("backbones", _backbone_rows),
         ("soak", _soak_rows),
         ("monitor_scale", _monitor_rows),
     )

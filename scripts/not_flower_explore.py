@@ -2,14 +2,15 @@
 similarity to the nearest class centroid, or to its k nearest training photos) add to the ImageNet
 "outside the flower classes" score for refusing things that are not flowers? tf_flowers 5-fold: each
 rule fitted on four folds, measured on the fifth and on ../shared/data/nonflower_dev.
-Run after scripts/backbones_explore.py: PYTHONPATH=.:src python scripts/not_flower_explore.py"""
+Features come from benchmarks/backbones.py (cached there).
+Run: PYTHONPATH=.:src python scripts/not_flower_explore.py"""
 
 from __future__ import annotations
 
 import numpy as np
+from benchmarks.backbones import features
 from benchmarks.common import SHARED_FLOWERS
 from benchmarks.photo_quality import load
-from scripts.backbones_explore import features
 from scripts.open_set_explore import knn_distance
 from sklearn.model_selection import StratifiedKFold
 

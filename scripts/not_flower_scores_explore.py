@@ -2,7 +2,7 @@
 oracle thresholds that keep exactly 95 % and 98 % of known photos (tf_flowers 5-fold; non-flowers:
 ../shared/data/nonflower_dev, which may flatter ImageNet-based scores). Joined scores: Fisher's method
 on each score's rank among the known test photos (oracle, so equally optimistic for every variant).
-Uses the Lite0 features cached by scripts/backbones_explore.py.
+Uses the Lite0 features cached by benchmarks/backbones.py.
 Run: PYTHONPATH=.:src python scripts/not_flower_scores_explore.py
 Measured on 2026-11-27, non-flowers refused at 98 % / 95 % kept:
   mass (bunga's ImageNet score: 1 - probability on the flower-like classes, MIN_MASS 0.01) 0.909 / 0.977
@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from benchmarks.backbones import features
 from benchmarks.common import SHARED_FLOWERS
 from benchmarks.photo_quality import load
-from scripts.backbones_explore import features
 from sklearn.model_selection import StratifiedKFold
 
 from bunga.models.unit_rows import l2_normalise

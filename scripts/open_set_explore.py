@@ -2,15 +2,15 @@
 in turn (75/25 split as in benchmarks/photo_quality.py). For each score: AUROC, the share of the
 held-out class refused and of known test photos kept at the threshold bunga would calibrate (out of
 fold, 5 % refused), and the share refused at the oracle threshold that keeps exactly 95 % of the known
-test photos. Uses the Lite0 features cached by scripts/backbones_explore.py.
+test photos. Uses the Lite0 features cached by benchmarks/backbones.py.
 Run: PYTHONPATH=.:src python scripts/open_set_explore.py"""
 
 from __future__ import annotations
 
 import numpy as np
+from benchmarks.backbones import features
 from benchmarks.common import SHARED_FLOWERS
 from benchmarks.photo_quality import load
-from scripts.backbones_explore import features
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from bunga.evaluate import auroc

@@ -74,6 +74,23 @@ def test_a_real_daisy_gets_the_imagenet_daisy_class(tmp_path: Path) -> None:
     assert (top5 == 985).any(axis=1).mean() >= 0.75  # ImageNet class 985 is "daisy"
 
 
+def test_a_fully_cached_set_never_opens_the_backbone(tmp_path: Path) -> None:
+    """A retrain whose photos are all in the embedding cache reads them back without opening an
+    onnxruntime session for the backbone (the session is opened on first use)."""
+    from bunga.files import sha256_file
+    from bunga.models.image import BackboneRunner, EmbeddingCache, embed_photos
+
+    photos = [(p, sha256_file(p)) for p in sorted((SHIPPED_PHOTOS / "rose").glob("*.jpg"))[:3]]
+    first = BackboneRunner(tmp_path)
+    cache = EmbeddingCache(tmp_path, first.id)
+    features, computed = embed_photos(photos, cache, first, 8, 50_000_000)
+    assert computed == 3 and "session" in vars(first)
+    again = BackboneRunner(tmp_path)
+    cached, computed = embed_photos(photos, cache, again, 8, 50_000_000)
+    assert computed == 0 and "session" not in vars(again)
+    np.testing.assert_array_equal(cached, features)
+
+
 @pytest.fixture
 def photo_workspace(tmp_path: Path, synthetic_photos: Path) -> Path:
     shutil.copytree(synthetic_photos, tmp_path / "collected_data" / "staf")

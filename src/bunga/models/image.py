@@ -7,7 +7,9 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
@@ -63,14 +65,19 @@ class BackboneRunner:
     """Runs the backbone through onnxruntime (several times faster than torch eager on CPU).
 
     The ONNX file is built from the weight file once per backbone id (no torch) and kept in the
-    cache folder.
+    cache folder; the session is opened on first use (a retrain whose photos are all cached never
+    opens it).
     """
 
     def __init__(self, cache_dir: Path, tta: bool = False) -> None:
         self.id = backbone_id(tta)
         self.path = cache_dir / "backbones" / f"{self.id}.onnx"
         build_once(self.path, weights_path(), TAP_BLOCKS, tta=tta)
-        self.session = onnx_session(self.path)
+
+    @cached_property
+    def session(self) -> Any:
+        """The onnxruntime session of the backbone graph."""
+        return onnx_session(self.path)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, 224, 224) preprocessed images -> (N, EMBEDDING_DIM) embeddings."""

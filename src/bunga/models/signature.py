@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bunga.models.unit_rows import l2_normalise
+
 SIGNATURE_DIM = 32
 SIGNATURE_OUTPUT = "signature"
 REFERENCE_SAMPLE = 200  # training signatures kept in the model card
@@ -23,8 +25,7 @@ def projection(embedding_dim: int, seed: int = 0) -> np.ndarray:
 
 def signatures(embeddings: np.ndarray) -> np.ndarray:
     """Signatures of raw embeddings (as the exported graph computes them)."""
-    z = embeddings / np.clip(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12, None)
-    result: np.ndarray = (z @ projection(embeddings.shape[1])).astype(np.float32)
+    result: np.ndarray = (l2_normalise(embeddings) @ projection(embeddings.shape[1])).astype(np.float32)
     return result
 
 

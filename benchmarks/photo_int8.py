@@ -1,9 +1,11 @@
 """An int8 backbone, by measurement: onnxruntime static quantization (QDQ, per-channel int8 weights,
 uint8 activations; MinMax and Percentile calibration on 64 photos of the shipped sample) of the very
 backbone graph bunga builds, against float32 in the same run: photos/s at batch 1 and 32 (serving
-session settings, median of 15 after 3 warm-up calls) and how far its outputs move on the other
-sample photos (cosine of the embeddings, agreement of the ImageNet top-1 class).
-Run: python -m benchmarks.photo_int8"""
+session settings; the three graphs take turns, ROUNDS rounds, medians), how far its outputs move on
+the other sample photos (cosine of the embeddings, agreement of the ImageNet top-1 class) and, where
+../shared/data/tf_flowers is present, the photo model's quality on int8 embeddings against float32
+ones: 5-fold CV macro-F1 (linear SVM, C=1) and the held-out-species AUROC (as
+benchmarks/photo_quality.py). Run: python -m benchmarks.photo_int8"""
 
 from __future__ import annotations
 
@@ -13,12 +15,48 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import ROOT, WORK, block, save
+from benchmarks.common import ROOT, SHARED_FLOWERS, WORK, block, save
+from benchmarks.photo_quality import cv_f1, load
+
+ROUNDS = 5
 
 
-def _speed(session: Any, batch: int) -> float:
+def _speeds(sessions: dict[str, Any], batch: int) -> dict[str, float]:
+    """Photos/s of each session at ``batch``: the sessions take turns, medians of the rounds (a
+    float32 baseline timed apart from the int8 graphs moved the ratio by a third between runs)."""
     x = np.random.default_rng(0).normal(0, 0.6, (batch, 3, 224, 224)).astype(np.float32)
-    return batch / block(lambda: session.run(["embedding"], {"input": x}), repeat=15)
+    rounds: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(ROUNDS):
+        for name, session in sessions.items():
+            rounds[name].append(batch / block(lambda s=session: s.run(["embedding"], {"input": x}), repeat=5))
+    return {name: float(np.median(r)) for name, r in rounds.items()}
+
+
+def _quality(sessions: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+    """Macro-F1 and held-out-species AUROC of the photo head on each session's embeddings of
+    tf_flowers, or None without the shared photos."""
+    from sklearn.model_selection import train_test_split
+
+    from bunga.imaging import photo_tensor
+    from bunga.models import image
+
+    if not SHARED_FLOWERS.is_dir():
+        return None
+    pairs, y = load(SHARED_FLOWERS)
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
+    for at in range(0, len(pairs), 32):
+        x = np.stack([photo_tensor(p, 10**9) for p, _ in pairs[at : at + 32]])
+        for name, session in sessions.items():
+            rows[name].append(session.run(["embedding"], {"input": x})[0])
+    classes = sorted(set(y))
+    train, test = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=0)
+    out = {}
+    for name, parts in rows.items():
+        e = np.concatenate(parts).astype(np.float32)
+        sel = image.select_head(e[train], y[train], classes, 3, 0, 0.05)
+        open_set = image.open_set(e[train], y[train], e[test], y[test], classes, sel.c, sel.temperature, 0.05)
+        out[name] = {"f1_macro": float(np.mean(cv_f1(e, y, classes, choose=False))), **open_set["max_prob"]}
+    return out
 
 
 def _int8_instructions() -> list[str]:
@@ -66,19 +104,11 @@ def main() -> dict[str, Any]:
             self.i += 1
             return {"input": x_cal[self.i - 1 : self.i]}
 
-    reference = serving_session(fp32, None)
-    out: dict[str, Any] = {
-        "float32": {"batch1_photos_per_s": _speed(reference, 1), "batch32_photos_per_s": _speed(reference, 32)},
-        "calibration_photos": len(calibration),
-        "held_photos": len(held),
-        "int8": {},
-    }
-    e32, i32 = reference.run(["embedding", "imagenet"], {"input": x_held})
+    sessions = {"float32": serving_session(fp32, None)}
     for method in ("MinMax", "Percentile"):
-        path = folder / f"int8-{method}.onnx"
         quantize_static(
             str(prepared),
-            str(path),
+            str(folder / f"int8-{method}.onnx"),
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
@@ -86,18 +116,38 @@ def main() -> dict[str, Any]:
             weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, method),
         )
-        session = serving_session(path, None)
-        e8, i8 = session.run(["embedding", "imagenet"], {"input": x_held})
+        sessions[method] = serving_session(folder / f"int8-{method}.onnx", None)
+    batch1, batch32 = _speeds(sessions, 1), _speeds(sessions, 32)
+    quality = _quality(sessions)
+    out: dict[str, Any] = {
+        "float32": {"batch1_photos_per_s": batch1["float32"], "batch32_photos_per_s": batch32["float32"]},
+        "calibration_photos": len(calibration),
+        "held_photos": len(held),
+        "rounds": ROUNDS,
+        "int8": {},
+    }
+    if quality is not None:
+        out["float32"]["quality"] = quality["float32"]
+    e32, i32 = sessions["float32"].run(["embedding", "imagenet"], {"input": x_held})
+    for method in ("MinMax", "Percentile"):
+        e8, i8 = sessions[method].run(["embedding", "imagenet"], {"input": x_held})
         cosine = (e32 * e8).sum(axis=1) / np.linalg.norm(e8, axis=1)
-        result = {
-            "batch1_photos_per_s": _speed(session, 1),
-            "batch32_photos_per_s": _speed(session, 32),
+        result: dict[str, Any] = {
+            "batch1_photos_per_s": batch1[method],
+            "batch32_photos_per_s": batch32[method],
+            "batch1_speedup": batch1[method] / batch1["float32"],
             "embedding_cosine_median": float(np.median(cosine)),
             "embedding_cosine_min": float(cosine.min()),
             "imagenet_top1_agreement": float((i32.argmax(axis=1) == i8.argmax(axis=1)).mean()),
-            "size_mb": path.stat().st_size / 1e6,
+            "size_mb": (folder / f"int8-{method}.onnx").stat().st_size / 1e6,
         }
-        result["batch1_speedup"] = result["batch1_photos_per_s"] / out["float32"]["batch1_photos_per_s"]
+        if quality is not None:
+            q, base = quality[method], quality["float32"]
+            result["quality"] = {
+                **q,
+                "f1_drop": base["f1_macro"] - q["f1_macro"],
+                "auroc_drop": base["auroc"] - q["auroc"],
+            }
         out["int8"][method] = result
         print(method, result)
     out["cpu_int8_instructions"] = _int8_instructions()

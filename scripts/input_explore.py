@@ -27,7 +27,7 @@ from benchmarks.photo_quality import cv_f1, held_out_species, load
 
 from bunga.imaging import load_photo, to_tensor
 from bunga.models import lite_graph
-from bunga.models.backbone import TAP_BLOCKS, TAP_CHANNELS, weights_path
+from bunga.models.backbone import EMBEDDING_DIM, HEAD_DIM, TAP_BLOCKS, TAP_CHANNELS, weights_path
 from bunga.models.unit_rows import l2_normalise
 from bunga.predict import serving_session
 
@@ -58,7 +58,7 @@ def at_size(size: int, paths: list[Path], tag: str) -> np.ndarray:
 
 def per_block(x: np.ndarray) -> np.ndarray:
     """Each tapped block and the head's channels at unit length, side by side."""
-    edges = np.cumsum([1280, *TAP_CHANNELS[:-1]])
+    edges = np.cumsum([HEAD_DIM, *TAP_CHANNELS[:-1]])
     return np.concatenate([l2_normalise(p.copy()) for p in np.split(x, edges, axis=1)], axis=1)
 
 
@@ -67,14 +67,14 @@ def main() -> None:
     flowers, others = [p for p, _ in pairs], sorted(NONFLOWER.glob("*.jpg"))
     for size in SIZES:
         print(size, quality(joined([at_size(size, flowers, "tf_flowers")]), y, joined([at_size(size, others, "nf")])))
-    x = features("efficientnet-lite0", flowers, "tf_flowers")[:, : 1280 + sum(TAP_CHANNELS)].astype(np.float64)
+    x = features("efficientnet-lite0", flowers, "tf_flowers")[:, :EMBEDDING_DIM].astype(np.float64)
     classes = sorted(set(y))
     variants = {
         "shipped": x,
         "signed square root": np.sqrt(np.maximum(x, 0)),
         "each block at unit length": per_block(x),
         "standardised": (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6),
-        "head channels alone": x[:, :1280],
+        "head channels alone": x[:, :HEAD_DIM],
     }
     for name, z in variants.items():
         z = z.astype(np.float32)

@@ -59,6 +59,42 @@ def onnx_scores_graph(features: int, classes: int) -> bytes:
     return bytes(model.SerializeToString())
 
 
+def onnx_constant_graph(features: int, values: list[float]) -> bytes:
+    """A valid ONNX graph named like a bunga measurement model whose ``probabilities`` are ``values``
+    for every input (the input only sets the batch size)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    zeros = numpy_helper.from_array(np.zeros((features, len(values)), dtype=np.float32), "zeros")
+    constant = numpy_helper.from_array(np.array(values, dtype=np.float32), "constant")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["input", "zeros"], ["nothing"]),
+            helper.make_node("Add", ["nothing", "constant"], ["probabilities"]),
+        ],
+        "constant",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, features])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, len(values)])],
+        initializer=[zeros, constant],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def keep_outputs(graph: bytes, names: list[str]) -> bytes:
+    """The same ONNX graph with only the outputs ``names`` left (the rest of its nodes unchanged)."""
+    import onnx
+
+    model = onnx.load_from_string(graph)
+    kept = [o for o in model.graph.output if o.name in names]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    return bytes(model.SerializeToString())
+
+
 def missing(what: str) -> None:
     """Skip a test whose requirement is absent here, but fail it in CI (``CI`` set), where .ci/run
     installs everything: a skip there would hide lost coverage."""

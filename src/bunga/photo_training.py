@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bunga.bundle import read_bundle, write_bundle
+from bunga.bundle_check import record_and_verify
 from bunga.data.dataset import PhotoSet, check_classes, holdout_mask, load_photos
 from bunga.errors import BungaError
 from bunga.evaluate import evaluate
@@ -25,7 +26,6 @@ from bunga.models.references import reference_photos
 from bunga.models.signature import reference_sample
 from bunga.models.unit_rows import normalise_in_place
 from bunga.monitor.profile import reference_profile
-from bunga.predict import Predictor
 from bunga.reports import contact_sheet
 from bunga.schemas import Abstention, ModelCard, NotFlower, ReferencePhoto
 from bunga.tracking import Tracker
@@ -313,9 +313,9 @@ def train_photos(
             ),
         )
         write_bundle(folder / "bundle", fit.graph, card)
+        predictor = record_and_verify(folder / "bundle")
         card, model_path = read_bundle(folder / "bundle")
         run.folder(folder / "bundle", "bunga")
-        predictor = Predictor(folder / "bundle")
         check_x = split.check_x[:1]
         out = predictor.predict_proba(check_x)
         model_uri = run.onnx_model(model_path, check_x, out, requirements(["onnxruntime", "numpy", "onnx"]))

@@ -11,7 +11,6 @@ import numpy as np
 
 from bunga.bundle import read_bundle
 from bunga.errors import BungaError
-from bunga.imaging import INPUT_SIZE
 from bunga.models.not_flower import IMAGENET_OUTPUT, NotFlowerRule, refusal_score
 from bunga.models.signature import SIGNATURE_OUTPUT
 from bunga.schemas import ModelCard
@@ -98,22 +97,6 @@ class Predictor:
         scores = 1.0 - best
         recognised = (scores <= abstention.threshold) & ~not_flower
         return PhotoScores(probs, recognised, scores, not_flower, flower_scores, signatures)
-
-    def smoke_test(self) -> None:
-        """Predict on a synthetic input; raise BungaError unless the output is a probability table."""
-        if self.kind == "measurements":
-            x = np.array([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]], dtype=np.float32)
-        else:
-            x = np.random.default_rng(0).normal(0, 0.5, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
-        try:
-            probs = self.predict_proba(x)
-        except Exception as err:
-            raise BungaError(f"smoke prediction failed: {type(err).__name__}") from err
-        ok = probs.shape == (2, len(self.classes)) and np.isfinite(probs).all()
-        if not ok or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
-            raise BungaError(
-                f"smoke prediction returned {probs.shape}, not probabilities over {len(self.classes)} classes"
-            )
 
     def describe(self) -> ModelCard:
         """The card of the loaded model."""

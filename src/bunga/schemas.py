@@ -159,6 +159,17 @@ class ReferencePhoto(BaseModel):
     link: str = ""  # where the photographer is credited
 
 
+class RecordedAnswers(BaseModel):
+    """The model's probabilities for a few reference inputs, recorded at training and checked at every
+    load: a graph that ignores its input, or is not the one trained, answers them differently.
+    Measurements: ``inputs`` are rows in ``FEATURES`` order. Photos: ``photos`` names the species whose
+    reference photo in the card (its exact JPEG bytes) is the input."""
+
+    inputs: list[list[float]] = []
+    photos: list[str] = []
+    probabilities: list[list[float]]
+
+
 class ModelCard(BaseModel):
     """Everything serving needs to know about an exported model, stored beside ``model.onnx``."""
 
@@ -180,3 +191,4 @@ class ModelCard(BaseModel):
     not_flower: NotFlower | None = None
     references: dict[str, ReferencePhoto] = {}
     profile: ReferenceProfile | None = None  # the reference for monitoring
+    answers: RecordedAnswers | None = None  # cards made before them are checked for structure only

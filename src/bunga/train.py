@@ -18,6 +18,7 @@ import numpy as np
 
 from bunga import __version__
 from bunga.bundle import read_bundle, write_bundle
+from bunga.bundle_check import answer_rows, record_and_verify
 from bunga.config import DataKind
 from bunga.data.dataset import (
     MeasurementSet,
@@ -251,6 +252,7 @@ def train_measurements(cfg: TrainConfig, tracker: Tracker, say: Say = lambda _: 
                 ),
             )
             write_bundle(Path(tmp) / "bundle", onnx_bytes, card)
+            record_and_verify(Path(tmp) / "bundle", answer_rows(test.x, test.y))
             card, _ = read_bundle(Path(tmp) / "bundle")
             run.folder(Path(tmp) / "bundle", "bunga")
         example = pd.DataFrame(test.x[:3], columns=list(FEATURES))

@@ -19,7 +19,7 @@ from bunga.config import Settings
 from bunga.serving.app import create_app
 from bunga.serving.schemas import PredictResponse
 from tests.conftest import TEST_CREDIT_LICENCE, TEST_CREDIT_LINK, LiveServer
-from tests.helpers import onnx_scores_graph, photo_bytes
+from tests.helpers import keep_outputs, onnx_constant_graph, onnx_scores_graph, photo_bytes
 
 TOKEN = "test-admin-token-123456"
 IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -121,7 +121,7 @@ def test_species_catalogue(client: TestClient) -> None:
 
 
 def test_probes_model_info_and_metrics(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok", "models": {}, "stale": {}}
+    assert client.get("/health").json() == {"status": "ok", "models": {}, "stale": {}, "errors": {}}
     ready = client.get("/ready")
     assert ready.status_code == 200 and set(ready.json()["models"]) == {"measurements", "photos"}
     models = client.get("/model").json()["models"]
@@ -335,6 +335,75 @@ def test_reload_swaps_and_a_broken_model_never_serves(client: TestClient, model_
         assert client.post("/predict", json=IRIS).json()["predictions"][0]["model_version"] == "99"
         assert "99" in client.get("/model").text
     assert client.get("/ready").status_code == 200
+
+
+def _stage(model_dir: Path, kind: str, version: str, graph: bytes, **card_changes: object) -> None:
+    """Put ``graph`` in the served folder of ``kind`` with a card whose sha256 matches it."""
+    card_path = model_dir / kind / "bunga.json"
+    card = json.loads(card_path.read_text())
+    (model_dir / kind / "model.onnx").write_bytes(graph)
+    card.update(version=version, onnx_sha256=hashlib.sha256(graph).hexdigest(), **card_changes)
+    card_path.write_text(json.dumps(card))
+
+
+def test_a_photo_graph_without_the_outputs_answers_use_never_serves(client: TestClient, model_dir: Path) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    photo = {"file": ("a.jpg", photo_bytes(), "image/jpeg")}
+    serving = client.post("/predict/image", files=photo).json()["results"][0]["model_version"]
+    graph = (model_dir / "photos" / "model.onnx").read_bytes()
+    _stage(model_dir, "photos", "broken-photos", keep_outputs(graph, ["probabilities"]))
+    result = next(r for r in client.post("/admin/reload", headers=auth).json()["results"] if r["kind"] == "photos")
+    assert result["status"] == "failed" and "lacks the output" in result["error"], result
+    assert "similarity" in result["error"]
+    answer = client.post("/predict/image", files=photo)
+    assert answer.status_code == 200 and answer.json()["results"][0]["model_version"] == serving
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and "lacks the output" in ready.json()["errors"]["photos"]
+    assert "lacks the output" in client.get("/model").json()["errors"]["photos"]
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ([1.5, -0.5, 0.0], "outside [0, 1]"),  # sums to 1, negative
+        ([0.2, 0.3, 0.5], "differ from those recorded at training"),  # a distribution that ignores its input
+    ],
+)
+def test_a_measurement_graph_that_answers_wrong_never_serves(
+    client: TestClient, model_dir: Path, values: list[float], error: str
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    serving = client.post("/predict", json=IRIS).json()["predictions"][0]["model_version"]
+    _stage(model_dir, "measurements", "constant", onnx_constant_graph(4, values))
+    result = client.post("/admin/reload", headers=auth).json()["results"][0]
+    assert result["status"] == "failed" and error in result["error"], result
+    assert client.post("/predict", json=IRIS).json()["predictions"][0]["model_version"] == serving
+    assert error in client.get("/ready").json()["errors"]["measurements"]
+
+
+def test_a_card_made_before_recorded_answers_still_serves_with_a_warning(model_dir: Path, tmp_path: Path) -> None:
+    """An upgrade must not cause an outage: old cards are checked for structure and flagged."""
+    for kind in ("measurements", "photos"):
+        card_path = model_dir / kind / "bunga.json"
+        card = json.loads(card_path.read_text())
+        assert card["answers"]["probabilities"], "training records the answers"
+        del card["answers"]
+        card_path.write_text(json.dumps(card))
+    with make_client(model_dir, tmp_path) as client:
+        assert client.post("/predict", json=IRIS).status_code == 200
+        assert client.post("/predict/image", files={"file": ("a.jpg", photo_bytes(), "image/jpeg")}).status_code == 200
+        models = client.get("/model").json()["models"]
+        assert all("no recorded answers" in models[kind]["warnings"][0] for kind in ("measurements", "photos"))
+    # ...while a constant graph with such a card is still refused by its structure check
+    _stage(model_dir, "measurements", "constant", onnx_constant_graph(4, [1.5, -0.5, 0.0]))
+    with make_client(model_dir, tmp_path) as client:
+        assert client.get("/ready").json()["models"].get("measurements", "").startswith("error:")
+
+
+def test_current_cards_serve_without_warnings(client: TestClient) -> None:
+    models = client.get("/model").json()["models"]
+    assert models["measurements"]["warnings"] == [] and models["photos"]["warnings"] == []
+    assert client.get("/ready").json()["errors"] == {}
 
 
 def test_canary_sends_a_share_to_the_challenger(client: TestClient, model_dir: Path) -> None:

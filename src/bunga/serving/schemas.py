@@ -114,6 +114,7 @@ class ModelInfo(BaseModel):
     challenger_version: str | None = None
     stale: bool = False
     stale_since: str | None = Field(None, description="The registry has been unreachable since then")
+    warnings: list[str] = Field([], description="Why this bundle was checked less than a current one at load")
 
 
 class InboxUsage(BaseModel):
@@ -140,6 +141,9 @@ class Health(BaseModel):
     status: str
     models: dict[str, str] = {}
     stale: dict[str, str] = Field({}, description="Kinds served from local disk while the registry is down: since when")
+    errors: dict[str, str] = Field(
+        {}, description="Kinds whose last load or reload failed, and why (an older version may still serve them)"
+    )
 
 
 class TrafficRequest(BaseModel):

@@ -1,7 +1,9 @@
 """The model store: one slot per data kind, swapped atomically (blue/green).
 
 A request takes the slot once and keeps it, so it finishes on the version it started with. A new
-version is fully loaded and smoke-tested before the swap; a failed load leaves the old one serving.
+version is fully loaded and checked (bunga.bundle_check: its graph run the way requests run it, its
+answers to the reference inputs its card recorded) before the swap; a failed load or check leaves the
+old one serving.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import random
 import threading
 from dataclasses import dataclass, replace
 
+from bunga.bundle_check import verify
 from bunga.errors import BungaError
 from bunga.predict import Predictor
 from bunga.schemas import ModelCard
@@ -24,11 +27,12 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 
 @dataclass(frozen=True)
 class Slot:
-    """A loaded, smoke-tested model and what it is."""
+    """A loaded, checked model and what it is."""
 
     predictor: Predictor
     card: ModelCard
     stale_since: str | None = None  # served from local disk while the registry is unreachable
+    warnings: tuple[str, ...] = ()  # why it was checked less than a current bundle (shown in /model)
 
     @property
     def version(self) -> str:
@@ -50,7 +54,7 @@ class ModelStore:
         self._random = random.Random()
 
     def load(self, kind: str, alias: str, current: Slot | None = None) -> Slot | None:
-        """Resolve, load and smoke-test one model; None when the alias points nowhere. When the alias
+        """Resolve, load and check one model; None when the alias points nowhere. When the alias
         still names the registry version and run ``current`` serves, ``current`` is kept (not reloaded)."""
         resolved = self.source.resolve(kind, alias)
         if resolved is None:
@@ -67,7 +71,7 @@ class ModelStore:
                 f"{resolved.folder} has no abstention or not-a-flower section in its card: it would name a "
                 "flower for any photo; retrain it with this version of bunga"
             )
-        predictor.smoke_test()
+        warnings = verify(predictor)
         card = predictor.card.model_copy(
             update={
                 "version": resolved.version or predictor.card.version,
@@ -75,7 +79,9 @@ class ModelStore:
                 "run_id": resolved.run_id or predictor.card.run_id,
             }
         )
-        return Slot(predictor, card, resolved.stale_since)
+        for warning in warnings:
+            log.warning("%s model %s: %s", kind, card.version, warning)
+        return Slot(predictor, card, resolved.stale_since, tuple(warnings))
 
     def reload(self) -> list[ReloadResult]:
         """Re-resolve every alias and swap what changed; one reload at a time."""
@@ -141,5 +147,5 @@ class ModelStore:
         return bool(self.errors) or any(s.stale_since for s in self.champions.values())
 
     def ready(self) -> bool:
-        """True when at least one kind is loaded (and smoke-tested)."""
+        """True when at least one kind is loaded (and checked)."""
         return bool(self.champions)

@@ -27,14 +27,16 @@ async def health() -> Health:
     responses={503: {"model": Health, "description": "No model loaded"}},
 )
 async def ready(store: StoreDep) -> Response:
-    """200 once models are loaded and passed their smoke prediction, 503 before."""
+    """200 once models are loaded and passed their check, 503 before. ``errors`` names every kind whose
+    last load or reload failed, and why, also while an older version still serves it."""
     versions = {kind: slot.version for kind, slot in store.champions.items()}
     if not store.ready():
         body = Health(status="not ready", models={k: f"error: {v}" for k, v in store.errors.items()})
         return JSONResponse(body.model_dump(), status_code=503)
     errors = {k: f"error: {v}" for k, v in store.errors.items() if k not in versions}
     stale = {k: s.stale_since for k, s in store.champions.items() if s.stale_since}
-    return JSONResponse(Health(status="ready", models={**errors, **versions}, stale=stale).model_dump())
+    body = Health(status="ready", models={**errors, **versions}, stale=stale, errors=dict(store.errors))
+    return JSONResponse(body.model_dump())
 
 
 def _info(slot: Slot, challenger: Slot | None) -> ModelInfo:
@@ -53,6 +55,7 @@ def _info(slot: Slot, challenger: Slot | None) -> ModelInfo:
         challenger_version=challenger.version if challenger else None,
         stale=slot.stale_since is not None,
         stale_since=slot.stale_since,
+        warnings=list(slot.warnings),
     )
 
 

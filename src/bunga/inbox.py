@@ -6,10 +6,8 @@ own metadata record, so concurrent uploads never overwrite one another.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import io
 import json
 import os
 import time
@@ -18,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from bunga.files import atomic_write_bytes, atomic_write_text, sha256_bytes
-from bunga.schemas import FEATURES
 
 PHOTOS = "photos"
 MEASUREMENTS = "measurements"
@@ -49,21 +46,12 @@ def store_photo(inbox: Path, data: bytes, suffix: str, label: str | None, **meta
 
 
 def store_measurement(inbox: Path, values: list[float], label: str, **meta: Any) -> str:
-    """Keep one labelled measurement as a one-row sheet plus a metadata record; returns its id."""
+    """Keep one labelled measurement as one record (a curator decides whether it becomes a training
+    row: bunga.data.measurement_review); returns its record id."""
     text, digest = _record(kind="measurements", values=values, label=label, **meta)
-    specimen = f"feedback-{digest[:16]}"
-    sheet = io.StringIO()
-    writer = csv.writer(sheet, lineterminator="\n")
-    writer.writerow(["specimen_id", *FEATURES, "species"])
-    writer.writerow([specimen, *(f"{v:g}" for v in values), label])
-    folder = inbox / MEASUREMENTS
-    atomic_write_text(folder / f"{specimen}.json", text)
-    try:
-        atomic_write_text(folder / f"{specimen}.csv", sheet.getvalue())
-    except OSError:
-        (folder / f"{specimen}.json").unlink(missing_ok=True)
-        raise
-    return specimen
+    record_id = f"feedback-{digest[:16]}"
+    atomic_write_text(inbox / MEASUREMENTS / f"{record_id}.json", text)
+    return record_id
 
 
 def usage(inbox: Path) -> tuple[int, int]:

@@ -60,6 +60,7 @@ class Manifest(BaseModel):
     rows_kept: int = 0
     rows_rejected: int = 0
     rows_duplicate: int = 0
+    rows_queued: int = 0  # visitors' labelled measurements waiting for a curator's decision
     rows_with_missing: int = 0
     blank_lines: int = 0
     images_read: int = 0
@@ -74,7 +75,7 @@ class Manifest(BaseModel):
 
     def balanced(self) -> bool:
         """True when every row and every image read is accounted for."""
-        rows_ok = self.rows_read == self.rows_kept + self.rows_rejected + self.rows_duplicate
+        rows_ok = self.rows_read == self.rows_kept + self.rows_rejected + self.rows_duplicate + self.rows_queued
         images_ok = self.images_read == (
             self.images_kept + self.images_rejected + self.images_duplicate + self.images_queued
         )

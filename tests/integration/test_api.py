@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bunga.config import Settings
 from bunga.serving.app import create_app
 from bunga.serving.schemas import PredictResponse
+from tests.conftest import SAMPLE as ROOT_SAMPLE
 from tests.conftest import TEST_CREDIT_LICENCE, TEST_CREDIT_LINK, LiveServer
 from tests.helpers import keep_outputs, onnx_constant_graph, onnx_scores_graph, photo_bytes
 
@@ -250,7 +251,7 @@ def test_feedback_measurement_then_merge_picks_everything_up(client: TestClient,
     result = CliRunner().invoke(app, ["merge"], env=env)
     assert result.exit_code == 0, result.output
     # one visitor's vote does not move training data by itself: the photo waits for a second vote
-    assert "rows: 1 read = 1 kept" in result.output and "photos: 1 read = 0 kept" in result.output
+    assert "rows: 1 read = 0 kept" in result.output and "photos: 1 read = 0 kept" in result.output
     assert "1 queued" in result.output
     assert client.post("/feedback", **vote, data={"label": "sintetis_ungu"}).status_code == 201  # type: ignore[arg-type]
     result = CliRunner().invoke(app, ["merge"], env=env)
@@ -475,3 +476,46 @@ def test_real_http_round_trip(live_server: LiveServer, tmp_path: Path) -> None:
         assert bad.status_code == 422 and "Traceback" not in bad.text
         auth = {"Authorization": "Bearer test-admin-token-123456"}
         assert http.post("/admin/reload", headers=auth).status_code == 200
+
+
+def test_one_clients_measurements_wait_for_a_curator(live_server: LiveServer, tmp_path: Path) -> None:
+    """71 labelled measurements from one anonymous client leave the dataset unchanged; the rows a
+    curator accepts enter it with the curator's label, a rejected one is accounted as rejected."""
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+
+    data = tmp_path / "collected_data"
+    shutil.copytree(ROOT_SAMPLE, data, ignore=shutil.ignore_patterns("foto_contoh"), dirs_exist_ok=True)
+    env = {"BUNGA_DATA_DIR": str(data)}
+    dataset = tmp_path / "Dataset Bunga" / "flowers_dataset.csv"
+    assert CliRunner().invoke(app, ["merge"], env=env).exit_code == 0
+    before = dataset.read_bytes()
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        for i in range(71):
+            body = {**IRIS, "sepal_length": 4.0 + i / 100, "label": "virginica"}
+            assert http.post("/feedback", json=body).status_code == 201
+    result = CliRunner().invoke(app, ["merge"], env=env)
+    assert result.exit_code == 0, result.output
+    assert dataset.read_bytes() == before and "+ 71 queued; photos" in result.output
+    sheet = tmp_path / "decide.csv"
+    assert CliRunner().invoke(app, ["review", "export", str(sheet), "--kind", "measurements"]).exit_code == 0
+    lines = sheet.read_text().splitlines()
+    assert len(lines) == 72 and lines[0].startswith("record_id,") and ",virginica,," in lines[1]
+    decided = [lines[0]]
+    for line, label in zip(lines[1:4], ["setosa", "virginica", "reject"], strict=True):
+        cells = line.split(",")
+        cells[-2] = label
+        decided.append(",".join(cells))
+    sheet.write_text("\n".join(decided) + "\n")
+    imported = CliRunner().invoke(app, ["review", "import", str(sheet)], env=env)
+    assert imported.exit_code == 0 and "3 labels recorded" in imported.output, imported.output
+    result = CliRunner().invoke(app, ["merge"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = [r for r in dataset.read_text().splitlines() if r.startswith("feedback-")]
+    ids = [line.split(",")[0] for line in lines[1:4]]
+    assert sorted(r.split(",")[0] for r in rows) == sorted(ids[:2])
+    assert {r.split(",")[0]: r.split(",")[5] for r in rows} == {ids[0]: "setosa", ids[1]: "virginica"}
+    assert (
+        "+ 68 queued; photos" in result.output and ids[2] in (tmp_path / "Dataset Bunga" / "rejected.csv").read_text()
+    )

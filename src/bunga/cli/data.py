@@ -80,7 +80,9 @@ def print_manifest(m: Manifest, dataset_dir: Path, changed: bool) -> None:
     table.add_column("rejected", justify="right")
     table.add_column("duplicate", justify="right")
     table.add_column("queued", justify="right")
-    table.add_row("rows", str(m.rows_read), str(m.rows_kept), str(m.rows_rejected), str(m.rows_duplicate), "-")
+    table.add_row(
+        "rows", str(m.rows_read), str(m.rows_kept), str(m.rows_rejected), str(m.rows_duplicate), str(m.rows_queued)
+    )
     table.add_row(
         "photos",
         str(m.images_read),
@@ -92,7 +94,7 @@ def print_manifest(m: Manifest, dataset_dir: Path, changed: bool) -> None:
     console.print(table)
     console.print(
         f"rows: {m.rows_read} read = {m.rows_kept} kept + {m.rows_rejected} rejected + "
-        f"{m.rows_duplicate} duplicate; photos: {m.images_read} read = {m.images_kept} kept + "
+        f"{m.rows_duplicate} duplicate + {m.rows_queued} queued; photos: {m.images_read} read = {m.images_kept} kept + "
         f"{m.images_rejected} rejected + {m.images_duplicate} duplicate + {m.images_queued} queued",
         highlight=False,
         soft_wrap=True,
@@ -121,12 +123,16 @@ def synth(
 @friendly
 def review_export(
     out: Annotated[Path, typer.Argument(help="Sheet to write (CSV)")] = Path("review.csv"),
+    kind: Annotated[str, typer.Option(help="'photos' or 'measurements' (visitors' labelled measurements)")] = "photos",
 ) -> None:
-    """Write the queue of unlabelled photos to a sheet with a label column to fill in."""
-    from bunga.data.review import export_queue
+    """Write a review queue to a sheet with a label column to fill in (measurements: a species or 'reject')."""
+    from bunga.data.review import export_measurements, export_queue
 
-    count = export_queue(settings().dataset_dir, out)
-    console.print(f"{count} photos to label in {out}: fill the label column, then `bunga review import {out}`")
+    if kind not in ("photos", "measurements"):
+        raise BungaError(f"--kind {kind!r}: use photos or measurements")
+    write = export_queue if kind == "photos" else export_measurements
+    count = write(settings().dataset_dir, out)
+    console.print(f"{count} {kind} to decide in {out}: fill the label column, then `bunga review import {out}`")
 
 
 @review_app.command("import")

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bunga.data import images as photos
+from bunga.data import measurement_review as curation
 from bunga.data.manifest import combine_digests, write_manifest
 from bunga.data.tabular import BLANK, AliasBook, Rejected, Row, SheetError, SheetReader, normalise
 from bunga.errors import BungaError
-from bunga.files import atomic_copy, atomic_open, remove_stale_temps, safe_cell, sha256_file
+from bunga.files import atomic_copy, atomic_open, atomic_write_text, remove_stale_temps, safe_cell, sha256_file
 from bunga.schemas import FEATURES, FileEntry, FileKind, Manifest
 
 DATASET_CSV = "flowers_dataset.csv"
@@ -67,6 +68,7 @@ class _Staging:
     """A temporary SQLite database holding rows and rejections until they are resolved."""
 
     def __init__(self, path: Path) -> None:
+        self.folder = path.parent
         self.db = sqlite3.connect(path)
         self.db.executescript(
             """
@@ -208,6 +210,8 @@ class Merger:
         self.curated: dict[str, str] = {}
         self.votes: dict[str, list[photos.Vote]] = defaultdict(list)
         self.credits: dict[str, tuple[str, str]] = {}  # photo source -> (licence, link)
+        self.feedback: list[curation.Feedback] = []  # visitors' labelled measurements
+        self.decisions: dict[str, str] = {}  # record id -> a curator's species or "reject"
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.o.data_dir).as_posix()
@@ -225,6 +229,11 @@ class Merger:
                 if header is not None and photos.is_label_sheet(header):
                     kind = "labels"
                     self.curated.update(photos.read_label_sheet(path))
+                elif header is not None and curation.is_decision_sheet(header):
+                    kind = "labels"
+                    self.decisions.update(curation.read_decisions(path))
+                elif curation.read_record(path.with_suffix(".json"), rel) is not None:
+                    kind = "ignored"  # an older inbox's copy of a feedback record: the record is what counts
                 else:
                     self.sheets.append((path, rel))
             elif photos.is_photo_name(path):
@@ -235,6 +244,9 @@ class Merger:
             elif suffix == ".json" and (vote := photos.read_feedback_record(path)) is not None:
                 kind = "labels"
                 self.votes[vote[0]].append(vote[1])
+            elif suffix == ".json" and (record := curation.read_record(path, rel)) is not None:
+                kind = "measurements"
+                self.feedback.append(record)
             elif suffix not in {".md", ".json", ".yaml", ".yml"}:
                 self.messages.append(f"{rel}: not a sheet or a photo, left alone")
             self.files.append(FileEntry(path=rel, sha256=sha, kind=kind))
@@ -265,17 +277,39 @@ class Merger:
             done += len(batch)
         if self.o.on_rows:
             self.o.on_rows(done)
+        queued = self._merge_feedback(stage, reader)
         stage.resolve()
         manifest.rows_kept = stage.count("SELECT COUNT(*) FROM rows")
         manifest.rows_rejected = stage.count("SELECT COUNT(*) FROM rejected WHERE kind='rejected'")
         manifest.rows_duplicate = stage.count("SELECT COUNT(*) FROM rejected WHERE kind='duplicate'")
-        manifest.rows_read = manifest.rows_kept + manifest.rows_rejected + manifest.rows_duplicate
+        manifest.rows_queued = len(queued)
+        manifest.rows_read = manifest.rows_kept + manifest.rows_rejected + manifest.rows_duplicate + len(queued)
         manifest.rows_with_missing = stage.count(
             "SELECT COUNT(*) FROM rows WHERE sl IS NULL OR sw IS NULL OR pl IS NULL OR pw IS NULL"
         )
         manifest.classes_measurements = [
             r[0] for r in stage.db.execute("SELECT DISTINCT species FROM rows ORDER BY species")
         ]
+
+    def _merge_feedback(self, stage: _Staging, reader: SheetReader) -> list[curation.Feedback]:
+        """Visitors' measurements a curator accepted join the rows (validated like any sheet row), those
+        rejected are recorded as rejected; the rest wait in the review queue, which is returned."""
+        queued = []
+        for record in self.feedback:
+            decision = self.decisions.get(record.record_id)
+            if decision is None:
+                queued.append(record)
+            elif decision == curation.REJECT:
+                stage.db.execute(
+                    "INSERT INTO rejected VALUES ('rejected',?,1,?,'rejected by a curator')",
+                    (record.source, record.record_id),
+                )
+            else:
+                sheet = stage.folder / f"{record.record_id}.csv"
+                sheet.write_text(curation.accepted_sheet(record, decision), encoding="utf-8")
+                stage.add(list(reader.read(sheet, record.source)))
+        atomic_write_text(self.o.dataset_dir / curation.QUEUE_CSV, curation.queue_text(queued))
+        return queued
 
     def _mark_rejected(self, rel: str) -> None:
         self.files = [f.model_copy(update={"kind": "rejected"}) if f.path == rel else f for f in self.files]
@@ -402,7 +436,7 @@ def merge(options: MergeOptions) -> MergeResult:
         stage.db.close()
     manifest.files = merger.files
     manifest.dataset_digest = combine_digests(manifest)
-    if manifest.rows_kept == 0 and manifest.images_kept == 0 and manifest.images_queued == 0:
+    if not (manifest.rows_kept or manifest.rows_queued or manifest.images_kept or manifest.images_queued):
         why = "; ".join(merger.messages[:3]) or "no measurement sheet or photo found"
         raise MergeError(f"nothing could be merged from {options.data_dir}/ ({why})")
     changed = write_manifest(options.dataset_dir, manifest)

@@ -110,13 +110,14 @@ async def feedback(request: Request) -> FeedbackResponse:
         specimen = await _store(
             request,
             2_000,
-            2,
+            1,
             inbox.store_measurement,
             settings.inbox_dir,
             record.as_row(),
             label,
             predicted=record.predicted,
             model_version=_version(request, "measurements"),
+            voter=await _voter(request),
         )
         request.app.state.metrics.feedback.labels("measurements").inc()
         return FeedbackResponse(stored=True, kind="measurements", id=specimen, label=label)

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     reload_interval_s: float = Field(0.0, ge=0)
     # --- abuse limits on the public endpoints ----------------------------------------------------
     inbox_max_bytes: int = Field(2_000_000_000, ge=0)  # feedback stored in all, photos and records
+    # Counts files, not uploads: a photo upload stores 2 (the photo and its record; 1 when the photo is
+    # already there), a measurement 1. Held across the workers of one machine (bunga.serving.quota).
     inbox_max_files: int = Field(50_000, ge=0)
     feedback_rate_per_min: float = Field(6.0, ge=0)  # per client; 0 turns the limit off
     feedback_burst: int = Field(10, ge=1)

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from bunga.config import Settings
 from bunga.inbox import SALT_FILE
 from bunga.serving.app import create_app
+from bunga.serving.quota import LEDGER, LOCK
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes
 
@@ -27,8 +28,10 @@ def _client(model_dir: Path, data_dir: Path, **overrides: object) -> TestClient:
 
 
 def _files(folder: Path) -> list[str]:
-    """Every file under ``folder`` (hidden temp files included) but the inbox's voter secret."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != SALT_FILE)
+    """Every file under ``folder`` (hidden temp files included) but the inbox's voter secret and the
+    quota's ledger."""
+    own = {SALT_FILE, LEDGER, LOCK}
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name not in own)
 
 
 def _photo(seed: int) -> dict[str, tuple[str, bytes, str]]:
@@ -64,6 +67,39 @@ def test_a_full_inbox_answers_507_and_stores_nothing(model_dir: Path, tmp_path: 
         assert full.status_code == 507 and "bytes used" in full.json()["detail"]
     finally:
         server.stop()
+
+
+def test_the_quota_holds_for_concurrent_uploads_on_two_workers(model_dir: Path, tmp_path: Path) -> None:
+    """40 distinct photos sent at once to 2 workers against a quota of 20 files (10 uploads of a photo
+    and its record): at most 10 stored, every other answer 507, nothing partial."""
+    import asyncio
+
+    data = tmp_path / "collected_data"
+    env = {"BUNGA_DATA_DIR": str(data), "BUNGA_INBOX_MAX_FILES": "20", "BUNGA_FEEDBACK_RATE_PER_MIN": "0"}
+    server = LiveServer(env, ["--model-dir", str(model_dir), "--workers", "2"], tmp_path)
+    photos = [photo_bytes("sintetis_merah", 100 + i) for i in range(40)]
+
+    async def send() -> list[int]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post("/feedback", files={"file": ("x.jpg", p, "image/jpeg")}, data={"label": "sintetis_merah"})
+                    for p in photos
+                )
+            )
+        return [a.status_code for a in answers]
+
+    try:
+        statuses = asyncio.run(send())
+        inbox = httpx.get(f"{server.url}/model").json()["inbox"]
+    finally:
+        server.stop()
+    stored = [p for p in _files(data / "feedback") if p.endswith(".jpg")]
+    records = [p for p in _files(data / "feedback") if p.endswith(".json")]
+    assert set(statuses) <= {201, 507} and 1 <= statuses.count(201) <= 10, statuses
+    assert len(stored) == len(records) == statuses.count(201)
+    assert len(_files(data / "feedback")) == 2 * len(stored)  # no temp file left
+    assert inbox["files"] <= 20
 
 
 def _feedback(url: str, forwarded_for: str) -> httpx.Response:

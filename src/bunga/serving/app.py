@@ -24,9 +24,10 @@ from bunga.config import Settings, get_settings
 from bunga.files import STALE_TEMP_S, remove_stale_temps
 from bunga.monitor.log import PredictionLog
 from bunga.serving.batching import PhotoBatcher
-from bunga.serving.limits import ClientAddress, InboxQuota, buckets
+from bunga.serving.limits import ClientAddress, buckets
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
+from bunga.serving.quota import InboxQuota
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
 from bunga.serving.routes import admin, catalog, feedback, health, page, predict
 from bunga.serving.schemas import PredictRequest, Problem

@@ -1,8 +1,7 @@
-"""Abuse limits on the public endpoints: per-client token buckets and the feedback inbox's quota.
+"""Abuse limits on the public endpoints: per-client token buckets (the inbox's quota is in
+bunga.serving.quota).
 
-Both live in each worker process: with N workers a client gets at most N times its rate (the
-buckets are per worker), and the quota is re-read from disk every few seconds, so all workers and
-replicas sharing the inbox see one another's uploads within that time.
+The buckets live in each worker process: with N workers a client gets at most N times its rate.
 """
 
 from __future__ import annotations
@@ -11,12 +10,9 @@ import ipaddress
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 
 from fastapi import HTTPException
 from starlette.requests import Request
-
-from bunga import inbox
 
 MAX_CLIENTS = 50_000  # buckets kept per worker; the least recently seen client is forgotten first
 
@@ -76,37 +72,6 @@ class ClientAddress:
             if not _is_in(hop, self.trusted):
                 return hop[:64]
         return peer
-
-
-class InboxQuota:
-    """Total bytes and files the feedback inbox may hold; usage re-read from disk every few seconds."""
-
-    def __init__(self, folder: Path, max_bytes: int, max_files: int, refresh_s: float = 5.0) -> None:
-        self.folder, self.max_bytes, self.max_files, self.refresh_s = folder, max_bytes, max_files, refresh_s
-        self._usage: tuple[int, int] = (0, 0)
-        self._read_at = float("-inf")
-        self._lock = threading.Lock()
-
-    def usage(self) -> tuple[int, int]:
-        """(bytes, files) in the inbox (at most ``refresh_s`` old, plus what this worker added)."""
-        with self._lock:
-            if time.monotonic() - self._read_at >= self.refresh_s:
-                self._usage, self._read_at = inbox.usage(self.folder), time.monotonic()
-            return self._usage
-
-    def refusal(self, nbytes: int, nfiles: int) -> str | None:
-        """Why storing ``nbytes`` in ``nfiles`` more files would go over the quota, or None."""
-        used, files = self.usage()
-        if used + nbytes > self.max_bytes:
-            return f"the feedback inbox is full ({used:,} of {self.max_bytes:,} bytes used)"
-        if files + nfiles > self.max_files:
-            return f"the feedback inbox is full ({files:,} of {self.max_files:,} files)"
-        return None
-
-    def add(self, nbytes: int, nfiles: int) -> None:
-        """Count what this worker just stored (until the next re-read sees it on disk)."""
-        with self._lock:
-            self._usage = (self._usage[0] + nbytes, self._usage[1] + nfiles)
 
 
 def check_rate(request: Request, buckets: TokenBuckets | None, reason: str) -> None:

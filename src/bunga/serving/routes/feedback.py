@@ -13,8 +13,9 @@ from starlette.concurrency import run_in_threadpool
 
 from bunga import inbox
 from bunga.config import Settings
-from bunga.serving.limits import InboxQuota, check_rate
+from bunga.serving.limits import check_rate
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
+from bunga.serving.quota import Ledger, Reservation
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
 
 router = APIRouter(tags=["feedback"])
@@ -46,20 +47,31 @@ async def _store(request: Request, nbytes: int, nfiles: int, write: Callable[...
     """Write feedback within the inbox's quota: 507 (and nothing stored) when the quota or the disk
     is full; the service keeps answering predictions either way."""
     state = request.app.state
-    quota: InboxQuota = state.quota
-    full = quota.refusal(nbytes, nfiles)
-    if full is not None:
+    quota: Ledger = state.quota
+    try:
+        held = await run_in_threadpool(quota.reserve, nbytes, nfiles)  # checked and held in one step
+    except OSError as err:  # the ledger itself could not be written
+        raise _disk_full(request, err) from None
+    if not isinstance(held, Reservation):
         state.metrics.rejected.labels("inbox_quota").inc()
-        raise HTTPException(507, f"{full}: feedback is not being accepted now, please try again later")
+        raise HTTPException(507, f"{held}: feedback is not being accepted now, please try again later")
     try:
         stored = await run_in_threadpool(write, *args, **kw)
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        state.metrics.rejected.labels("disk_full").inc()
-        raise HTTPException(507, "the server's disk is full: feedback is not being accepted now") from None
-    quota.add(nbytes, nfiles)
+    except BaseException as err:  # nothing stored (the writers leave no partial file): give the room back
+        await run_in_threadpool(quota.release, held)
+        if isinstance(err, OSError):
+            raise _disk_full(request, err) from None
+        raise
+    await run_in_threadpool(quota.commit, held)
     return stored
+
+
+def _disk_full(request: Request, err: OSError) -> Exception:
+    """507 for a full disk or quota of the filesystem; any other OSError as it was."""
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return err
+    request.app.state.metrics.rejected.labels("disk_full").inc()
+    return HTTPException(507, "the server's disk is full: feedback is not being accepted now")
 
 
 async def _voter(request: Request) -> str:

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bunga.serving.deps import MetricsDep, StoreDep
-from bunga.serving.limits import InboxQuota
+from bunga.serving.quota import InboxQuota
 from bunga.serving.schemas import Health, InboxUsage, ModelInfo, ModelsResponse
 from bunga.serving.store import Slot
 

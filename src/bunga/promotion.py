@@ -158,11 +158,24 @@ def retrain_reason(tracker: Tracker, model_name: str, kind: DataKind, digest: st
     trained_on = champion.tags.get("dataset_digest", "")
     if trained_on != digest:
         return f"the dataset changed since the champion was trained ({trained_on[:12] or '?'} -> {digest[:12]})"
-    if report.is_file():
-        try:
-            alarms = [a for a in json.loads(report.read_text("utf-8")).get("alarms", []) if a.startswith(f"{kind} ")]
-        except (ValueError, OSError, AttributeError):
-            alarms = []
+    if report.exists():
+        alarms = [a for a in report_alarms(report) if a.startswith(f"{kind} ")]
         if alarms:
             return f"the last monitoring report alarmed: {alarms[0]}"
     return None
+
+
+def report_alarms(report: Path) -> list[str]:
+    """The alarms of a `bunga monitor` JSON report; BungaError naming the file and what is wrong with
+    it when it cannot be read (an unreadable report must not pass for one without alarms)."""
+    fix = "run `bunga monitor` again, or remove the file to retrain on new data only"
+    try:
+        data = json.loads(report.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise BungaError(f"{report} cannot be read ({type(err).__name__}): {fix}") from None
+    except ValueError as err:
+        raise BungaError(f"{report} is not valid JSON (truncated?: {err}): {fix}") from None
+    alarms = data.get("alarms") if isinstance(data, dict) else None
+    if not isinstance(alarms, list) or not all(isinstance(a, str) for a in alarms):
+        raise BungaError(f"{report} is not a monitoring report (no list of alarms): {fix}")
+    return alarms

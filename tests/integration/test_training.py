@@ -220,6 +220,12 @@ def test_pipeline_if_needed_retrains_only_on_new_data_or_an_alarm(sample_data: P
     report.write_text(json.dumps({"alarms": ["measurements v1: petal_length drifted (PSI 0.61, KS 0.31, p 1e-9)"]}))
     alarmed = runner.invoke(app, ["pipeline", "--kind", "measurements", "--if-needed"])
     assert alarmed.exit_code == 0 and "the last monitoring report alarmed" in alarmed.output and versions() == 2
+    truncated = json.dumps({"alarms": ["measurements v2: petal_length drifted (PSI 0.61)"]})[:30]
+    for broken, why in ((truncated, "is not valid JSON"), ('{"alarm": []}', "is not a monitoring report")):
+        report.write_text(broken)  # an unreadable report never passes for one without alarms
+        refused = runner.invoke(app, ["pipeline", "--kind", "measurements", "--if-needed"])
+        assert refused.exit_code == 1 and why in refused.output and "monitor-report.json" in refused.output
+        assert "Traceback" not in refused.output and versions() == 2
     report.unlink()
     header = "specimen_id,sepal_length,sepal_width,petal_length,petal_width,species\n"
     (sample_data / "baru.csv").write_text(header + "BARU-1,5.0,3.4,1.5,0.2,setosa\n")

@@ -84,8 +84,8 @@ def test_compose_file_is_valid_for_docker_compose() -> None:
 
 def test_compose_services_health_checks_and_volumes() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"postgres", "mlflow", "trainer", "api", "prometheus", "grafana"}
-    for name in ("postgres", "mlflow", "api", "prometheus", "grafana"):
+    assert set(services) == {"postgres", "mlflow", "trainer", "api", "proxy", "prometheus", "grafana"}
+    for name in ("postgres", "mlflow", "api", "proxy", "prometheus", "grafana"):
         assert "test" in services[name]["healthcheck"], name
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["api"]["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
@@ -94,6 +94,11 @@ def test_compose_services_health_checks_and_volumes() -> None:
     assert "--serve-artifacts" in command and "postgresql" in command
     assert "ports" not in services["mlflow"]  # only inside the compose network
     assert "ports" not in services["postgres"]
+    # visitors reach the API through nginx only (slow headers cut there), which the API trusts
+    assert "ports" not in services["api"] and services["proxy"]["ports"] == ["${API_PORT:-8000}:8080"]
+    proxy_ip = services["proxy"]["networks"]["default"]["ipv4_address"]
+    assert json.loads(services["api"]["environment"]["BUNGA_TRUSTED_PROXIES"]) == [proxy_ip]
+    assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in services["proxy"]["volumes"]
     assert services["api"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert services["trainer"]["command"] == ["pipeline", "--if-needed"]
     assert {"pgdata", "mlartifacts", "inbox"} <= set(COMPOSE["volumes"])

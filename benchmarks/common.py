@@ -62,14 +62,19 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def commit() -> str:
-    """The checked-out commit, with ``-dirty`` when the working tree differs from it."""
+# What a run writes itself: its results never make the code it measured "dirty".
+RESULTS_PATHSPEC = (":(exclude)benchmarks/results", ":(exclude)benchmarks/RESULTS.md", ":(exclude)benchmarks/.work")
+
+
+def commit(root: Path = ROOT) -> str:
+    """The checked-out commit, with ``-dirty`` when the measured code differs from it."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False).stdout.strip()
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", *CODE) else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", *CODE, *RESULTS_PATHSPEC)
+    return head + ("-dirty" if changed else "")
 
 
 def stamp() -> dict[str, str]:

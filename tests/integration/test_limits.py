@@ -102,6 +102,19 @@ def test_the_quota_holds_for_concurrent_uploads_on_two_workers(model_dir: Path, 
     assert inbox["files"] <= 20
 
 
+def test_the_feedback_rate_limit_is_on_by_default(model_dir: Path, tmp_path: Path) -> None:
+    """No rate setting at all: one address gets the default burst of 10, then 429 with Retry-After."""
+    defaults = Settings()
+    assert defaults.feedback_rate_per_min > 0 and defaults.feedback_burst == 10
+    server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        statuses = [httpx.post(f"{server.url}/feedback", json={**IRIS, "label": "setosa"}) for _ in range(11)]
+    finally:
+        server.stop()
+    assert [s.status_code for s in statuses] == [201] * 10 + [429]
+    assert int(statuses[-1].headers["Retry-After"]) >= 1
+
+
 def _feedback(url: str, forwarded_for: str) -> httpx.Response:
     body = {**IRIS, "label": "setosa"}
     return httpx.post(f"{url}/feedback", json=body, headers={"X-Forwarded-For": forwarded_for}, timeout=10)

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -274,14 +275,26 @@ def test_a_real_prometheus_scrapes_bunga_and_evaluates_its_rules(live_server: Li
                 result = httpx.get(f"{url}/api/v1/query", params={"query": query}).json()["data"]["result"]
                 value = float(result[0]["value"][1]) if result else 0.0
         deadline = time.monotonic() + 30
+        shipped = len(yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())["groups"][0]["rules"])
         while True:  # every rule evaluated at least once, none in error
             groups = httpx.get(f"{url}/api/v1/rules").json()["data"]["groups"]
             rules = [r for g in groups for r in g["rules"]]
-            if len(rules) == 5 and all(r.get("lastEvaluation", "").startswith("20") for r in rules):
+            if len(rules) == shipped and all(r.get("lastEvaluation", "").startswith("20") for r in rules):
                 break
             assert time.monotonic() < deadline, rules
             time.sleep(0.5)
         assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
+        deadline = time.monotonic() + 30
+        while True:  # a live, scraped service: neither down nor absent (once evaluated after a scrape)
+            states = {
+                r["name"]: r["state"]
+                for g in httpx.get(f"{url}/api/v1/rules").json()["data"]["groups"]
+                for r in g["rules"]
+            }
+            if states["BungaDown"] == states["BungaAbsent"] == "inactive":
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.5)
     finally:
         proc.terminate()
         proc.wait(timeout=20)

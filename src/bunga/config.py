@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     gate_tolerance: float = Field(0.02, ge=0, le=1)
     abstain_max_refused: float = Field(0.05, ge=0, le=1)
     not_flower_max_refused: float = Field(0.02, ge=0, le=1)
+    # share of 'sure' photo answers that must be right on the training split's hold-outs (known photos
+    # mixed with held-out classes): below it a recognised photo is answered 'possible'
+    sure_precision: float = Field(0.97, gt=0, le=1)
 
     # --- serving ----------------------------------------------------------------------------
     host: str = "127.0.0.1"

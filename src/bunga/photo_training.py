@@ -20,6 +20,7 @@ from bunga.errors import BungaError
 from bunga.evaluate import evaluate
 from bunga.imaging import photo_tensor
 from bunga.models.backbone import EMBEDDING_DIM
+from bunga.models.bands import fit_sure
 from bunga.models.export import IMAGE_TOLERANCE
 from bunga.models.not_flower import NotFlowerRule, fit_not_flower, refusal_score
 from bunga.models.references import reference_photos
@@ -27,7 +28,7 @@ from bunga.models.signature import reference_sample
 from bunga.models.unit_rows import normalise_in_place
 from bunga.monitor.profile import reference_profile
 from bunga.reports import contact_sheet
-from bunga.schemas import Abstention, ModelCard, NotFlower, ReferencePhoto
+from bunga.schemas import Abstention, Bands, ModelCard, NotFlower, ReferencePhoto
 from bunga.tracking import Tracker
 from bunga.train import (
     ALIAS_CHALLENGER,
@@ -67,6 +68,7 @@ class PhotoFit:
     test_not_flower_rate: float  # share of the test split's (flower) photos called "not a flower"
     references: dict[str, ReferencePhoto]  # one typical training photo per class, for the page
     signature_sample: list[list[float]]  # monitoring signatures of a sample of training photos
+    bands: Bands  # when a recognised answer is sure
 
 
 @dataclass
@@ -98,6 +100,7 @@ class HeadFit:
     open_set: dict[str, dict[str, float]]
     references: dict[str, ReferencePhoto]
     signature_sample: list[list[float]]
+    bands: Bands
 
 
 def _embed(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None) -> tuple[np.ndarray, int]:
@@ -136,6 +139,12 @@ def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFi
     probs, sims = head.scores(x_test)
     rule = fit_not_flower(imagenet_train, selection.centroid_distance, cfg.not_flower_max_refused, cfg.seed)
     test_not_flower = refusal_score(imagenet_test, 1.0 - sims.max(axis=1), rule) > rule.threshold
+    sure = fit_sure(
+        selection.probs.max(axis=1),
+        selection.probs.argmax(axis=1) == selection.truth,
+        image.held_out_tops(x_train, y_train, classes, selection.c, selection.temperature),
+        precision=cfg.sure_precision,
+    )
     open_set = (
         image.open_set(
             x_train, y_train, x_test, y_test, classes, selection.c, selection.temperature, cfg.abstain_max_refused
@@ -155,6 +164,7 @@ def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFi
             split.data.subset(~mask), x_train, split.data.y.astype(str)[~mask], classes, cfg.max_pixels
         ),
         signature_sample=reference_sample(x_train, cfg.seed),
+        bands=Bands(sure_threshold=sure.threshold, fitted_precision=sure.precision, fitted_known_sure=sure.known_sure),
     )
 
 
@@ -191,10 +201,12 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
             "head_temperature": selection.temperature,
             "not_flower_classes": len(rule.classes),
             "not_flower_threshold": rule.threshold,
+            "sure_threshold": fitted.bands.sure_threshold,
         },
         not_flower=rule,
         references=fitted.references,
         signature_sample=fitted.signature_sample,
+        bands=fitted.bands,
         test_not_flower_rate=fitted.test_not_flower_rate,
         open_set=open_set,
         graph=graph,
@@ -265,6 +277,9 @@ def train_photos(
                 "train_seconds": train_seconds,
                 "test_refused_known": refused_known,
                 "test_not_flower_known": fit.test_not_flower_rate,
+                "bands_fitted_precision": fit.bands.fitted_precision,
+                "bands_fitted_known_sure": fit.bands.fitted_known_sure,
+                "test_known_sure": float((fit.probs.max(axis=1) >= fit.bands.sure_threshold).mean()),
             }
         )
         for m, values in open_set.items():
@@ -303,6 +318,7 @@ def train_photos(
                 imagenet_reference=fit.not_flower.imagenet_reference,
                 centroid_reference=fit.not_flower.centroid_reference,
             ),
+            bands=fit.bands,
             references=fit.references,
             profile=reference_profile(
                 classes,

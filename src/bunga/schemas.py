@@ -140,6 +140,15 @@ class NotFlower(BaseModel):
     centroid_reference: list[float] = []
 
 
+class Bands(BaseModel):
+    """When a recognised photo's answer is ``sure`` rather than ``possible`` (bunga.models.bands): the
+    top-probability threshold fitted at training, and what it gave on the training split's hold-outs."""
+
+    sure_threshold: float
+    fitted_precision: float  # share of sure answers right (known photos mixed with held-out classes)
+    fitted_known_sure: float  # share of known photos answered sure
+
+
 class ReferenceProfile(BaseModel):
     """What a model saw and said at training time (training split), for drift checks."""
 
@@ -190,6 +199,7 @@ class ModelCard(BaseModel):
     backbone: str | None = None
     abstention: Abstention | None = None
     not_flower: NotFlower | None = None
+    bands: Bands | None = None  # cards without them answer every recognised photo as sure
     references: dict[str, ReferencePhoto] = {}
     profile: ReferenceProfile | None = None  # the reference for monitoring
     answers: RecordedAnswers | None = None  # cards made before them are checked for structure only

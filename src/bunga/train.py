@@ -59,6 +59,7 @@ class TrainConfig:
     max_pixels: int = 50_000_000
     abstain_max_refused: float = 0.05
     not_flower_max_refused: float = 0.02
+    sure_precision: float = 0.97
     tta: bool = False
     tune_trials: int = 0
     model_family: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,28 @@ def browser() -> Iterator[object]:
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def set_card(model_dir: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Edit the served photo model's card before its server starts."""
+    card_path = model_dir / "photos" / "bunga.json"
+    card = json.loads(card_path.read_text())
+    change(card)
+    card_path.write_text(json.dumps(card))
+
+
+@pytest.fixture
+def sure_server(model_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """A server whose photo model answers every recognised photo as sure (sure threshold 0)."""
+    set_card(model_dir, lambda card: card["bands"].update(sure_threshold=0.0))
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "collected_data"), "BUNGA_FEEDBACK_RATE_PER_MIN": "0"}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    yield server
+    server.stop()
+
+
 def test_visitor_identifies_a_photo_and_sends_feedback(
-    browser: object, live_server: LiveServer, tmp_path: Path, synthetic_photos: Path
+    browser: object, sure_server: LiveServer, tmp_path: Path, synthetic_photos: Path
 ) -> None:
+    live_server = sure_server
     page = browser.new_page()  # type: ignore[attr-defined]
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -103,10 +122,7 @@ def test_visitor_identifies_a_photo_and_sends_feedback(
 def refusing_page(browser: object, model_dir: Path, tmp_path: Path, section: str) -> Iterator[Any]:
     """The page after identifying a photo, served by a model whose card's ``section`` threshold
     refuses every photo (``abstention``: an unknown flower; ``not_flower``: not a flower)."""
-    card_path = model_dir / "photos" / "bunga.json"
-    card = json.loads(card_path.read_text())
-    card[section]["threshold"] = -1.0
-    card_path.write_text(json.dumps(card))
+    set_card(model_dir, lambda card: card[section].update(threshold=-1.0))
     server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
     try:
         page = browser.new_page()  # type: ignore[attr-defined]
@@ -149,3 +165,30 @@ def test_page_says_when_a_photo_is_not_a_flower(browser: object, model_dir: Path
         page.wait_for_function(
             "document.querySelector('#photo-result .unknown')?.innerText === 'This photo does not look like a flower'"
         )
+
+
+def test_page_says_when_it_is_not_sure(browser: object, model_dir: Path, tmp_path: Path) -> None:
+    """A recognised photo below the sure threshold: worded as a guess, the candidates with their
+    probabilities, never one name stated as the answer."""
+    set_card(model_dir, lambda card: card["bands"].update(sure_threshold=1.01))
+    server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(server.url)
+        upload = tmp_path / "x.jpg"
+        upload.write_bytes(photo_bytes("sintetis_merah", 4))
+        page.set_input_files("#photo", str(upload))
+        page.click("#identify")
+        page.wait_for_selector("#photo-result .possible")
+        assert page.locator("#photo-result .possible").inner_text().startswith("Belum pasti")
+        assert page.locator("#photo-result .card.top").count() == 0  # no name stated as the answer
+        cards = page.locator("#photo-result .card")
+        assert 1 <= cards.count() <= 3 and page.locator("#photo-result meter").count() == cards.count()
+        assert cards.first.locator("h3").inner_text() == "Bunga sintetis merah"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "page-possible.png"), full_page=True)
+        page.click("#lang")
+        page.click("#identify")
+        page.wait_for_function("document.querySelector('#photo-result .possible')?.innerText.startsWith('Not sure')")
+    finally:
+        server.stop()

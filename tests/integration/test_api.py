@@ -519,3 +519,37 @@ def test_one_clients_measurements_wait_for_a_curator(live_server: LiveServer, tm
     assert (
         "+ 68 queued; photos" in result.output and ids[2] in (tmp_path / "Dataset Bunga" / "rejected.csv").read_text()
     )
+
+
+def test_photo_answers_say_how_sure_they_are(model_dir: Path, tmp_path: Path) -> None:
+    """Every photo answer carries a band; the card's fitted sure threshold decides sure or possible,
+    and a card without bands answers every recognised photo as sure (as before)."""
+    photo = {"file": ("a.jpg", photo_bytes("sintetis_merah", 5), "image/jpeg")}
+    card_path = model_dir / "photos" / "bunga.json"
+    card = json.loads(card_path.read_text())
+    assert card["bands"]["sure_threshold"] > 0 and card["bands"]["fitted_precision"] >= 0
+    with make_client(model_dir, tmp_path) as client:
+        result = client.post("/predict/image", files=photo).json()["results"][0]
+        top = result["top"][0]["probability"]
+        expected = "sure" if top >= card["bands"]["sure_threshold"] else "possible"
+        assert result["recognised"] and result["band"] == expected
+    for threshold, band in ((1.01, "possible"), (0.0, "sure")):
+        card["bands"]["sure_threshold"] = threshold
+        card_path.write_text(json.dumps(card))
+        with make_client(model_dir, tmp_path) as client:
+            result = client.post("/predict/image", files=photo).json()["results"][0]
+            assert result["band"] == band and result["species"] == "sintetis_merah"  # species stays for old clients
+            if band == "possible":
+                assert 1 <= len(result["candidates"]) <= 3 and result["candidates"][0] == "sintetis_merah"
+                probabilities = {c["species"]: c["probability"] for c in result["top"]}
+                assert all(probabilities[c] >= 0.05 for c in result["candidates"][1:])
+            else:
+                assert result["candidates"] == [] and result["family"] is None
+            metrics = client.get("/metrics").text
+            assert f'bunga_photo_answers_total{{band="{band}"}} 1.0' in metrics
+    del card["bands"]
+    card["not_flower"]["threshold"] = -1.0  # everything is "not a flower"
+    card_path.write_text(json.dumps(card))
+    with make_client(model_dir, tmp_path) as client:
+        result = client.post("/predict/image", files=photo).json()["results"][0]
+        assert result["band"] == "not_a_flower" and not result["recognised"] and result["candidates"] == []

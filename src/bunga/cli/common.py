@@ -121,6 +121,7 @@ def train_config(kind: DataKind, **overrides: Any) -> TrainConfig:
         max_pixels=s.image_max_pixels,
         abstain_max_refused=s.abstain_max_refused,
         not_flower_max_refused=s.not_flower_max_refused,
+        sure_precision=s.sure_precision,
         **overrides,
     )
 

@@ -228,6 +228,8 @@ class HeadSelection:
     thresholds: dict[str, float]
     f1_macro: dict[float, float]
     centroid_distance: np.ndarray
+    probs: np.ndarray  # out-of-fold probabilities of the training photos (in-sample when too few to fold)
+    truth: np.ndarray  # their class indices
 
 
 def select_head(
@@ -247,7 +249,7 @@ def select_head(
         probs, sims = head.scores(x)
         scores = {m: abstain_score(probs, sims, m) for m in ABSTAIN_METHODS}
         thresholds = {m: float(np.quantile(v, 1 - max_refused)) for m, v in scores.items()}
-        return HeadSelection(C_GRID[1], 1.0, thresholds, {}, 1.0 - sims.max(axis=1))
+        return HeadSelection(C_GRID[1], 1.0, thresholds, {}, 1.0 - sims.max(axis=1), probs, truth)
     z = l2_normalise(x)
     margins = {c: np.zeros((len(y), len(classes))) for c in C_GRID}
     sims = np.zeros((len(y), len(classes)))
@@ -263,7 +265,25 @@ def select_head(
     temperature = fit_temperature(margins[best], truth)
     probs = softmax(temperature * margins[best])
     thresholds = {m: float(np.quantile(abstain_score(probs, sims, m), 1 - max_refused)) for m in ABSTAIN_METHODS}
-    return HeadSelection(best, temperature, thresholds, f1, 1.0 - sims.max(axis=1))
+    return HeadSelection(best, temperature, thresholds, f1, 1.0 - sims.max(axis=1), probs, truth)
+
+
+def held_out_tops(
+    x: np.ndarray, y: np.ndarray, classes: list[str], c: float, temperature: float, max_classes: int = 8
+) -> np.ndarray:
+    """Top probabilities that the photos of a held-out class get from a head trained on the other
+    classes (each of at most ``max_classes`` classes, chosen evenly, held out in turn): stand-ins for
+    the species the model was never taught."""
+    if len(classes) < 3:
+        return np.zeros(0, dtype=np.float32)
+    held_out = classes[:: max(1, -(-len(classes) // max_classes))]
+    z = l2_normalise(x)
+    models = fit(z, y, [Problem(c, y != held, [k for k in classes if k != held]) for held in held_out])
+    tops = []
+    for held, model in zip(held_out, models, strict=True):
+        head = _head(model, z, y, y != held, c, temperature)
+        tops.append(head.scores(x[y == held])[0].max(axis=1))
+    return np.concatenate(tops)
 
 
 def open_set(

@@ -24,6 +24,12 @@ class Metrics:
             "bunga_predictions", "Predictions by class", ["kind", "species", "version"], registry=r
         )
         self.unrecognised = Counter("bunga_unrecognised_photos", "Photos refused as unknown species", registry=r)
+        self.photo_answers = Counter(
+            "bunga_photo_answers",
+            "Photo answers by band (sure, possible, not_recognised, not_a_flower)",
+            ["band"],
+            registry=r,
+        )
         self.feedback = Counter("bunga_feedback", "Feedback records stored", ["kind"], registry=r)
         self.model_version = Gauge(
             "bunga_model_version_info",

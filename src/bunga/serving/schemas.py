@@ -70,6 +70,14 @@ class PhotoPrediction(BaseModel):
     )
     species: str | None = Field(description="The top species, or null when the photo is not recognised")
     top: list[Candidate] = Field(description="The closest species (suggestions only when not recognised)")
+    band: Literal["sure", "possible", "not_recognised", "not_a_flower"] = Field(
+        description="How sure the answer is: sure (the name), possible (candidates, a guess), not_recognised, "
+        "not_a_flower"
+    )
+    candidates: list[str] = Field(
+        [], description="possible: up to three species it may be (most likely first); empty otherwise"
+    )
+    family: str | None = Field(None, description="possible: the family every candidate belongs to, when they share one")
     abstain_score: float
     not_flower_score: float
     model_name: str

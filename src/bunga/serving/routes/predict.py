@@ -16,6 +16,7 @@ from starlette.types import Scope
 from bunga.catalog import Catalog
 from bunga.config import Settings
 from bunga.files import sha256_bytes
+from bunga.models.bands import POSSIBLE, band, candidates
 from bunga.monitor.log import PredictionLog, Record
 from bunga.schemas import Measurements
 from bunga.serving.batching import PhotoBatcher
@@ -39,6 +40,13 @@ MULTIPART_PHOTOS = multipart_openapi(
         },
     }
 )
+
+
+def shared_family(catalog: Catalog, species: list[str]) -> str | None:
+    """The catalogue family every candidate belongs to, when they share one (and it is known)."""
+    families = {catalog.get(s).famili for s in species}
+    (family,) = families if len(families) == 1 else (None,)
+    return family if family and family != "-" else None
 
 
 def _slot(store: ModelStore, kind: str) -> Slot:
@@ -184,6 +192,7 @@ async def predict_image(
         batch = np.stack([u.tensor for u in uploads]).astype(np.float32)
     scores = await batcher.score(slot.predictor, batch)
     classes = slot.predictor.classes
+    sure_threshold = slot.card.bands.sure_threshold if slot.card.bands is not None else None
     results = []
     logger: PredictionLog | None = state.prediction_log
     now, latency_ms = time.time(), (time.perf_counter() - started) * 1000
@@ -209,6 +218,9 @@ async def predict_image(
             for i in order
         ]
         outcome = "species" if known else "not_a_flower" if not_flower else "unknown_species"
+        answer_band = band(bool(known), bool(not_flower), float(row[order[0]]), sure_threshold)
+        possible = [classes[i] for i in candidates(row)] if answer_band == POSSIBLE else []
+        metrics.photo_answers.labels(answer_band).inc()
         label = top[0].species if known else "_not_a_flower" if not_flower else "_unrecognised"
         metrics.predicted("photos", label, slot.version)
         if logger is not None:
@@ -240,6 +252,9 @@ async def predict_image(
                 outcome=outcome,
                 species=top[0].species if known else None,
                 top=top,
+                band=answer_band,
+                candidates=possible,
+                family=shared_family(catalog, possible),
                 abstain_score=round(float(score), 6),
                 not_flower_score=round(float(flower_score), 6),
                 model_name=slot.card.name,

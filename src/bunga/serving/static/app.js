@@ -17,6 +17,7 @@ const TEXT = {
     petalLength: "Panjang petal (cm)", petalWidth: "Lebar petal (cm)", model: "model",
     footer: "Kebun Raya ITERA · Institut Teknologi Sumatera", error: "Gagal", switchTo: "Switch to English",
     family: "Famili", referencePhoto: "Foto contoh", photoCredit: "Foto", source: "sumber",
+    possible: "Belum pasti. Mungkin salah satu dari ini (tebakan):", possibleFamily: "Kemungkinan famili",
   },
   en: {
     title: "Identify flowers at Kebun Raya ITERA", tabPhoto: "Photo", tabMeasure: "Measurements",
@@ -33,6 +34,7 @@ const TEXT = {
     petalLength: "Petal length (cm)", petalWidth: "Petal width (cm)", model: "model",
     footer: "Kebun Raya ITERA · Institut Teknologi Sumatera", error: "Failed", switchTo: "Ganti ke Bahasa Indonesia",
     family: "Family", referencePhoto: "Reference photo", photoCredit: "Photo", source: "source",
+    possible: "Not sure. It may be one of these (a guess):", possibleFamily: "Probably in the family",
   },
 };
 
@@ -124,7 +126,12 @@ function renderPhoto(answer) {
   const box = $("photo-result");
   box.replaceChildren();
   const result = answer.results[0];
-  if (result.recognised) {
+  if (result.band === "possible") {
+    // A guess: the candidates with their probabilities, never one name stated as the answer.
+    box.append(el("p", { class: "possible", role: "status" }, t("possible")));
+    if (result.family) box.append(el("p", { class: "family" }, `${t("possibleFamily")} ${result.family}`));
+    result.top.filter((c) => result.candidates.includes(c.species)).forEach((c) => box.append(speciesCard(c, false)));
+  } else if (result.recognised) {
     result.top.forEach((c, i) => box.append(speciesCard(c, i === 0)));
   } else if (result.outcome === "not_a_flower") {
     box.append(el("p", { class: "unknown", role: "alert" }, t("notFlower")), el("p", {}, t("notFlowerHint")));

@@ -1,0 +1,85 @@
+"""How sure a photo answer is: ``sure`` (the name), ``possible`` (up to three candidates, worded as a
+guess), ``not_recognised`` or ``not_a_flower``.
+
+A recognised photo is ``sure`` when its top probability reaches the card's sure threshold. That
+threshold is fitted at training, from the training split alone: the out-of-fold probabilities of
+known photos, and the top probabilities that photos of a class get from heads trained without that
+class (stand-ins for the garden's untaught species). It is the lowest threshold at which, on a mix
+weighted like the photos visitors send (``UNKNOWN_PER_KNOWN`` untaught-species photos per known
+one), at least ``SURE_PRECISION`` of the sure answers are right. numpy only: serving imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SURE, POSSIBLE, NOT_RECOGNISED, NOT_A_FLOWER = "sure", "possible", "not_recognised", "not_a_flower"
+BANDS = (SURE, POSSIBLE, NOT_RECOGNISED, NOT_A_FLOWER)
+SURE_PRECISION = 0.97
+UNKNOWN_PER_KNOWN = 37 / 45  # the mix of known and untaught-species flower photos judged in the photo-trust issue
+MAX_CANDIDATES = 3
+NEVER = 1.01  # a sure threshold no probability reaches: nothing is sure
+MIN_SUPPORT = 10  # sure photos a cut-off must leave for its precision to count
+CANDIDATE_MIN = 0.05  # a 'possible' answer lists candidates with at least this probability (always the top one)
+
+
+@dataclass(frozen=True)
+class SureFit:
+    """The sure threshold and what it gave on the training split's own hold-outs."""
+
+    threshold: float
+    precision: float  # share of sure answers right on the weighted mix
+    known_sure: float  # share of known photos answered sure
+
+
+def fit_sure(
+    known_top: np.ndarray,
+    known_right: np.ndarray,
+    unknown_top: np.ndarray,
+    floor: float = 0.0,
+    precision: float = SURE_PRECISION,
+    unknown_per_known: float = UNKNOWN_PER_KNOWN,
+) -> SureFit:
+    """The lowest top-probability threshold (at least ``floor``) whose sure answers are right at least
+    ``precision`` of the time on known photos mixed with untaught ones; NEVER (nothing is sure) when none is."""
+    if len(known_top) == 0:
+        return SureFit(NEVER, 0.0, 0.0)
+    weight = unknown_per_known * len(known_top) / max(len(unknown_top), 1)
+    candidates = np.unique(np.concatenate([known_top, unknown_top, [floor]]))
+    candidates = candidates[candidates >= floor]
+    sorted_known = np.sort(known_top)
+    right_sorted = known_right[np.argsort(known_top, kind="stable")].astype(np.int64)
+    right_at_or_above = np.concatenate([np.cumsum(right_sorted[::-1])[::-1], [0]])
+    start = np.searchsorted(sorted_known, candidates, side="left")
+    sure = len(sorted_known) - start
+    right = right_at_or_above[start]
+    unknown = weight * (len(unknown_top) - np.searchsorted(np.sort(unknown_top), candidates, side="left"))
+    mixed = np.where(sure > 0, right / np.maximum(sure + unknown, 1e-12), 1.0)
+    # The lowest threshold from which every higher one keeps the precision (noise at one cut-off
+    # must not open the band below a stretch where it fails); cut-offs that leave only a handful of
+    # sure photos are too noisy to judge either way.
+    support = max(MIN_SUPPORT, int(0.05 * len(known_top)))
+    failing = np.flatnonzero((mixed < precision) & (sure >= support))
+    after = 0 if len(failing) == 0 else int(failing[-1]) + 1
+    meeting = np.flatnonzero((mixed >= precision) & (sure >= support) & (np.arange(len(candidates)) >= after))
+    if len(meeting):
+        first = int(meeting[0])
+        return SureFit(float(candidates[first]), float(mixed[first]), float(sure[first] / len(known_top)))
+    return SureFit(NEVER, 0.0, 0.0)
+
+
+def band(recognised: bool, not_flower: bool, top_prob: float, sure_threshold: float | None) -> str:
+    """The band of one answer (``sure_threshold`` None: a card without bands, answered as before)."""
+    if not_flower:
+        return NOT_A_FLOWER
+    if not recognised:
+        return NOT_RECOGNISED
+    return SURE if sure_threshold is None or top_prob >= sure_threshold else POSSIBLE
+
+
+def candidates(probabilities: np.ndarray) -> list[int]:
+    """Indices of a possible answer's candidates: the top one, then up to two more above the floor."""
+    order = [int(i) for i in np.argsort(-probabilities)[:MAX_CANDIDATES]]
+    return [i for n, i in enumerate(order) if n == 0 or probabilities[i] >= CANDIDATE_MIN]

@@ -119,22 +119,31 @@ def test_visitor_identifies_a_photo_and_sends_feedback(
 
 
 @contextmanager
-def refusing_page(browser: object, model_dir: Path, tmp_path: Path, section: str) -> Iterator[Any]:
-    """The page after identifying a photo, served by a model whose card's ``section`` threshold
-    refuses every photo (``abstention``: an unknown flower; ``not_flower``: not a flower)."""
-    set_card(model_dir, lambda card: card[section].update(threshold=-1.0))
+def answered_page(
+    browser: object, model_dir: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None], shown: str, style: str
+) -> Iterator[Any]:
+    """The page after identifying a ``style`` photo, served by a model whose card ``change`` edited,
+    once ``shown`` (a selector) is on it."""
+    set_card(model_dir, change)
     server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
     try:
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(server.url)
         upload = tmp_path / "x.jpg"
-        upload.write_bytes(photo_bytes("sintetis_putih", 4))
+        upload.write_bytes(photo_bytes(style, 4))
         page.set_input_files("#photo", str(upload))
         page.click("#identify")
-        page.wait_for_selector("#photo-result .unknown")
+        page.wait_for_selector(shown)
         yield page
     finally:
         server.stop()
+
+
+def refusing_page(browser: object, model_dir: Path, tmp_path: Path, section: str) -> Any:
+    """The page served by a model whose card's ``section`` threshold refuses every photo
+    (``abstention``: an unknown flower; ``not_flower``: not a flower)."""
+    refuse = lambda card: card[section].update(threshold=-1.0)  # noqa: E731
+    return answered_page(browser, model_dir, tmp_path, refuse, "#photo-result .unknown", "sintetis_putih")
 
 
 def test_page_says_when_a_flower_is_not_recognised(browser: object, model_dir: Path, tmp_path: Path) -> None:
@@ -170,16 +179,8 @@ def test_page_says_when_a_photo_is_not_a_flower(browser: object, model_dir: Path
 def test_page_says_when_it_is_not_sure(browser: object, model_dir: Path, tmp_path: Path) -> None:
     """A recognised photo below the sure threshold: worded as a guess, the candidates with their
     probabilities, never one name stated as the answer."""
-    set_card(model_dir, lambda card: card["bands"].update(sure_threshold=1.01))
-    server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
-    try:
-        page = browser.new_page()  # type: ignore[attr-defined]
-        page.goto(server.url)
-        upload = tmp_path / "x.jpg"
-        upload.write_bytes(photo_bytes("sintetis_merah", 4))
-        page.set_input_files("#photo", str(upload))
-        page.click("#identify")
-        page.wait_for_selector("#photo-result .possible")
+    never_sure = lambda card: card["bands"].update(sure_threshold=1.01)  # noqa: E731
+    with answered_page(browser, model_dir, tmp_path, never_sure, "#photo-result .possible", "sintetis_merah") as page:
         assert page.locator("#photo-result .possible").inner_text().startswith("Belum pasti")
         assert page.locator("#photo-result .card.top").count() == 0  # no name stated as the answer
         cards = page.locator("#photo-result .card")
@@ -190,5 +191,3 @@ def test_page_says_when_it_is_not_sure(browser: object, model_dir: Path, tmp_pat
         page.click("#lang")
         page.click("#identify")
         page.wait_for_function("document.querySelector('#photo-result .possible')?.innerText.startsWith('Not sure')")
-    finally:
-        server.stop()

@@ -270,6 +270,41 @@ def render() -> str:
             ),
         )
         lines.append("")
+    garden = load("garden_bands")
+    if garden and not garden.get("skipped"):
+        lines += [
+            f"Untaught species and answer bands on a garden-like protocol (`python -m benchmarks.garden_bands`; "
+            f"{garden['protocol']}; what `bunga train` fits; test mix of known and held-out photos weighted 45:37; "
+            "mean ± spread over the splits). Oracle: the most known photos sure at 97 % right that a threshold "
+            "chosen on the test mix itself would give (the features' limit):",
+            "",
+        ]
+        cell = lambda r, k, pct=True: f"{r[k]['mean']:.1%} ± {r[k]['std']:.1%}" if pct else f"{r[k]['mean']:.3f}"  # noqa: E731
+        lines += table(
+            (
+                "backbones",
+                "unknown refused (95 % kept)",
+                "AUROC",
+                "sure right",
+                "known sure",
+                "oracle known sure",
+                "right without bands",
+            ),
+            (
+                (
+                    name,
+                    cell(r, "unknown_refused_at_95_kept"),
+                    cell(r, "unknown_auroc", False),
+                    cell(r, "sure_right"),
+                    cell(r, "known_sure"),
+                    cell(r, "oracle_known_sure_at_97"),
+                    cell(r, "recognised_right"),
+                )
+                for name, r in garden.items()
+                if isinstance(r, dict) and "unknown_auroc" in r
+            ),
+        )
+        lines.append("")
     iris = load("quality")
     if iris:
         lines += [

@@ -10,6 +10,7 @@ import traceback
 from benchmarks import (
     api_throughput,
     backbones,
+    garden_bands,
     memory,
     monitor_scale,
     not_flower,
@@ -33,6 +34,7 @@ def main() -> None:
         ("quality", quality.main),
         ("not_flower", not_flower.main),
         ("backbones", backbones.main),
+        ("garden_bands", garden_bands.main),
         ("pipeline", pipeline.main),
         ("train_scale", train_scale.main),
         ("api_throughput", api_throughput.main),

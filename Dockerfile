@@ -43,7 +43,8 @@ CMD ["pipeline"]
 # ---- MLflow tracking server on PostgreSQL with proxied artifacts -------------------------------
 FROM ${PYTHON_IMAGE} AS mlflow
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN pip install "mlflow>=3.1,<4" "psycopg2-binary>=2.9"
+# boto3: artifacts on S3 (--artifacts-destination s3://..., deploy/aws), proxied to clients by the server
+RUN pip install "mlflow>=3.1,<4" "psycopg2-binary>=2.9" "boto3>=1.34"
 RUN useradd --create-home --uid 10002 mlflow && mkdir -p /mlartifacts && chown mlflow /mlartifacts
 USER 10002
 EXPOSE 5000

@@ -91,7 +91,12 @@ class Settings(BaseSettings):
     feedback_min_votes: int = Field(2, ge=1)  # agreeing visitor votes before a photo joins the dataset
     # --- monitoring ------------------------------------------------------------------------------
     monitor_log: bool = True  # log every prediction (off the request path) for `bunga monitor`
-    monitor_db: str = "bunga-monitor.db"  # a SQLite file, or postgresql://user:password@host:port/database
+    # A SQLite file, or postgresql://user:password@host:port/database. Platforms that attach a database
+    # as DATABASE_URL (Heroku Postgres, Render, the Kubernetes and ECS configs in deploy/) feed it here:
+    # BUNGA_MONITOR_DB wins when both are set. This is the one place DATABASE_URL is read.
+    monitor_db: str = Field(
+        "bunga-monitor.db", validation_alias=AliasChoices("BUNGA_MONITOR_DB", "DATABASE_URL", "monitor_db")
+    )
     monitor_queue: int = Field(10_000, ge=1)  # records waiting to be written; beyond it they are dropped
     monitor_retention_days: float = Field(90.0, gt=0)
     monitor_psi_alarm: float = Field(0.25, gt=0)  # population stability index that raises an alarm

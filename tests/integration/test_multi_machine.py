@@ -4,10 +4,12 @@ replicas that resolve `champion` from the server over its REST API."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,7 +25,7 @@ import numpy as np
 import pytest
 
 from bunga.schemas import FEATURES
-from tests.conftest import LiveServer, copy_sheets
+from tests.conftest import ROOT, LiveServer, copy_sheets
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TOKEN = "multi-machine-token-123456"
@@ -390,3 +392,56 @@ def test_prediction_log_in_postgresql_across_workers_and_an_outage(
     assert result.exit_code == 0, result.output  # the same record again and again: no drift, no alarm
     report = json.loads((tmp_path / "r" / "monitor-report.json").read_text())
     assert [v["volume"] for v in report["versions"]] == [120]
+
+
+def test_heroku_web_process_starts_with_port_and_database_url(
+    pg_cluster: PgCluster, model_dir: Path, tmp_path: Path
+) -> None:
+    """The web process Heroku runs (the runtime image's CMD, heroku.yml builds that stage), started
+    the way the platform starts it: PORT set, DATABASE_URL from the Postgres add-on (here the test's
+    PostgreSQL, in Heroku's postgres:// form). It serves, and its prediction log lands in that
+    database. (It binds 127.0.0.1 here instead of 0.0.0.0: tests touch only the loopback.)"""
+    import psycopg2
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    command = json.loads(re.findall(r"^CMD (\[.*\])$", dockerfile, flags=re.M)[-1])
+    assert command[:2] == ["sh", "-c"] and "${PORT:-8000}" in command[2]
+    port = _port()
+    database = f"postgres://postgres@127.0.0.1:{pg_cluster.port}/herokulog"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PORT": str(port),
+        "DATABASE_URL": database,
+        "BUNGA_MODEL_DIR": str(model_dir),
+        "BUNGA_DATA_DIR": str(tmp_path / "data"),
+    }
+    env.pop("BUNGA_MONITOR_DB", None)
+    proc = subprocess.Popen(
+        ["sh", "-c", command[2].replace("0.0.0.0", "127.0.0.1")],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the web process did not start"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        assert httpx.post(f"{url}/predict", json=IRIS).status_code == 200
+        deadline = time.monotonic() + 15
+        while True:  # the log writer flushes within a second; the database was created at start-up
+            with contextlib.suppress(psycopg2.Error), psycopg2.connect(database) as conn, conn.cursor() as cursor:
+                cursor.execute("SELECT COUNT(*) FROM predictions")
+                if cursor.fetchone()[0] == 1:
+                    break
+            assert time.monotonic() < deadline, "the prediction never reached DATABASE_URL"
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -81,8 +81,12 @@ class Settings(BaseSettings):
     # --- abuse limits on the public endpoints ----------------------------------------------------
     inbox_max_bytes: int = Field(2_000_000_000, ge=0)  # feedback stored in all, photos and records
     # Counts files, not uploads: a photo upload stores 2 (the photo and its record; 1 when the photo is
-    # already there), a measurement 1. Held across the workers of one machine (bunga.serving.quota).
+    # already there), a measurement 1. Held across the workers of one machine (bunga.quota), or by the
+    # database's transaction with BUNGA_INBOX_DB.
     inbox_max_files: int = Field(50_000, ge=0)
+    # The inbox in PostgreSQL instead of the folder (replicas that share no disk; bunga.inboxes). Heroku's
+    # DATABASE_URL feeds it too: the prediction log and the inbox then share the add-on's database.
+    inbox_db: str | None = Field(None, validation_alias=AliasChoices("BUNGA_INBOX_DB", "DATABASE_URL", "inbox_db"))
     feedback_rate_per_min: float = Field(6.0, ge=0)  # per client; 0 turns the limit off
     feedback_burst: int = Field(10, ge=1)
     predict_rate_per_min: float = Field(0.0, ge=0)  # /predict and /predict/image; 0: off (school groups)
@@ -108,6 +112,13 @@ class Settings(BaseSettings):
     def _token_strong_enough(cls, value: str | None) -> str | None:
         if value is not None and value != "" and len(value) < 16:
             raise ValueError("BUNGA_ADMIN_TOKEN must be at least 16 characters (or unset)")
+        return value or None
+
+    @field_validator("inbox_db")
+    @classmethod
+    def _inbox_db_is_postgres(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("BUNGA_INBOX_DB (or DATABASE_URL) must be a postgresql:// URL")
         return value or None
 
     @field_validator("tabular_classes")

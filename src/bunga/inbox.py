@@ -21,7 +21,8 @@ PHOTOS = "photos"
 MEASUREMENTS = "measurements"
 
 
-def _record(**fields: Any) -> tuple[str, str]:
+def record_text(**fields: Any) -> tuple[str, str]:
+    """A feedback record as stored (sorted JSON with the time) and the sha256 of that text."""
     fields["time"] = datetime.now(UTC).isoformat(timespec="microseconds")
     text = json.dumps(fields, sort_keys=True, ensure_ascii=False) + "\n"
     return text, sha256_bytes(text.encode())
@@ -35,7 +36,7 @@ def store_photo(inbox: Path, data: bytes, suffix: str, label: str | None, **meta
     new = not photo.exists()
     if new:
         atomic_write_bytes(photo, data)
-    text, digest = _record(kind="photos", sha256=sha, photo=photo.name, label=label, **meta)
+    text, digest = record_text(kind="photos", sha256=sha, photo=photo.name, label=label, **meta)
     try:
         atomic_write_text(folder / f"{sha}-{digest[:16]}.json", text)
     except OSError:
@@ -48,7 +49,7 @@ def store_photo(inbox: Path, data: bytes, suffix: str, label: str | None, **meta
 def store_measurement(inbox: Path, values: list[float], label: str, **meta: Any) -> str:
     """Keep one labelled measurement as one record (a curator decides whether it becomes a training
     row: bunga.data.measurement_review); returns its record id."""
-    text, digest = _record(kind="measurements", values=values, label=label, **meta)
+    text, digest = record_text(kind="measurements", values=values, label=label, **meta)
     record_id = f"feedback-{digest[:16]}"
     atomic_write_text(inbox / MEASUREMENTS / f"{record_id}.json", text)
     return record_id

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from bunga.config import Settings
 from bunga.inbox import SALT_FILE
+from bunga.quota import LEDGER, LOCK
 from bunga.serving.app import create_app
-from bunga.serving.quota import LEDGER, LOCK
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes
 

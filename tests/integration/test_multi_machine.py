@@ -445,3 +445,113 @@ def test_heroku_web_process_starts_with_port_and_database_url(
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _pg_inbox_servers(
+    pg_cluster: PgCluster, model_dir: Path, tmp_path: Path, **env: str
+) -> tuple[str, list[LiveServer]]:
+    """Two API processes with no shared disk (each its own data folder) on one PostgreSQL inbox."""
+    url = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/mlflow"
+    servers = []
+    for name in ("a", "b"):
+        settings = {"BUNGA_DATA_DIR": str(tmp_path / name), "BUNGA_INBOX_DB": url, **env}
+        servers.append(LiveServer(settings, ["--model-dir", str(model_dir)], tmp_path))
+    return url, servers
+
+
+async def _upload(url: str, photos: list[tuple[str, bytes]], clients: int) -> list[tuple[int, str]]:
+    """Each photo from its own visitor (X-Forwarded-For behind the trusted 127.0.0.1); (status, id)."""
+    import asyncio
+
+    gate = asyncio.Semaphore(clients)
+    async with httpx.AsyncClient(timeout=60) as http:
+
+        async def one(i: int, target: str, data: bytes) -> tuple[int, str]:
+            async with gate:
+                try:
+                    answer = await http.post(
+                        f"{target}/feedback",
+                        files={"file": ("x.jpg", data, "image/jpeg")},
+                        data={"label": "sintetis_merah"},
+                        headers={"X-Forwarded-For": f"10.7.{i // 250}.{i % 250}"},
+                    )
+                except httpx.HTTPError:
+                    return 0, ""  # the process was killed under this request
+                return answer.status_code, answer.json().get("id", "") if answer.status_code == 201 else ""
+
+        return list(await asyncio.gather(*(one(i, t, d) for i, (t, d) in enumerate(photos))))
+
+
+def _stored(url: str) -> set[str]:
+    import psycopg2
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT sha256 FROM inbox_files WHERE kind = 'photo'")
+        return {sha for (sha,) in cursor.fetchall()}
+
+
+def test_replicas_without_a_shared_disk_keep_feedback_in_postgresql(
+    pg_cluster: PgCluster, model_dir: Path, tmp_path: Path
+) -> None:
+    """200 concurrent uploads from distinct visitors to two processes on one PostgreSQL inbox, one
+    process killed with SIGKILL midway: every upload answered 201 is stored, and the next merge (on a
+    third machine's folder) accounts for each stored photo exactly once."""
+    import asyncio
+    import signal
+
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+    from tests.helpers import photo_bytes
+
+    url, servers = _pg_inbox_servers(pg_cluster, model_dir, tmp_path)
+    photos = [(servers[i % 2].url, photo_bytes("sintetis_merah", 1000 + i)) for i in range(200)]
+    try:
+
+        def kill_midway() -> None:
+            deadline = time.monotonic() + 60
+            while len(_stored(url)) < 60 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            servers[0].proc.send_signal(signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_midway)
+        killer.start()
+        answers = asyncio.run(_upload(url, photos, clients=20))
+        killer.join()
+    finally:
+        for server in servers:
+            server.stop()
+    accepted = {sha for status, sha in answers if status == 201}
+    assert 60 <= len(accepted) < 200, len(accepted)  # killed midway; the other process kept taking them
+    assert {status for status, _ in answers} <= {0, 201, 500, 503}
+    stored = _stored(url)
+    assert accepted <= stored  # nothing answered 201 is lost
+    assert not (tmp_path / "a" / "feedback" / "photos").exists()  # nothing went to a local disk
+    env = {"BUNGA_INBOX_DB": url, "BUNGA_DATA_DIR": str(tmp_path / "trainer")}
+    merged = CliRunner().invoke(app, ["merge"], env=env)
+    assert merged.exit_code == 0, merged.output
+    n = len(stored)  # one visitor each: every photo waits for a second vote or a curator
+    assert f"photos: {n} read = 0 kept + 0 rejected + 0 duplicate + {n} queued" in merged.output
+    digest = json.loads((tmp_path / "Dataset Bunga" / "manifest.json").read_text())["dataset_digest"]
+    again = CliRunner().invoke(app, ["merge"], env=env)
+    assert "unchanged" in again.output and digest in again.output  # exactly once: a re-export adds nothing
+
+
+def test_the_quota_holds_across_replicas_on_postgresql(pg_cluster: PgCluster, model_dir: Path, tmp_path: Path) -> None:
+    """40 concurrent uploads to two processes on one database inbox against 20 files: at most 10."""
+    import asyncio
+
+    from tests.helpers import photo_bytes
+
+    url, servers = _pg_inbox_servers(pg_cluster, model_dir, tmp_path, BUNGA_INBOX_MAX_FILES="20")
+    try:
+        answers = asyncio.run(
+            _upload(url, [(servers[i % 2].url, photo_bytes("sintetis_merah", 2000 + i)) for i in range(40)], 40)
+        )
+        inbox = httpx.get(f"{servers[1].url}/model").json()["inbox"]
+    finally:
+        for server in servers:
+            server.stop()
+    statuses = [status for status, _ in answers]
+    assert set(statuses) <= {201, 507} and 1 <= statuses.count(201) <= 10, statuses
+    assert len(_stored(url)) == statuses.count(201) and inbox["files"] == 2 * statuses.count(201)

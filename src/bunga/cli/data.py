@@ -40,11 +40,15 @@ def merge(
     from bunga.data.merge import MergeOptions
     from bunga.data.merge import merge as run_merge
     from bunga.data.tabular import load_aliases
+    from bunga.inboxes import export_if_database
 
     s = settings()
     policy = impute or s.missing_policy
     if policy not in {"reject", "median"}:
         raise BungaError(f"--impute takes 'median' (or set BUNGA_MISSING_POLICY=reject), not {policy!r}", 2)
+    exported = export_if_database((data_dir or s.data_dir) / "feedback", s.inbox_db)
+    if s.inbox_db:
+        console.print(f"feedback database: {exported} new files written into the inbox folder", highlight=False)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -38,11 +38,13 @@ def monitor(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from bunga.inboxes import export_if_database
     from bunga.monitor.checks import Thresholds, Window
     from bunga.monitor.report import write
     from bunga.monitor.run import log_monitoring_run, profile_lookup, run_checks
 
     s = settings()
+    export_if_database(s.inbox_dir, s.inbox_db)  # live accuracy joins visitors' labels from the inbox
     window = Window(since=time.time() - hours * 3600 if hours is not None else None, last=last)
     thresholds = Thresholds(psi=s.monitor_psi_alarm, p_value=s.monitor_p_alarm, min_volume=s.monitor_min_volume)
     columns = (TextColumn("checking {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))

@@ -22,12 +22,12 @@ from bunga import __version__
 from bunga.catalog import load_catalog
 from bunga.config import Settings, get_settings
 from bunga.files import STALE_TEMP_S, remove_stale_temps
+from bunga.inboxes import open_inbox
 from bunga.monitor.log import PredictionLog
 from bunga.serving.batching import PhotoBatcher
 from bunga.serving.limits import ClientAddress, buckets
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
-from bunga.serving.quota import InboxQuota
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
 from bunga.serving.routes import admin, catalog, feedback, health, page, predict
 from bunga.serving.schemas import PredictRequest, Problem
@@ -155,7 +155,9 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         if settings.monitor_log
         else None
     )
-    app.state.quota = InboxQuota(settings.inbox_dir, settings.inbox_max_bytes, settings.inbox_max_files)
+    app.state.inbox = open_inbox(
+        settings.inbox_dir, settings.inbox_db, settings.inbox_max_bytes, settings.inbox_max_files
+    )
     app.state.client_address = ClientAddress(settings.trusted_proxies)
     app.state.feedback_buckets = buckets(settings.feedback_rate_per_min, settings.feedback_burst)
     app.state.predict_buckets = buckets(settings.predict_rate_per_min, settings.predict_burst)

@@ -11,11 +11,11 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from bunga import inbox
 from bunga.config import Settings
+from bunga.inbox import voter
+from bunga.inboxes import Inbox, InboxFull, InboxUnavailable
 from bunga.serving.limits import check_rate
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
-from bunga.serving.quota import Ledger, Reservation
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
 
 router = APIRouter(tags=["feedback"])
@@ -43,35 +43,23 @@ def _label(raw: str | None, known: set[str]) -> str | None:
     return label
 
 
-async def _store(request: Request, nbytes: int, nfiles: int, write: Callable[..., str], *args: Any, **kw: Any) -> str:
+async def _store(request: Request, write: Callable[..., str], *args: Any, **kw: Any) -> str:
     """Write feedback within the inbox's quota: 507 (and nothing stored) when the quota or the disk
-    is full; the service keeps answering predictions either way."""
+    is full, 503 while the inbox's database does not answer; predictions go on either way."""
     state = request.app.state
-    quota: Ledger = state.quota
     try:
-        held = await run_in_threadpool(quota.reserve, nbytes, nfiles)  # checked and held in one step
-    except OSError as err:  # the ledger itself could not be written
-        raise _disk_full(request, err) from None
-    if not isinstance(held, Reservation):
+        return await run_in_threadpool(write, *args, **kw)
+    except InboxFull as full:
         state.metrics.rejected.labels("inbox_quota").inc()
-        raise HTTPException(507, f"{held}: feedback is not being accepted now, please try again later")
-    try:
-        stored = await run_in_threadpool(write, *args, **kw)
-    except BaseException as err:  # nothing stored (the writers leave no partial file): give the room back
-        await run_in_threadpool(quota.release, held)
-        if isinstance(err, OSError):
-            raise _disk_full(request, err) from None
-        raise
-    await run_in_threadpool(quota.commit, held)
-    return stored
-
-
-def _disk_full(request: Request, err: OSError) -> Exception:
-    """507 for a full disk or quota of the filesystem; any other OSError as it was."""
-    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-        return err
-    request.app.state.metrics.rejected.labels("disk_full").inc()
-    return HTTPException(507, "the server's disk is full: feedback is not being accepted now")
+        raise HTTPException(507, f"{full}: feedback is not being accepted now, please try again later") from None
+    except InboxUnavailable as err:
+        state.metrics.rejected.labels("inbox_unavailable").inc()
+        raise HTTPException(503, f"{err}: please try again later", headers={"Retry-After": "30"}) from None
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        state.metrics.rejected.labels("disk_full").inc()
+        raise HTTPException(507, "the server's disk is full: feedback is not being accepted now") from None
 
 
 async def _voter(request: Request) -> str:
@@ -79,8 +67,12 @@ async def _voter(request: Request) -> str:
     state = request.app.state
     salt = getattr(state, "voter_salt", None)
     if salt is None:
-        salt = state.voter_salt = await run_in_threadpool(inbox.voter_salt, state.settings.inbox_dir)
-    return inbox.voter(salt, state.client_address(request))
+        store: Inbox = state.inbox
+        try:
+            salt = state.voter_salt = await run_in_threadpool(store.voter_salt)
+        except InboxUnavailable as err:
+            raise HTTPException(503, f"{err}: please try again later", headers={"Retry-After": "30"}) from None
+    return voter(salt, state.client_address(request))
 
 
 def _version(request: Request, kind: str) -> str | None:
@@ -121,10 +113,7 @@ async def feedback(request: Request) -> FeedbackResponse:
             raise HTTPException(422, "label: a measurement needs the species it is")
         specimen = await _store(
             request,
-            2_000,
-            1,
-            inbox.store_measurement,
-            settings.inbox_dir,
+            request.app.state.inbox.store_measurement,
             record.as_row(),
             label,
             predicted=record.predicted,
@@ -145,10 +134,7 @@ async def feedback(request: Request) -> FeedbackResponse:
     predicted_text = predicted[:100] if isinstance(predicted, str) else None
     sha = await _store(
         request,
-        len(upload.data) + 2_000,
-        2,
-        inbox.store_photo,
-        settings.inbox_dir,
+        request.app.state.inbox.store_photo,
         upload.data,
         upload.info.suffix,
         label,

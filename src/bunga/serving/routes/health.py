@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bunga.inboxes import Inbox, InboxUnavailable
 from bunga.serving.deps import MetricsDep, StoreDep
-from bunga.serving.quota import InboxQuota
 from bunga.serving.schemas import Health, InboxUsage, ModelInfo, ModelsResponse
 from bunga.serving.store import Slot
 
@@ -63,24 +63,35 @@ def _info(slot: Slot, challenger: Slot | None) -> ModelInfo:
 async def model(request: Request, store: StoreDep) -> ModelsResponse:
     """Per kind: name, version, alias, run id, training time, metrics, classes, dataset digest; and
     how full the feedback inbox is."""
-    quota: InboxQuota = request.app.state.quota
-    used, files = quota.usage()
+    inbox: Inbox = request.app.state.inbox
+    usage = _usage(inbox)
     return ModelsResponse(
         models={k: _info(s, store.challengers.get(k)) for k, s in store.champions.items()},
         challenger_percent=store.challenger_percent,
         errors=dict(store.errors),
-        inbox=InboxUsage(bytes=used, files=files, max_bytes=quota.max_bytes, max_files=quota.max_files),
+        inbox=None
+        if usage is None
+        else InboxUsage(bytes=usage[0], files=usage[1], max_bytes=inbox.max_bytes, max_files=inbox.max_files),
     )
+
+
+def _usage(inbox: Inbox) -> tuple[int, int] | None:
+    """The inbox's usage, or None while its database does not answer (the probes must not fail)."""
+    try:
+        return inbox.usage()
+    except InboxUnavailable:
+        return None
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request, store: StoreDep, m: MetricsDep) -> Response:
     """Requests, latency histograms, predictions per class, model versions in use, inbox usage."""
-    quota: InboxQuota = request.app.state.quota
-    used, files = quota.usage()
-    m.inbox_bytes.set(used)
-    m.inbox_files.set(files)
-    m.inbox_limit_bytes.set(quota.max_bytes)
+    inbox: Inbox = request.app.state.inbox
+    usage = _usage(inbox)
+    if usage is not None:
+        m.inbox_bytes.set(usage[0])
+        m.inbox_files.set(usage[1])
+    m.inbox_limit_bytes.set(inbox.max_bytes)
     m.model_version.clear()
     for alias, slots in (("champion", store.champions), ("challenger", store.challengers)):
         for kind, slot in slots.items():

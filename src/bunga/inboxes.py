@@ -1,0 +1,216 @@
+"""Where visitors' feedback is kept: a directory (the default, also what `bunga merge` reads) or a
+PostgreSQL database (``BUNGA_INBOX_DB``; replicas that share no disk, e.g. Heroku dynos and Fargate
+tasks). Both take the same calls, enforce the same quota and write the same records; the database
+is exported to the directory layout, byte for byte, before a merge (see ``export``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from bunga import inbox
+from bunga.errors import BungaError
+from bunga.files import atomic_write_bytes, sha256_bytes
+
+RECORD_BYTES = 2_000  # what a metadata record counts against the byte quota
+INBOX_LOCK = 0x62756E6769  # "bungi": the advisory lock that serialises the quota check and the insert
+
+
+class InboxFull(BungaError):
+    """Storing this would go over the inbox's quota; the message says which."""
+
+
+class InboxUnavailable(BungaError):
+    """The inbox's database does not answer."""
+
+
+class Inbox(Protocol):
+    """What the feedback endpoint needs of an inbox."""
+
+    max_bytes: int
+    max_files: int
+
+    def store_photo(self, data: bytes, suffix: str, label: str | None, **meta: Any) -> str:
+        """Keep a photo and one metadata record; returns the photo's sha256 (InboxFull over quota)."""
+        ...
+
+    def store_measurement(self, values: list[float], label: str, **meta: Any) -> str:
+        """Keep one labelled measurement record; returns its record id (InboxFull over quota)."""
+        ...
+
+    def voter_salt(self) -> bytes:
+        """The inbox's secret for voter pseudonyms (one per inbox, shared by every replica)."""
+        ...
+
+    def usage(self) -> tuple[int, int]:
+        """(bytes, files) held."""
+        ...
+
+
+class DirectoryInbox:
+    """The inbox folder, its quota held across the machine's workers by bunga.quota."""
+
+    def __init__(self, folder: Path, max_bytes: int, max_files: int) -> None:
+        from bunga.quota import InboxQuota
+
+        self.folder, self.max_bytes, self.max_files = folder, max_bytes, max_files
+        self.quota = InboxQuota(folder, max_bytes, max_files)
+
+    def _within_quota(self, nbytes: int, nfiles: int, write: Any, *args: Any, **kw: Any) -> str:
+        from bunga.quota import Reservation
+
+        held = self.quota.reserve(nbytes, nfiles)  # checked and held in one step, before any write
+        if not isinstance(held, Reservation):
+            raise InboxFull(held)
+        try:
+            stored: str = write(self.folder, *args, **kw)
+        except BaseException:  # nothing stored (the writers leave no partial file): give the room back
+            self.quota.release(held)
+            raise
+        self.quota.commit(held)
+        return stored
+
+    def store_photo(self, data: bytes, suffix: str, label: str | None, **meta: Any) -> str:
+        return self._within_quota(len(data) + RECORD_BYTES, 2, inbox.store_photo, data, suffix, label, **meta)
+
+    def store_measurement(self, values: list[float], label: str, **meta: Any) -> str:
+        return self._within_quota(RECORD_BYTES, 1, inbox.store_measurement, values, label, **meta)
+
+    def voter_salt(self) -> bytes:
+        return inbox.voter_salt(self.folder)
+
+    def usage(self) -> tuple[int, int]:
+        return self.quota.usage()
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox_files (
+    name TEXT PRIMARY KEY, kind TEXT NOT NULL, sha256 TEXT, data BYTEA NOT NULL, bytes BIGINT NOT NULL,
+    stored_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS inbox_meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL)
+"""
+
+
+class PostgresInbox:
+    """The inbox in one PostgreSQL database: each file of the directory layout is one row (its
+    relative name and exact bytes), so a quota check and the insert that follows it are one
+    transaction under an advisory lock, on every replica at once."""
+
+    def __init__(self, url: str, max_bytes: int, max_files: int) -> None:
+        self.url, self.max_bytes, self.max_files = url, max_bytes, max_files
+        self._local = threading.local()
+        with self._transaction() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INBOX_LOCK,))
+            for statement in SCHEMA.split(";"):
+                cursor.execute(statement)
+
+    def _connection(self) -> Any:
+        """One connection per thread (serving calls from its threadpool), reopened when it broke."""
+        import psycopg2
+
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            try:
+                connection = psycopg2.connect(self.url, connect_timeout=5)
+            except psycopg2.Error as err:
+                raise InboxUnavailable(f"the feedback database does not answer ({type(err).__name__})") from None
+            self._local.connection = connection
+        return connection
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        import psycopg2
+
+        connection = self._connection()
+        try:
+            with connection, connection.cursor() as cursor:  # commits, or rolls back on any error
+                yield cursor
+        except psycopg2.Error as err:
+            with contextlib.suppress(psycopg2.Error):
+                connection.close()
+            raise InboxUnavailable(f"the feedback database failed ({type(err).__name__})") from None
+
+    def _store(self, rows: list[tuple[str, str, str | None, bytes]]) -> None:
+        """Insert ``rows`` (name, kind, sha256, bytes) within the quota, in one transaction; a row whose
+        name is already stored (the same photo again) is kept once and costs nothing."""
+        with self._transaction() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INBOX_LOCK,))
+            cursor.execute("SELECT name FROM inbox_files WHERE name = ANY(%s)", ([r[0] for r in rows],))
+            present = {name for (name,) in cursor.fetchall()}
+            new = [r for r in rows if r[0] not in present]
+            cursor.execute("SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM inbox_files")
+            used, files = cursor.fetchone()
+            nbytes = sum(len(r[3]) for r in new)
+            if used + nbytes > self.max_bytes:
+                raise InboxFull(f"the feedback inbox is full ({used:,} of {self.max_bytes:,} bytes used)")
+            if files + len(new) > self.max_files:
+                raise InboxFull(f"the feedback inbox is full ({files:,} of {self.max_files:,} files)")
+            for name, kind, sha, data in new:
+                cursor.execute(
+                    "INSERT INTO inbox_files (name, kind, sha256, data, bytes) VALUES (%s, %s, %s, %s, %s)",
+                    (name, kind, sha, data, len(data)),
+                )
+
+    def store_photo(self, data: bytes, suffix: str, label: str | None, **meta: Any) -> str:
+        sha = sha256_bytes(data)
+        photo = f"{sha}.{suffix}"
+        text, digest = inbox.record_text(kind="photos", sha256=sha, photo=photo, label=label, **meta)
+        record = f"{inbox.PHOTOS}/{sha}-{digest[:16]}.json"
+        self._store([(f"{inbox.PHOTOS}/{photo}", "photo", sha, data), (record, "record", sha, text.encode())])
+        return sha
+
+    def store_measurement(self, values: list[float], label: str, **meta: Any) -> str:
+        text, digest = inbox.record_text(kind="measurements", values=values, label=label, **meta)
+        record_id = f"feedback-{digest[:16]}"
+        self._store([(f"{inbox.MEASUREMENTS}/{record_id}.json", "record", None, text.encode())])
+        return record_id
+
+    def voter_salt(self) -> bytes:
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO inbox_meta (key, value) VALUES ('voter_salt', %s) ON CONFLICT (key) DO NOTHING",
+                (os.urandom(32),),
+            )
+            cursor.execute("SELECT value FROM inbox_meta WHERE key = 'voter_salt'")
+            return bytes(cursor.fetchone()[0])
+
+    def usage(self) -> tuple[int, int]:
+        with self._transaction() as cursor:
+            cursor.execute("SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM inbox_files")
+            used, files = cursor.fetchone()
+            return int(used), int(files)
+
+    def export(self, folder: Path) -> int:
+        """Write every stored file into ``folder`` under its name (the directory inbox's layout, byte for
+        byte; files already there with the same bytes are left alone); returns how many were written.
+        `bunga merge` reads the folder as it reads a directory inbox, so the same content gives the same
+        manifest entries (``feedback/photos/<sha256>.<suffix>``, ``feedback/photos/<sha256>-<id>.json``,
+        ``feedback/measurements/feedback-<id>.json``) and the same dataset digest."""
+        written = 0
+        with self._transaction() as cursor:
+            cursor.execute("SELECT name, data FROM inbox_files ORDER BY name")
+            while rows := cursor.fetchmany(100):
+                for name, data in rows:
+                    target = folder / name
+                    if target.is_file() and target.read_bytes() == bytes(data):
+                        continue
+                    atomic_write_bytes(target, bytes(data))
+                    written += 1
+        return written
+
+
+def open_inbox(folder: Path, url: str | None, max_bytes: int, max_files: int) -> DirectoryInbox | PostgresInbox:
+    """The database inbox when ``url`` is set, otherwise the folder."""
+    return PostgresInbox(url, max_bytes, max_files) if url else DirectoryInbox(folder, max_bytes, max_files)
+
+
+def export_if_database(folder: Path, url: str | None) -> int:
+    """Before a merge or a monitoring check: bring a database inbox's files into ``folder``."""
+    if not url:
+        return 0
+    return PostgresInbox(url, 2**62, 2**62).export(folder)

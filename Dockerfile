@@ -33,7 +33,8 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md /src/
 COPY src /src/src
-RUN pip install "/src[serve,image]"
+# postgres: the PostgreSQL inbox and prediction log (BUNGA_INBOX_DB / DATABASE_URL) that merge and monitor read
+RUN pip install "/src[serve,image,postgres]"
 RUN useradd --create-home --uid 10001 bunga && mkdir -p /work && chown bunga /work
 USER 10001
 WORKDIR /work

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from bunga import inbox
 from bunga.errors import BungaError
 from bunga.files import atomic_write_bytes, sha256_bytes
+from bunga.postgres import connect
 
 RECORD_BYTES = 2_000  # what a metadata record counts against the byte quota
 INBOX_LOCK = 0x62756E6769  # "bungi": the advisory lock that serialises the quota check and the insert
@@ -104,10 +105,7 @@ class PostgresInbox:
     def __init__(self, url: str, max_bytes: int, max_files: int) -> None:
         self.url, self.max_bytes, self.max_files = url, max_bytes, max_files
         self._local = threading.local()
-        with self._transaction() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INBOX_LOCK,))
-            for statement in SCHEMA.split(";"):
-                cursor.execute(statement)
+        self._schema_ready = False  # made on first use: a database that is down must not stop serving
 
     def _connection(self) -> Any:
         """One connection per thread (serving calls from its threadpool), reopened when it broke."""
@@ -116,17 +114,26 @@ class PostgresInbox:
         connection = getattr(self._local, "connection", None)
         if connection is None or connection.closed:
             try:
-                connection = psycopg2.connect(self.url, connect_timeout=5)
+                connection = connect(self.url)
             except psycopg2.Error as err:
                 raise InboxUnavailable(f"the feedback database does not answer ({type(err).__name__})") from None
             self._local.connection = connection
+        if not self._schema_ready:
+            with connection, connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INBOX_LOCK,))
+                for statement in SCHEMA.split(";"):
+                    cursor.execute(statement)
+            self._schema_ready = True
         return connection
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
         import psycopg2
 
-        connection = self._connection()
+        try:
+            connection = self._connection()
+        except psycopg2.Error as err:
+            raise InboxUnavailable(f"the feedback database failed ({type(err).__name__})") from None
         try:
             with connection, connection.cursor() as cursor:  # commits, or rolls back on any error
                 yield cursor

@@ -486,7 +486,10 @@ def _stored(url: str) -> set[str]:
     import psycopg2
 
     with psycopg2.connect(url) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT sha256 FROM inbox_files WHERE kind = 'photo'")
+        try:
+            cursor.execute("SELECT sha256 FROM inbox_files WHERE kind = 'photo'")
+        except psycopg2.errors.UndefinedTable:
+            return set()  # made by the first upload
         return {sha for (sha,) in cursor.fetchall()}
 
 
@@ -555,3 +558,18 @@ def test_the_quota_holds_across_replicas_on_postgresql(pg_cluster: PgCluster, mo
     statuses = [status for status, _ in answers]
     assert set(statuses) <= {201, 507} and 1 <= statuses.count(201) <= 10, statuses
     assert len(_stored(url)) == statuses.count(201) and inbox["files"] == 2 * statuses.count(201)
+
+
+def test_a_feedback_database_that_is_down_costs_feedback_not_predictions(model_dir: Path, tmp_path: Path) -> None:
+    """The inbox's PostgreSQL does not answer: the service starts and predicts, /feedback says 503."""
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "d"), "BUNGA_INBOX_DB": f"postgresql://postgres@127.0.0.1:{_port()}/x"}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        assert httpx.post(f"{server.url}/predict", json=IRIS).status_code == 200
+        answer = httpx.post(f"{server.url}/feedback", json={**IRIS, "label": "setosa"}, timeout=30)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
+        assert "feedback database" in answer.json()["detail"]
+        assert httpx.get(f"{server.url}/model").json()["inbox"] is None
+        assert 'reason="inbox_unavailable"' in httpx.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from bunga.errors import BungaError
+from bunga.postgres import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -59,35 +59,10 @@ class Store:
         self.connection.close()
 
 
-def _postgres(url: str) -> Any:
-    """A psycopg2 connection; the database is created when the server has none of that name."""
-    try:
-        import psycopg2
-    except ImportError as err:
-        raise BungaError("a PostgreSQL prediction log needs psycopg2: pip install 'bunga[postgres]'") from err
-    try:
-        return psycopg2.connect(url, connect_timeout=5)
-    except psycopg2.OperationalError as err:
-        if "does not exist" not in str(err):
-            raise
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=5)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name.replace(chr(34), "")}"')
-    except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
-        pass  # another worker made it first (the same race can surface as either error)
-    finally:
-        admin.close()
-    return psycopg2.connect(url, connect_timeout=5)
-
-
 def open_store(target: str | Path, read_only: bool = False) -> Store:
     """Connect to the log (creating the file, database and table as needed unless ``read_only``)."""
     if is_url(target):
-        store = Store(_postgres(str(target)), postgres=True)
+        store = Store(connect(str(target)), postgres=True)
         if not read_only:
             # Workers starting together would race on CREATE ... IF NOT EXISTS (PostgreSQL then fails
             # one with a unique violation): a transaction-level advisory lock makes them take turns.

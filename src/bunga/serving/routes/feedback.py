@@ -53,13 +53,18 @@ async def _store(request: Request, write: Callable[..., str], *args: Any, **kw: 
         state.metrics.rejected.labels("inbox_quota").inc()
         raise HTTPException(507, f"{full}: feedback is not being accepted now, please try again later") from None
     except InboxUnavailable as err:
-        state.metrics.rejected.labels("inbox_unavailable").inc()
-        raise HTTPException(503, f"{err}: please try again later", headers={"Retry-After": "30"}) from None
+        raise _unavailable(request, err) from None
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         state.metrics.rejected.labels("disk_full").inc()
         raise HTTPException(507, "the server's disk is full: feedback is not being accepted now") from None
+
+
+def _unavailable(request: Request, err: InboxUnavailable) -> HTTPException:
+    """503 with Retry-After while the inbox's database does not answer (counted)."""
+    request.app.state.metrics.rejected.labels("inbox_unavailable").inc()
+    return HTTPException(503, f"{err}: please try again later", headers={"Retry-After": "30"})
 
 
 async def _voter(request: Request) -> str:
@@ -71,7 +76,7 @@ async def _voter(request: Request) -> str:
         try:
             salt = state.voter_salt = await run_in_threadpool(store.voter_salt)
         except InboxUnavailable as err:
-            raise HTTPException(503, f"{err}: please try again later", headers={"Retry-After": "30"}) from None
+            raise _unavailable(request, err) from None
     return voter(salt, state.client_address(request))
 
 

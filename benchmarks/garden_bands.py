@@ -12,7 +12,7 @@ issue):
 - without bands (every photo the max-probability abstention keeps named as if sure): share right;
 - the best the features allow: the largest share of known photos sure at which sure answers are
   97 % right on the test mix itself (an oracle threshold, to tell the fit's error from the features').
-Options: Lite0 (shipped) and, where the bench extra brings their weights, Lite1+Lite2 side by side.
+Options: Lite0 (shipped) and, where the bench extra brings their weights, Lite1, Lite2 and both side by side.
 Run: python -m benchmarks.garden_bands"""
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ from bunga.models.backbone import weights_path
 from bunga.models.bands import UNKNOWN_PER_KNOWN, fit_sure
 
 OXFORD = SHARED_FLOWERS.parent / "oxford102_dev"
-OPTIONS = {"lite0 (shipped)": ("efficientnet-lite0",), "lite1+lite2": ("efficientnet-lite1", "efficientnet-lite2")}
+OPTIONS = {
+    "lite0 (shipped)": ("efficientnet-lite0",),
+    "lite1": ("efficientnet-lite1",),
+    "lite2": ("efficientnet-lite2",),
+    "lite1+lite2": ("efficientnet-lite1", "efficientnet-lite2"),
+}
 SPLITS, HELD_OUT, TEST_SHARE, PRECISION = 5, 19, 0.3, 0.97
 
 

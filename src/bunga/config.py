@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     catalog_file: Path | None = None
     serve_kinds: list[DataKind] = ["measurements", "photos"]
     admin_token: str | None = None
+    # Curators of the review page: name -> sha256 (hex) of their token (the token itself is never
+    # stored): BUNGA_CURATORS='{"ani": "<sha256sum of ani's token>"}'; the admin token is a curator too,
+    # named "admin".
+    curators: dict[str, str] = {}
     cors_origins: list[str] = []
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_upload_bytes: int = Field(15_000_000, ge=1024)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bunga import inbox
+from bunga.decisions import DECISIONS
 from bunga.errors import BungaError
-from bunga.files import atomic_write_bytes, sha256_bytes
+from bunga.files import atomic_write_bytes, atomic_write_text, sha256_bytes
 from bunga.postgres import connect
 
 RECORD_BYTES = 2_000  # what a metadata record counts against the byte quota
@@ -49,6 +50,18 @@ class Inbox(Protocol):
 
     def usage(self) -> tuple[int, int]:
         """(bytes, files) held."""
+        ...
+
+    def store_decision(self, name: str, text: str) -> None:
+        """Keep a curator's decision record (outside the quota: curators are not anonymous)."""
+        ...
+
+    def review_files(self) -> list[tuple[str, bytes]]:
+        """(name, bytes) of every photo metadata record and decision record, for the review queue."""
+        ...
+
+    def photo(self, sha256: str) -> tuple[bytes, str] | None:
+        """A stored photo's bytes and suffix, or None."""
         ...
 
 
@@ -86,6 +99,23 @@ class DirectoryInbox:
 
     def usage(self) -> tuple[int, int]:
         return self.quota.usage()
+
+    def store_decision(self, name: str, text: str) -> None:
+        atomic_write_text(self.folder / name, text)
+
+    def review_files(self) -> list[tuple[str, bytes]]:
+        out = []
+        for pattern in (f"{inbox.PHOTOS}/*.json", f"{DECISIONS}/*.json"):
+            for path in sorted(self.folder.glob(pattern)):
+                with contextlib.suppress(OSError):
+                    out.append((path.relative_to(self.folder).as_posix(), path.read_bytes()))
+        return out
+
+    def photo(self, sha256: str) -> tuple[bytes, str] | None:
+        for path in self.folder.glob(f"{inbox.PHOTOS}/{sha256}.*"):
+            if path.suffix != ".json":
+                return path.read_bytes(), path.suffix.lstrip(".")
+        return None
 
 
 SCHEMA = """
@@ -191,6 +221,25 @@ class PostgresInbox:
             cursor.execute("SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM inbox_files")
             used, files = cursor.fetchone()
             return int(used), int(files)
+
+    def store_decision(self, name: str, text: str) -> None:
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO inbox_files (name, kind, sha256, data, bytes) VALUES (%s, 'decision', NULL, %s, %s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, text.encode(), len(text.encode())),
+            )
+
+    def review_files(self) -> list[tuple[str, bytes]]:
+        with self._transaction() as cursor:
+            cursor.execute("SELECT name, data FROM inbox_files WHERE kind IN ('record', 'decision') ORDER BY name")
+            return [(name, bytes(data)) for name, data in cursor.fetchall() if not name.startswith(inbox.MEASUREMENTS)]
+
+    def photo(self, sha256: str) -> tuple[bytes, str] | None:
+        with self._transaction() as cursor:
+            cursor.execute("SELECT name, data FROM inbox_files WHERE kind = 'photo' AND sha256 = %s", (sha256,))
+            row = cursor.fetchone()
+        return None if row is None else (bytes(row[1]), row[0].rsplit(".", 1)[-1])
 
     def export(self, folder: Path) -> int:
         """Write every stored file into ``folder`` under its name (the directory inbox's layout, byte for

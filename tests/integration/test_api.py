@@ -553,3 +553,44 @@ def test_photo_answers_say_how_sure_they_are(model_dir: Path, tmp_path: Path) ->
     with make_client(model_dir, tmp_path) as client:
         result = client.post("/predict/image", files=photo).json()["results"][0]
         assert result["band"] == "not_a_flower" and not result["recognised"] and result["candidates"] == []
+
+
+def test_review_api_needs_a_curator_and_keeps_every_decision(model_dir: Path, tmp_path: Path) -> None:
+    """Curators sign in with their own token (stored hashed); a decision needs a known species and a
+    stored photo; a later decision on a photo wins and both are kept; the merge applies the latest."""
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+
+    curator_token = "a-curators-token-0000000001"
+    curators = {"ani": hashlib.sha256(curator_token.encode()).hexdigest()}
+    closed = Settings(model_dir=model_dir, data_dir=tmp_path / "collected_data")
+    with TestClient(create_app(closed)) as client:
+        assert client.get("/review/queue").status_code == 404  # no curator configured: no review API
+    with make_client(model_dir, tmp_path, curators=curators) as client:
+        photo = {"file": ("a.jpg", photo_bytes("sintetis_ungu", 77), "image/jpeg")}
+        sha = client.post("/feedback", files=photo, data={"label": "sintetis_ungu", "band": "possible"}).json()["id"]
+        assert client.get("/review/queue").status_code == 401
+        assert client.get("/review/queue", headers={"Authorization": "Bearer wrong"}).status_code == 403
+        ani, admin = {"Authorization": f"Bearer {curator_token}"}, {"Authorization": f"Bearer {TOKEN}"}
+        (entry,) = client.get("/review/queue", headers=ani).json()
+        assert entry["sha256"] == sha and entry["proposed"] == "sintetis_ungu" and entry["band"] == "possible"
+        assert client.get("/review/queue?band=sure", headers=ani).json() == []
+        assert client.get(f"/review/photos/{sha}", headers=ani).content == photo["file"][1]
+        decide = lambda body, who: client.post("/review/decisions", json=body, headers=who)  # noqa: E731
+        assert decide({"sha256": sha, "decision": "label", "label": "bunga_palsu"}, ani).status_code == 422
+        assert decide({"sha256": "0" * 64, "decision": "reject"}, ani).status_code == 404
+        assert decide({"sha256": sha, "decision": "not_a_flower"}, ani).status_code == 201
+        assert client.get("/review/queue", headers=ani).json() == []  # decided: out of the queue
+        assert decide({"sha256": sha, "decision": "label", "label": "sintetis_putih"}, admin).status_code == 201
+        (decided,) = client.get("/review/queue?decided=true", headers=ani).json()
+        assert (decided["decision"], decided["decided_label"], decided["decided_by"]) == (
+            "label",
+            "sintetis_putih",
+            "admin",
+        )
+    kept = sorted((tmp_path / "collected_data" / "feedback" / "decisions").glob("*.json"))
+    assert len(kept) == 2  # the undone decision is kept
+    merged = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(tmp_path / "collected_data")})
+    assert merged.exit_code == 0 and "photos: 1 read = 1 kept" in merged.output, merged.output
+    assert (tmp_path / "Dataset Bunga" / "sintetis_putih").is_dir()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bunga import decisions as curator_decisions
 from bunga.data import images as photos
 from bunga.data import measurement_review as curation
 from bunga.data.manifest import combine_digests, write_manifest
@@ -212,6 +213,7 @@ class Merger:
         self.credits: dict[str, tuple[str, str]] = {}  # photo source -> (licence, link)
         self.feedback: list[curation.Feedback] = []  # visitors' labelled measurements
         self.decisions: dict[str, str] = {}  # record id -> a curator's species or "reject"
+        self.photo_decisions: list[curator_decisions.Decision] = []  # the review page's, every one kept
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.o.data_dir).as_posix()
@@ -241,6 +243,9 @@ class Merger:
                 self.photo_paths.append((path, rel, sha))
             elif path.name == photos.ATTRIBUTION_FILE:
                 self.credits.update(photos.read_attribution(path, Path(rel).parent.as_posix()))
+            elif suffix == ".json" and (decision := curator_decisions.read(path)) is not None:
+                kind = "labels"
+                self.photo_decisions.append(decision)
             elif suffix == ".json" and (vote := photos.read_feedback_record(path)) is not None:
                 kind = "labels"
                 self.votes[vote[0]].append(vote[1])
@@ -323,12 +328,19 @@ class Merger:
             if o.dataset_dir.is_dir():
                 present |= {d.name for d in o.dataset_dir.iterdir() if d.is_dir() and d.name[0] not in "_."}
             rule = replace(rule, known=rule.known | {str(label) for label in present})
+        in_force = curator_decisions.latest(self.photo_decisions)  # the review page's latest, over sheets
+        curated = {**self.curated, **{sha: d.label for sha, d in in_force.items() if d.label}}
         found = [
-            photos.find_photo(p, sha, o.data_dir, rel, self.curated, self.votes, rule)
-            for p, rel, sha in self.photo_paths
+            photos.find_photo(p, sha, o.data_dir, rel, curated, self.votes, rule) for p, rel, sha in self.photo_paths
         ]
         cache = photos.CheckCache(o.cache_dir, o.image_max_pixels, o.image_min_side) if o.cache_dir else None
         checked = [photos.check_photo(p, o.image_max_pixels, o.image_min_side, cache) for p in found]
+        checked = [  # "not a flower" and "reject" keep a photo out, whatever its votes say
+            replace(c, reason=in_force[c.photo.sha256].rejection)
+            if c.photo.sha256 in in_force and in_force[c.photo.sha256].rejection
+            else c
+            for c in checked
+        ]
         collected = {(c.photo.sha256, c.photo.label) for c in checked}
         garden: list[photos.CheckedPhoto] = []
         for path in photos.iter_files(o.dataset_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Annotated
 
@@ -61,3 +62,29 @@ def require_admin(
 
 
 AdminDep = Depends(require_admin)
+
+
+def require_curator(
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header(description="Bearer <a curator's token>")] = None,
+) -> str:
+    """The signed-in curator's name (tokens compared by their sha256, in constant time); 401/403."""
+    if not settings.curators and not settings.admin_token:
+        raise HTTPException(404, "the review page is disabled: set BUNGA_CURATORS (or BUNGA_ADMIN_TOKEN)")
+    if not authorization:
+        raise HTTPException(
+            401, "curator token required (Authorization: Bearer ...)", headers={"WWW-Authenticate": "Bearer"}
+        )
+    scheme, _, given = authorization.partition(" ")
+    given = given.strip()
+    if scheme.lower() == "bearer" and given:
+        digest = hashlib.sha256(given.encode()).hexdigest()
+        for name, expected in settings.curators.items():
+            if hmac.compare_digest(digest, expected.strip().lower()):
+                return name
+        if settings.admin_token and hmac.compare_digest(given.encode(), settings.admin_token.encode()):
+            return "admin"
+    raise HTTPException(403, "not a curator's token")
+
+
+CuratorDep = Annotated[str, Depends(require_curator)]

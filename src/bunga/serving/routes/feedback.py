@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from bunga.config import Settings
 from bunga.inbox import voter
 from bunga.inboxes import Inbox, InboxFull, InboxUnavailable
+from bunga.models.bands import BANDS
 from bunga.serving.limits import check_rate
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
@@ -26,6 +27,7 @@ FEEDBACK_BODY = multipart_openapi(
         "file": {"type": "string", "format": "binary", "description": "The photo"},
         "label": {"type": "string", "description": "Class id, or empty for 'I don't know'"},
         "predicted": {"type": "string", "description": "What the model said (optional)"},
+        "band": {"type": "string", "description": "The answer's band as the visitor saw it (optional)"},
     },
     {"application/json": {"schema": MeasurementFeedback.model_json_schema()}},
 )
@@ -130,13 +132,14 @@ async def feedback(request: Request) -> FeedbackResponse:
     form = await read_form(request, 1)
     try:
         (upload,) = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes)
-        raw_label, predicted = form.get("label"), form.get("predicted")
+        raw_label, predicted, shown_band = form.get("label"), form.get("predicted"), form.get("band")
     finally:
         await form.close()
     slot = store.champions.get("photos")
     known = set(request.app.state.catalog.entries) | (set(slot.predictor.classes) if slot else set())
     label = _label(raw_label if isinstance(raw_label, str) else None, known)
     predicted_text = predicted[:100] if isinstance(predicted, str) else None
+    band = shown_band if isinstance(shown_band, str) and shown_band in BANDS else None  # as the visitor saw it
     sha = await _store(
         request,
         request.app.state.inbox.store_photo,
@@ -144,6 +147,7 @@ async def feedback(request: Request) -> FeedbackResponse:
         upload.info.suffix,
         label,
         predicted=predicted_text,
+        band=band,
         model_version=_version(request, "photos"),
         voter=await _voter(request),
     )

@@ -186,6 +186,7 @@ async function sendFeedback(label) {
   form.append("label", label);
   const result = lastAnswer && lastAnswer.results[0];
   if (result && result.top.length) form.append("predicted", result.top[0].species);
+  if (result && result.band) form.append("band", result.band);
   const response = await fetch("/feedback", { method: "POST", body: form });
   if (response.ok) {
     status("feedback-status", t("thanks"));

@@ -1,0 +1,77 @@
+"""The review queue: the inbox's visitor photos with their votes, the answer the visitor was given
+(model version, top species and band, stored with the feedback record) and the decision in force.
+Built from the inbox's record files alone, so a directory inbox and a database inbox give the same
+queue."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bunga import decisions
+from bunga.decisions import Decision
+
+BAND_ORDER = {"possible": 0, "not_recognised": 1, "not_a_flower": 2, "sure": 3}  # the doubtful first
+
+
+@dataclass
+class QueueItem:
+    """One visitor photo as a curator sees it."""
+
+    sha256: str
+    received: str  # when the first record of it arrived (ISO time)
+    votes: Counter[str] = field(default_factory=Counter)  # label -> distinct voters ("" for "I don't know")
+    predicted: str | None = None
+    band: str | None = None
+    model_version: str | None = None
+    decision: Decision | None = None
+
+    @property
+    def proposed(self) -> str | None:
+        """The label a curator accepts with one key: the visitors' most voted one, else the model's."""
+        named = [(n, label) for label, n in self.votes.items() if label]
+        if named:
+            return max(named)[1]
+        return self.predicted if self.predicted and not self.predicted.startswith("_") else None
+
+
+def build(files: list[tuple[str, bytes]]) -> dict[str, QueueItem]:
+    """Every photo of the inbox's record and decision files, by sha256."""
+    items: dict[str, QueueItem] = {}
+    voters: dict[str, dict[str, str]] = {}
+    made: list[Decision] = []
+    for name, data in files:
+        text = data.decode("utf-8", errors="replace")
+        if name.startswith(f"{decisions.DECISIONS}/"):
+            decision = decisions.parse(text)
+            if decision is not None:
+                made.append(decision)
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or record.get("kind") != "photos" or not isinstance(record.get("sha256"), str):
+            continue
+        sha = record["sha256"].lower()
+        item = items.setdefault(sha, QueueItem(sha, str(record.get("time", ""))))
+        item.received = min(item.received, str(record.get("time", ""))) or item.received
+        label, voter = record.get("label"), record.get("voter")
+        who = voter if isinstance(voter, str) else name  # records without a voter count once each
+        voters.setdefault(sha, {})[who] = label if isinstance(label, str) else ""  # one voter, one (latest) vote
+        for key in ("predicted", "band", "model_version"):
+            value = record.get(key)
+            if isinstance(value, str) and value and getattr(item, key) is None:
+                setattr(item, key, value[:100])
+    for sha, by_voter in voters.items():
+        items[sha].votes = Counter(by_voter.values())
+    for sha, decision in decisions.latest(made).items():
+        if sha in items:
+            items[sha].decision = decision
+    return items
+
+
+def ordered(items: list[QueueItem]) -> list[QueueItem]:
+    """Doubtful answers first ("possible", then not recognised, ...), oldest first within a band."""
+    return sorted(items, key=lambda i: (BAND_ORDER.get(i.band or "", 4), i.received))

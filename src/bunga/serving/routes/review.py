@@ -1,0 +1,136 @@
+"""The staff review page and its API: the queue of visitors' photos no curator has decided, each
+photo, and one decision per request, saved at once (bunga.decisions). Curators sign in with their own
+token (``BUNGA_CURATORS``; the admin token too), sent in the Authorization header, never in a URL."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from bunga import decisions, review_queue
+from bunga.inboxes import Inbox, InboxUnavailable
+from bunga.serving.deps import CuratorDep
+from bunga.serving.routes.page import STATIC
+
+router = APIRouter(prefix="/review", tags=["review"])
+SHA = r"^[0-9a-f]{64}$"
+
+
+class QueueEntry(BaseModel):
+    """One photo waiting for (or, with ``decided=true``, given) a curator's decision."""
+
+    sha256: str
+    received: str
+    proposed: str | None = Field(description="The label one key accepts: the visitors' most voted, else the model's")
+    votes: dict[str, int] = Field(description="Label -> distinct visitors ('' is 'I don't know')")
+    predicted: str | None
+    band: str | None = Field(description="The answer's band as the visitor saw it (records before bands: null)")
+    model_version: str | None
+    decision: str | None = None
+    decided_label: str | None = None
+    decided_by: str | None = None
+
+
+class DecisionRequest(BaseModel):
+    """A curator's decision: a species (``label``), ``not_a_flower`` or ``reject``."""
+
+    sha256: str = Field(pattern=SHA)
+    decision: Literal["label", "not_a_flower", "reject"]
+    label: str | None = Field(None, max_length=100)
+
+
+@contextlib.contextmanager
+def _answering() -> Iterator[None]:
+    """503 with Retry-After while the inbox's database does not answer."""
+    try:
+        yield
+    except InboxUnavailable as err:
+        raise HTTPException(503, f"{err}: please try again later", headers={"Retry-After": "30"}) from None
+
+
+def _inbox(request: Request) -> Inbox:
+    inbox: Inbox = request.app.state.inbox
+    return inbox
+
+
+@router.get("", include_in_schema=False)
+async def page() -> FileResponse:
+    """The review page (it asks for the curator's token and keeps it in the tab's session only)."""
+    return FileResponse(STATIC / "review.html", media_type="text/html")
+
+
+@router.get("/queue", response_model=list[QueueEntry], summary="Photos waiting for a curator")
+async def queue(
+    request: Request,
+    curator: CuratorDep,
+    band: Annotated[str | None, Query(description="Only this band")] = None,
+    species: Annotated[str | None, Query(description="Only photos proposed as this species")] = None,
+    since: Annotated[str | None, Query(description="Only photos received at or after this ISO time")] = None,
+    decided: Annotated[bool, Query(description="Also photos already decided")] = False,
+) -> list[QueueEntry]:
+    """Undecided photos, doubtful bands first ("possible", then not recognised, ...), oldest first."""
+    with _answering():
+        files = await run_in_threadpool(_inbox(request).review_files)
+    items = review_queue.build(files)
+    chosen = [
+        i
+        for i in review_queue.ordered(list(items.values()))
+        if (decided or i.decision is None)
+        and (band is None or i.band == band)
+        and (species is None or i.proposed == species)
+        and (since is None or i.received >= since)
+    ]
+    return [
+        QueueEntry(
+            sha256=i.sha256,
+            received=i.received,
+            proposed=i.proposed,
+            votes=dict(i.votes),
+            predicted=i.predicted,
+            band=i.band,
+            model_version=i.model_version,
+            decision=i.decision.decision if i.decision else None,
+            decided_label=i.decision.label if i.decision else None,
+            decided_by=i.decision.curator if i.decision else None,
+        )
+        for i in chosen
+    ]
+
+
+@router.get("/photos/{sha256}", summary="A visitor's photo (curators only)", response_class=Response)
+async def photo(request: Request, curator: CuratorDep, sha256: str) -> Response:
+    """The stored photo's bytes."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise HTTPException(422, "not a sha256")
+    with _answering():
+        found = await run_in_threadpool(_inbox(request).photo, sha256)
+    if found is None:
+        raise HTTPException(404, "no such photo in the inbox")
+    data, suffix = found
+    media = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(suffix, "application/octet-stream")
+    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.post("/decisions", status_code=201, summary="Decide one photo")
+async def decide(request: Request, curator: CuratorDep, body: DecisionRequest) -> dict[str, str]:
+    """Saved at once, atomically, with the curator and the time; a later decision on the same photo
+    wins (the earlier one is kept). ``label`` must name a species the catalogue or the model knows."""
+    label = (body.label or "").strip().lower().replace(" ", "_") or None
+    if body.decision == "label":
+        slot = request.app.state.store.champions.get("photos")
+        known = set(request.app.state.catalog.entries) | (set(slot.predictor.classes) if slot else set())
+        if label not in known:
+            raise HTTPException(422, f"unknown species {str(label)[:100]!r}: add it to the catalogue first")
+    inbox = _inbox(request)
+    with _answering():
+        if await run_in_threadpool(inbox.photo, body.sha256) is None:
+            raise HTTPException(404, "no such photo in the inbox")
+        name, text = decisions.record(body.sha256, body.decision, label, curator)
+        await run_in_threadpool(inbox.store_decision, name, text)
+    return {"sha256": body.sha256, "decision": body.decision, "label": label or "", "curator": curator}

@@ -1,0 +1,183 @@
+// bunga review page for garden staff: one key per photo. The curator's token stays in this tab's
+// sessionStorage and travels only in the Authorization header (never in a URL).
+"use strict";
+
+const TEXT = {
+  id: {
+    title: "Tinjauan foto pengunjung", token: "Token kurator", signin: "Masuk", filterBand: "Tampilkan",
+    allBands: "Semua (belum pasti dulu)", bandPossible: "Belum pasti", bandNotRecognised: "Tidak dikenali",
+    bandNotFlower: "Bukan bunga", bandSure: "Pasti", notFlower: "Bukan bunga (N)", reject: "Tolak (R)",
+    keysHint: "Angka 1-9: pilih spesies lain. Enter: terima usulan.", empty: "Tidak ada foto yang menunggu keputusan.",
+    accept: "Terima", nothingProposed: "Tidak ada usulan: pilih spesies (1-9)", model: "Model",
+    votes: "Suara pengunjung", dontKnow: "tidak tahu", left: "tersisa", saved: "Tersimpan", wrongToken: "Token salah",
+    switchTo: "Switch to English",
+  },
+  en: {
+    title: "Review visitors' photos", token: "Curator token", signin: "Sign in", filterBand: "Show",
+    allBands: "All (doubtful first)", bandPossible: "Not sure", bandNotRecognised: "Not recognised",
+    bandNotFlower: "Not a flower", bandSure: "Sure", notFlower: "Not a flower (N)", reject: "Reject (R)",
+    keysHint: "Keys 1-9: pick another species. Enter: accept the proposal.", empty: "No photo is waiting for a decision.",
+    accept: "Accept", nothingProposed: "Nothing proposed: pick a species (1-9)", model: "Model",
+    votes: "Visitors' votes", dontKnow: "don't know", left: "left", saved: "Saved", wrongToken: "Wrong token",
+    switchTo: "Ganti ke Bahasa Indonesia",
+  },
+};
+let lang = localStorage.getItem("bunga-lang") === "en" ? "en" : "id";
+let queue = [];
+let species = [];
+let busy = false;
+let photoUrl = null;
+const $ = (id) => document.getElementById(id);
+const t = (key) => TEXT[lang][key] || key;
+const token = () => sessionStorage.getItem("bunga-curator") || "";
+
+function status(message, isError = false) {
+  $("status").textContent = message;
+  $("status").classList.toggle("error", isError);
+}
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}), Authorization: `Bearer ${token()}` };
+  return fetch(path, { ...options, headers });
+}
+
+function applyLanguage() {
+  document.documentElement.lang = lang;
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  $("lang").textContent = lang === "id" ? "EN" : "ID";
+  $("lang").setAttribute("aria-label", t("switchTo"));
+  show();
+}
+
+function name(id) {
+  const entry = species.find((s) => s.id === id);
+  return entry ? entry.nama : (id || "").replaceAll("_", " ");
+}
+
+async function loadSpecies() {
+  const [model, catalog] = await Promise.all([fetch("/model"), fetch("/species")]);
+  const served = model.ok ? ((await model.json()).models.photos || { classes: [] }).classes : [];
+  const entries = catalog.ok ? await catalog.json() : [];
+  const byId = Object.fromEntries(entries.map((s) => [s.id, s]));
+  species = [
+    ...served.map((id) => ({ ...(byId[id] || { id, nama: id }), photo: `/species/${id}/photo` })),
+    ...entries.filter((s) => !served.includes(s.id)),
+  ];
+  const list = $("species");
+  list.replaceChildren();
+  species.forEach((s, i) => {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    button.dataset.species = s.id;
+    button.textContent = `${i < 9 ? `${i + 1}. ` : ""}${s.nama}`;
+    button.addEventListener("click", () => decide("label", s.id));
+    if (s.photo) {
+      const img = document.createElement("img");
+      img.src = s.photo;
+      img.alt = "";
+      img.loading = "lazy";
+      item.append(img);
+    }
+    item.append(button);
+    list.append(item);
+  });
+}
+
+async function loadQueue() {
+  const band = $("band-filter").value;
+  const response = await api(`/review/queue${band ? `?band=${encodeURIComponent(band)}` : ""}`);
+  if (response.status === 401 || response.status === 403) {
+    sessionStorage.removeItem("bunga-curator");
+    $("signin").hidden = false;
+    $("review").hidden = true;
+    status(t("wrongToken"), true);
+    return;
+  }
+  queue = response.ok ? await response.json() : [];
+  $("signin").hidden = true;
+  $("review").hidden = false;
+  await show();
+}
+
+async function show() {
+  const current = queue[0];
+  $("item").hidden = !current;
+  $("empty").hidden = Boolean(current);
+  $("progress").textContent = `${queue.length} ${t("left")}`;
+  if (!current) return;
+  const answer = current.predicted ? `${t("model")}: ${name(current.predicted)}${current.band ? ` (${current.band})` : ""}` : "";
+  $("answer").textContent = answer;
+  const votes = Object.entries(current.votes).map(([label, n]) => `${label ? name(label) : t("dontKnow")} × ${n}`);
+  $("votes").textContent = votes.length ? `${t("votes")}: ${votes.join(", ")}` : "";
+  $("proposed").textContent = current.proposed ? name(current.proposed) : t("nothingProposed");
+  $("accept").textContent = `${t("accept")} (Enter)`;
+  $("accept").disabled = !current.proposed;
+  $("item").dataset.sha = current.sha256;
+  const response = await api(`/review/photos/${current.sha256}`);
+  if (response.ok && queue[0] === current) {
+    if (photoUrl) URL.revokeObjectURL(photoUrl);
+    photoUrl = URL.createObjectURL(await response.blob());
+    $("photo").src = photoUrl;
+  }
+}
+
+async function decide(decision, label = null) {
+  const current = queue[0];
+  if (!current || busy) return;
+  if (decision === "label" && !label) return;
+  busy = true;
+  try {
+    const response = await api("/review/decisions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sha256: current.sha256, decision, label }),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      status(typeof body.detail === "string" ? body.detail : `${response.status}`, true);
+      return;
+    }
+    status(`${t("saved")}: ${decision === "label" ? name(label) : decision}`);
+    queue.shift();
+    await show();
+  } finally {
+    busy = false;
+  }
+}
+
+document.addEventListener("keydown", (event) => {
+  if ($("review").hidden || event.target.tagName === "INPUT" || event.target.tagName === "SELECT") return;
+  const current = queue[0];
+  if (!current) return;
+  if (event.key === "Enter" || event.key === "a") {
+    event.preventDefault();
+    if (current.proposed) decide("label", current.proposed);
+  } else if (event.key === "n") {
+    decide("not_a_flower");
+  } else if (event.key === "r") {
+    decide("reject");
+  } else if (/^[1-9]$/.test(event.key) && species[Number(event.key) - 1]) {
+    decide("label", species[Number(event.key) - 1].id);
+  }
+});
+
+$("signin").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  sessionStorage.setItem("bunga-curator", $("token").value.trim());
+  $("token").value = "";
+  await loadQueue();
+});
+$("accept").addEventListener("click", () => queue[0] && decide("label", queue[0].proposed));
+$("not-flower").addEventListener("click", () => decide("not_a_flower"));
+$("reject").addEventListener("click", () => decide("reject"));
+$("band-filter").addEventListener("change", loadQueue);
+$("lang").addEventListener("click", () => {
+  lang = lang === "id" ? "en" : "id";
+  localStorage.setItem("bunga-lang", lang);
+  applyLanguage();
+});
+
+applyLanguage();
+loadSpecies().then(() => (token() ? loadQueue() : null));

@@ -1,0 +1,76 @@
+"""The staff review page in Debian's Chromium: a curator signs in with their token and decides 30
+visitors' photos by keyboard; the next merge holds exactly the accepted ones with the chosen labels."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from bunga.cli import app
+from tests.browser.test_page import ARTIFACTS, browser  # noqa: F401  (the fixture)
+from tests.conftest import LiveServer
+from tests.helpers import photo_bytes
+
+pytestmark = pytest.mark.browser
+TOKEN = "curator-token-for-the-tests-0001"
+
+
+def test_a_curator_reviews_30_photos_by_keyboard(browser: object, model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    data = tmp_path / "collected_data"
+    curators = json.dumps({"ani": hashlib.sha256(TOKEN.encode()).hexdigest()})
+    env = {"BUNGA_DATA_DIR": str(data), "BUNGA_CURATORS": curators, "BUNGA_FEEDBACK_RATE_PER_MIN": "0"}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    try:
+        for i in range(30):  # 30 visitors, one photo each: one vote is not enough, a curator decides
+            sent = httpx.post(
+                f"{server.url}/feedback",
+                files={"file": ("x.jpg", photo_bytes("sintetis_merah", 300 + i), "image/jpeg")},
+                data={"label": "sintetis_merah", "predicted": "sintetis_merah", "band": "possible"},
+                headers={"X-Forwarded-For": f"10.9.0.{i}"},
+            )
+            assert sent.status_code == 201
+        page = browser.new_page()  # type: ignore[attr-defined]  (phone width: the fixture's viewport)
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{server.url}/review")
+        page.fill("#token", TOKEN)
+        page.click("#signin button[type=submit]")
+        page.wait_for_selector("#item:not([hidden])")
+        assert page.locator("#progress").inner_text() == "30 tersisa"
+        assert "Bunga sintetis merah" in page.locator("#proposed").inner_text()
+        assert "(possible)" in page.locator("#answer").inner_text()  # the band the visitor was shown
+        page.wait_for_function("document.querySelectorAll('#species button').length >= 9")
+        ids = [page.locator("#species button").nth(i).get_attribute("data-species") for i in range(9)]
+        pick = next(i for i, s in enumerate(ids) if s and s != "sintetis_merah")  # another species, by its number
+        other = ids[pick]
+        page.wait_for_function("document.querySelector('#photo').naturalWidth > 0")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "page-review.png"), full_page=True)
+        chosen: dict[str, str | None] = {}
+        for n in range(30):  # one key per photo: Enter accepts, N is "not a flower", a digit picks another species
+            sha = page.locator("#item").get_attribute("data-sha")
+            key, label = ("Enter", "sintetis_merah") if n < 20 else ("n", None) if n < 25 else (str(pick + 1), other)
+            page.keyboard.press(key)
+            left = 29 - n
+            page.wait_for_selector(f"#progress:text-is('{left} tersisa')")
+            chosen[str(sha)] = label
+        page.wait_for_selector("#empty:not([hidden])")
+        assert not errors, errors
+        decided = httpx.get(
+            f"{server.url}/review/queue?decided=true", headers={"Authorization": f"Bearer {TOKEN}"}
+        ).json()
+        assert len(decided) == 30 and {d["decided_by"] for d in decided} == {"ani"}
+    finally:
+        server.stop()
+    merged = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(data)})
+    assert merged.exit_code == 0, merged.output
+    assert "photos: 30 read = 25 kept + 5 rejected + 0 duplicate + 0 queued" in merged.output
+    with (tmp_path / "Dataset Bunga" / "images.csv").open() as handle:
+        kept = {row["sha256"]: row["label"] for row in csv.DictReader(handle)}
+    assert kept == {sha: label for sha, label in chosen.items() if label is not None}

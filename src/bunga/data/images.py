@@ -71,20 +71,22 @@ def read_attribution(path: Path, folder: str) -> dict[str, tuple[str, str]]:
     return credits
 
 
-def is_label_sheet(header: list[str]) -> bool:
-    """True when a CSV header is a photo label sheet (``sha256,label``) rather than measurements."""
-    return tuple(normalise(h.lstrip("\ufeff")) for h in header[:2]) == LABEL_HEADER
+def is_label_sheet(header: list[str], columns: tuple[str, str] = LABEL_HEADER) -> bool:
+    """True when a CSV header is a label sheet (``sha256,label`` for photos, or ``columns``) rather
+    than measurements."""
+    return tuple(normalise(h.lstrip("\ufeff")) for h in header[:2]) == columns
 
 
-def read_label_sheet(path: Path) -> dict[str, str]:
-    """sha256 -> label from a curator's or the review command's label sheet (empty labels skipped)."""
+def read_label_sheet(path: Path, key: str = "sha256") -> dict[str, str]:
+    """``key`` -> label from a curator's or the review command's label sheet (empty labels skipped;
+    photo sha256s lower-cased)."""
     labels: dict[str, str] = {}
     with path.open(encoding="utf-8-sig", newline="") as handle:
         for row in csv.DictReader(handle):
-            sha = (row.get("sha256") or "").strip().lower()
+            value = (row.get(key) or "").strip()
             label = normalise(row.get("label") or "")
-            if sha and label:
-                labels[sha] = label
+            if value and label:
+                labels[value.lower() if key == "sha256" else value] = label
     return labels
 
 

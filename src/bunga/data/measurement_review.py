@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bunga.data.tabular import normalise
+from bunga.data.images import is_label_sheet, read_label_sheet
 from bunga.files import safe_cell
 from bunga.schemas import FEATURES
 
@@ -53,18 +53,12 @@ def read_record(path: Path, source: str) -> Feedback | None:
 
 def is_decision_sheet(header: list[str]) -> bool:
     """True when a CSV header is a curator's measurement decision sheet (``record_id,label``)."""
-    return tuple(normalise(h.lstrip("\ufeff")) for h in header[:2]) == DECISION_HEADER
+    return is_label_sheet(header, DECISION_HEADER)
 
 
 def read_decisions(path: Path) -> dict[str, str]:
     """record id -> species or ``reject`` (rows with an empty label are undecided and skipped)."""
-    decisions: dict[str, str] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle):
-            record_id, label = (row.get("record_id") or "").strip(), normalise(row.get("label") or "")
-            if record_id and label:
-                decisions[record_id] = label
-    return decisions
+    return read_label_sheet(path, key="record_id")
 
 
 def accepted_sheet(record: Feedback, label: str) -> str:

@@ -573,3 +573,59 @@ def test_a_feedback_database_that_is_down_costs_feedback_not_predictions(model_d
         assert 'reason="inbox_unavailable"' in httpx.get(f"{server.url}/metrics").text
     finally:
         server.stop()
+
+
+def test_review_decisions_in_the_database_inbox_reach_the_merge(
+    pg_cluster: PgCluster, model_dir: Path, tmp_path: Path
+) -> None:
+    """On replicas without a shared disk, a curator's decisions go to the same database as the
+    photos; the trainer's merge exports and applies them."""
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+    from tests.helpers import photo_bytes
+
+    token = "a-curators-token-0000000002"
+    curators = json.dumps({"ani": hashlib.sha256(token.encode()).hexdigest()})
+    url, servers = _pg_inbox_servers(pg_cluster, model_dir, tmp_path, BUNGA_CURATORS=curators)
+    ani = {"Authorization": f"Bearer {token}"}
+    try:
+        shas = []
+        for i in range(3):  # sent to replica a, decided on replica b
+            sent = httpx.post(
+                f"{servers[0].url}/feedback",
+                files={"file": ("x.jpg", photo_bytes("sintetis_kuning", 500 + i), "image/jpeg")},
+                data={"label": "sintetis_kuning"},
+                headers={"X-Forwarded-For": f"10.8.0.{i}"},
+            )
+            shas.append(sent.json()["id"])
+        queue = httpx.get(f"{servers[1].url}/review/queue", headers=ani).json()
+        assert sorted(e["sha256"] for e in queue) == sorted(shas)
+        assert httpx.get(f"{servers[1].url}/review/photos/{shas[0]}", headers=ani).status_code == 200
+        for sha, body in zip(
+            shas,
+            [
+                {"decision": "label", "label": "sintetis_kuning"},
+                {"decision": "label", "label": "sintetis_ungu"},
+                {"decision": "reject"},
+            ],
+            strict=True,
+        ):
+            assert (
+                httpx.post(f"{servers[1].url}/review/decisions", json={"sha256": sha, **body}, headers=ani).status_code
+                == 201
+            )
+        assert httpx.get(f"{servers[0].url}/review/queue", headers=ani).json() == []
+    finally:
+        for server in servers:
+            server.stop()
+    merged = CliRunner().invoke(
+        app, ["merge"], env={"BUNGA_INBOX_DB": url, "BUNGA_DATA_DIR": str(tmp_path / "trainer")}
+    )
+    assert merged.exit_code == 0 and "photos: 3 read = 2 kept + 1 rejected" in merged.output, merged.output
+    assert {p.parent.name for p in (tmp_path / "Dataset Bunga").glob("sintetis_*/*")} == {
+        "sintetis_kuning",
+        "sintetis_ungu",
+    }

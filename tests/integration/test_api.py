@@ -594,3 +594,41 @@ def test_review_api_needs_a_curator_and_keeps_every_decision(model_dir: Path, tm
     merged = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(tmp_path / "collected_data")})
     assert merged.exit_code == 0 and "photos: 1 read = 1 kept" in merged.output, merged.output
     assert (tmp_path / "Dataset Bunga" / "sintetis_putih").is_dir()
+
+
+def test_two_curators_deciding_one_photo_at_once_keep_every_decision(live_server: LiveServer, tmp_path: Path) -> None:
+    """20 decisions on one photo from two curators at once: 20 records, and the queue and the merge
+    agree on the latest."""
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+
+    data = tmp_path / "collected_data"
+    photo = {"file": ("a.jpg", photo_bytes("sintetis_merah", 88), "image/jpeg")}
+    sha = httpx.post(f"{live_server.url}/feedback", files=photo, data={"label": ""}).json()["id"]
+    admin = {"Authorization": "Bearer test-admin-token-123456"}
+    labels = ["sintetis_merah", "sintetis_kuning"] * 10
+
+    async def decide_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        "/review/decisions", json={"sha256": sha, "decision": "label", "label": label}, headers=admin
+                    )
+                    for label in labels
+                )
+            )
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(decide_all()) == [201] * 20
+    records = [json.loads(p.read_text()) for p in (data / "feedback" / "decisions").glob("*.json")]
+    assert len(records) == 20
+    latest = max(records, key=lambda r: (r["at_ns"], r["curator"]))["label"]
+    (entry,) = httpx.get(f"{live_server.url}/review/queue?decided=true", headers=admin).json()
+    assert entry["decided_label"] == latest
+    merged = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(data)})
+    assert merged.exit_code == 0 and "1 kept" in merged.output
+    assert [p.parent.name for p in (tmp_path / "Dataset Bunga").glob("sintetis_*/*")] == [latest]

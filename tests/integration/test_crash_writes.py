@@ -188,3 +188,40 @@ def test_a_kill_inside_an_embedding_write_leaves_every_visible_entry_whole(
     backbone = next(p for p in embeddings.iterdir() if p.is_dir()).name
     cache = EmbeddingCache(tmp_path / ".bunga-cache", backbone)
     expect(mode, [f"{p.name}: does not verify" for p in entries if cache.get(p.stem) is None])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_kill_inside_a_curators_decision_leaves_it_whole_or_absent(
+    mode: str, model_dir: Path, tmp_path: Path
+) -> None:
+    """Killed halfway through writing a review decision: every visible decision record parses, and
+    the photo it was about is decided or still waiting, never in between."""
+    import hashlib
+    import json
+
+    from bunga import decisions
+
+    token = "a-curators-token-0000000003"
+    data = tmp_path / "collected_data"
+    env = {
+        "BUNGA_DATA_DIR": str(data),
+        "BUNGA_CURATORS": json.dumps({"ani": hashlib.sha256(token.encode()).hexdigest()}),
+        "BUNGA_FEEDBACK_RATE_PER_MIN": "0",
+    }
+    marker = tmp_path / "decision.paused"
+    proc, url = serve(mode, "*-ani.json", marker, model_dir, tmp_path, env)
+    photo = photo_bytes("sintetis_merah", 61)
+    sha = httpx.post(f"{url}/feedback", files={"file": ("a.jpg", photo, "image/jpeg")}, data={"label": ""}).json()["id"]
+
+    def decide() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            body = {"sha256": sha, "decision": "label", "label": "sintetis_merah"}
+            httpx.post(f"{url}/review/decisions", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    threading.Thread(target=decide, daemon=True).start()
+    kill_when(proc, marker.exists)
+    folder = data / "feedback" / "decisions"
+    if mode == "atomic":
+        assert temps(folder), "the kill did not land mid-write"
+    visible = [p for p in folder.glob("*.json")]
+    expect(mode, [f"{p.name}: not a whole decision" for p in visible if decisions.read(p) is None])

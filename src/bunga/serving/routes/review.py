@@ -18,7 +18,16 @@ from bunga.inboxes import Inbox, InboxUnavailable
 from bunga.serving.deps import CuratorDep
 from bunga.serving.routes.page import STATIC
 
-router = APIRouter(prefix="/review", tags=["review"])
+router = APIRouter(
+    prefix="/review",
+    tags=["review"],
+    responses={
+        401: {"description": "No curator token"},
+        403: {"description": "Not a curator's token"},
+        404: {"description": "Review disabled (no curator configured), or no such photo"},
+        503: {"description": "The inbox's database does not answer"},
+    },
+)
 SHA = r"^[0-9a-f]{64}$"
 
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # stored): BUNGA_CURATORS='{"ani": "<sha256sum of ani's token>"}'; the admin token is a curator too,
     # named "admin".
     curators: dict[str, str] = {}
+    # Signs the expiring photo URLs of a Label Studio export (`bunga review export --kind label-studio`),
+    # so Label Studio fetches photos without a curator token; unset: no signed URLs (at least 16 characters)
+    review_url_key: str | None = None
     cors_origins: list[str] = []
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_upload_bytes: int = Field(15_000_000, ge=1024)
@@ -116,6 +119,13 @@ class Settings(BaseSettings):
     def _token_strong_enough(cls, value: str | None) -> str | None:
         if value is not None and value != "" and len(value) < 16:
             raise ValueError("BUNGA_ADMIN_TOKEN must be at least 16 characters (or unset)")
+        return value or None
+
+    @field_validator("review_url_key")
+    @classmethod
+    def _key_strong_enough(cls, value: str | None) -> str | None:
+        if value and len(value) < 16:
+            raise ValueError("BUNGA_REVIEW_URL_KEY must be at least 16 characters (or unset)")
         return value or None
 
     @field_validator("inbox_db")

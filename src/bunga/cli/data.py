@@ -126,17 +126,56 @@ def synth(
 @review_app.command("export")
 @friendly
 def review_export(
-    out: Annotated[Path, typer.Argument(help="Sheet to write (CSV)")] = Path("review.csv"),
-    kind: Annotated[str, typer.Option(help="'photos' or 'measurements' (visitors' labelled measurements)")] = "photos",
+    out: Annotated[Path, typer.Argument(help="Sheet to write (CSV; JSON for label-studio)")] = Path("review.csv"),
+    kind: Annotated[
+        str,
+        typer.Option(help="'photos', 'measurements' (visitors' labelled measurements) or 'label-studio'"),
+    ] = "photos",
+    base_url: Annotated[
+        str | None, typer.Option(help="label-studio: the service's public URL, for the photos' signed links")
+    ] = None,
+    days: Annotated[float, typer.Option(min=0.01, help="label-studio: how long the photo links stay valid")] = 7.0,
 ) -> None:
-    """Write a review queue to a sheet with a label column to fill in (measurements: a species or 'reject')."""
+    """Write a review queue to a sheet with a label column to fill in (measurements: a species or 'reject'),
+    or the photo queue as a Label Studio import file with its labelling configuration."""
     from bunga.data.review import export_measurements, export_queue
 
+    if kind == "label-studio":
+        count, config = _export_label_studio(out, base_url, days)
+        console.print(
+            f"{count} tasks in {out}, labelling configuration in {config}: import both into a Label Studio "
+            f"project; export its annotations as JSON, then `bunga review import <export>.json`",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     if kind not in ("photos", "measurements"):
-        raise BungaError(f"--kind {kind!r}: use photos or measurements")
+        raise BungaError(f"--kind {kind!r}: use photos, measurements or label-studio")
     write = export_queue if kind == "photos" else export_measurements
     count = write(settings().dataset_dir, out)
     console.print(f"{count} {kind} to decide in {out}: fill the label column, then `bunga review import {out}`")
+
+
+def _export_label_studio(out: Path, base_url: str | None, days: float) -> tuple[int, Path]:
+    """The undecided visitor photos as Label Studio tasks (``out``) and its labelling config (.xml)."""
+    import json
+
+    from bunga import label_studio, review_queue
+    from bunga.catalog import load_catalog
+    from bunga.files import atomic_write_text
+    from bunga.inboxes import DirectoryInbox, export_if_database
+
+    s = settings()
+    if not base_url or not s.review_url_key:
+        raise BungaError("a Label Studio export needs --base-url and BUNGA_REVIEW_URL_KEY (it signs the photo links)")
+    export_if_database(s.inbox_dir, s.inbox_db)
+    files = DirectoryInbox(s.inbox_dir, 2**62, 2**62).review_files()
+    undecided = [i for i in review_queue.ordered(list(review_queue.build(files).values())) if i.decision is None]
+    tasks = label_studio.tasks(undecided, base_url, s.review_url_key, days * 86400)
+    atomic_write_text(out, json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")
+    config = out.with_suffix(".xml")
+    atomic_write_text(config, label_studio.labelling_config(sorted(load_catalog(s.catalog_file).entries)))
+    return len(tasks), config
 
 
 @review_app.command("import")
@@ -144,9 +183,22 @@ def review_export(
 def review_import(
     sheet: Annotated[Path, typer.Argument(help="The filled-in sheet from `bunga review export`")],
 ) -> None:
-    """Record the labels of a filled review sheet as new raw data; the next merge applies them."""
+    """Record the labels of a filled review sheet as new raw data (or a Label Studio JSON export as review
+    decisions); the next merge applies them."""
     from bunga.data.review import import_labels
 
+    if sheet.suffix.lower() == ".json":
+        from bunga import label_studio
+        from bunga.catalog import load_catalog
+        from bunga.inboxes import open_inbox
+
+        s = settings()
+        records = label_studio.read_export(sheet, set(load_catalog(s.catalog_file).entries))
+        inbox = open_inbox(s.inbox_dir, s.inbox_db, s.inbox_max_bytes, s.inbox_max_files)
+        for name, text in records:
+            inbox.store_decision(name, text)
+        console.print(f"{len(records)} decisions recorded from Label Studio; run `bunga merge` to apply them")
+        return
     count, path = import_labels(sheet, settings().data_dir)
     where = f" into {path}" if path else ""
     console.print(f"{count} labels recorded{where}; run `bunga merge` to apply them", highlight=False)

@@ -8,14 +8,15 @@ import contextlib
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from bunga import decisions, review_queue
 from bunga.inboxes import Inbox, InboxUnavailable
-from bunga.serving.deps import CuratorDep
+from bunga.label_studio import signed_ok
+from bunga.serving.deps import CuratorDep, SettingsDep, require_curator
 from bunga.serving.routes.page import STATIC
 
 router = APIRouter(
@@ -112,11 +113,24 @@ async def queue(
     ]
 
 
-@router.get("/photos/{sha256}", summary="A visitor's photo (curators only)", response_class=Response)
-async def photo(request: Request, curator: CuratorDep, sha256: str) -> Response:
-    """The stored photo's bytes."""
+@router.get("/photos/{sha256}", summary="A visitor's photo (curators, or a signed URL)", response_class=Response)
+async def photo(
+    request: Request,
+    settings: SettingsDep,
+    sha256: str,
+    expires: Annotated[int | None, Query(description="Signed URL: valid until (unix seconds)")] = None,
+    signature: Annotated[str | None, Query(max_length=64, description="Signed URL: its signature")] = None,
+    authorization: Annotated[str | None, Header(description="Bearer <a curator's token>")] = None,
+) -> Response:
+    """The stored photo's bytes, for a curator's token or a genuine, unexpired signed URL (the
+    Label Studio export's)."""
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise HTTPException(422, "not a sha256")
+    if signature is not None:
+        if not signed_ok(settings.review_url_key, sha256, expires, signature):
+            raise HTTPException(403, "this photo link is not valid (expired, altered, or signing is off)")
+    else:
+        require_curator(settings, authorization)
     with _answering():
         found = await run_in_threadpool(_inbox(request).photo, sha256)
     if found is None:

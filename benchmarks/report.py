@@ -305,6 +305,19 @@ def render() -> str:
             ),
         )
         lines.append("")
+    loop = load("review_loop")
+    if loop and not loop.get("skipped"):
+        lines += [
+            f"The review loop (`python -m benchmarks.review_loop`; {loop['protocol']}): macro-F1 of the champion "
+            "on the other source after N reviewed photos per species went through the review path and "
+            "`bunga pipeline --if-needed`:",
+            "",
+        ]
+        lines += table(
+            ("reviewed per species", "macro-F1 on the other source", "new champion"),
+            ((str(r["reviewed_per_species"]), f"{r['macro_f1']:.3f}", "yes" if r["promoted"] else "no") for r in loop["steps"]),
+        )
+        lines.append("")
     iris = load("quality")
     if iris:
         lines += [

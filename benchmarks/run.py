@@ -20,6 +20,7 @@ from benchmarks import (
     photo_quality,
     pipeline,
     quality,
+    review_loop,
     soak,
     train_scale,
 )
@@ -35,6 +36,7 @@ def main() -> None:
         ("not_flower", not_flower.main),
         ("backbones", backbones.main),
         ("garden_bands", garden_bands.main),
+        ("review_loop", review_loop.main),
         ("pipeline", pipeline.main),
         ("train_scale", train_scale.main),
         ("api_throughput", api_throughput.main),

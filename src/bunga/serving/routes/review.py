@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -117,15 +118,13 @@ async def queue(
 async def photo(
     request: Request,
     settings: SettingsDep,
-    sha256: str,
+    sha256: Annotated[str, PathParam(pattern=SHA, description="The photo's sha256")],
     expires: Annotated[int | None, Query(description="Signed URL: valid until (unix seconds)")] = None,
     signature: Annotated[str | None, Query(max_length=64, description="Signed URL: its signature")] = None,
     authorization: Annotated[str | None, Header(description="Bearer <a curator's token>")] = None,
 ) -> Response:
     """The stored photo's bytes, for a curator's token or a genuine, unexpired signed URL (the
     Label Studio export's)."""
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise HTTPException(422, "not a sha256")
     if signature is not None:
         if not signed_ok(settings.review_url_key, sha256, expires, signature):
             raise HTTPException(403, "this photo link is not valid (expired, altered, or signing is off)")

@@ -25,7 +25,6 @@ const TEXT = {
 let lang = localStorage.getItem("bunga-lang") === "en" ? "en" : "id";
 let queue = [];
 let species = [];
-let busy = false;
 let photoUrl = null;
 const $ = (id) => document.getElementById(id);
 const t = (key) => TEXT[lang][key] || key;
@@ -123,28 +122,32 @@ async function show() {
   }
 }
 
-async function decide(decision, label = null) {
+// Keys are queued: a curator may press the next key while the last decision is being saved, and each
+// decision applies to the photo at the head of the queue when its turn comes.
+let chain = Promise.resolve();
+function decide(decision, label = null) {
+  chain = chain.then(() => decideNow(decision, label)).catch((err) => status(String(err), true));
+  return chain;
+}
+
+async function decideNow(decision, label) {
   const current = queue[0];
-  if (!current || busy) return;
+  if (!current) return;
+  if (decision === "accept") [decision, label] = ["label", current.proposed];
   if (decision === "label" && !label) return;
-  busy = true;
-  try {
-    const response = await api("/review/decisions", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sha256: current.sha256, decision, label }),
-    });
-    if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      status(typeof body.detail === "string" ? body.detail : `${response.status}`, true);
-      return;
-    }
-    status(`${t("saved")}: ${decision === "label" ? name(label) : decision}`);
-    queue.shift();
-    await show();
-  } finally {
-    busy = false;
+  const response = await api("/review/decisions", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ sha256: current.sha256, decision, label }),
+  });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    status(typeof body.detail === "string" ? body.detail : `${response.status}`, true);
+    return;
   }
+  status(`${t("saved")}: ${decision === "label" ? name(label) : decision}`);
+  queue.shift();
+  show(); // the next photo loads in the background; the next key does not wait for it
 }
 
 document.addEventListener("keydown", (event) => {
@@ -153,7 +156,7 @@ document.addEventListener("keydown", (event) => {
   if (!current) return;
   if (event.key === "Enter" || event.key === "a") {
     event.preventDefault();
-    if (current.proposed) decide("label", current.proposed);
+    decide("accept");
   } else if (event.key === "n") {
     decide("not_a_flower");
   } else if (event.key === "r") {
@@ -169,7 +172,7 @@ $("signin").addEventListener("submit", async (event) => {
   $("token").value = "";
   await loadQueue();
 });
-$("accept").addEventListener("click", () => queue[0] && decide("label", queue[0].proposed));
+$("accept").addEventListener("click", () => decide("accept"));
 $("not-flower").addEventListener("click", () => decide("not_a_flower"));
 $("reject").addEventListener("click", () => decide("reject"));
 $("band-filter").addEventListener("change", loadQueue);

@@ -44,7 +44,7 @@ def test_a_curator_reviews_30_photos_by_keyboard(browser: object, model_dir: Pat
         page.wait_for_selector("#item:not([hidden])")
         assert page.locator("#progress").inner_text() == "30 tersisa"
         assert "Bunga sintetis merah" in page.locator("#proposed").inner_text()
-        assert "(possible)" in page.locator("#answer").inner_text()  # the band the visitor was shown
+        assert "(Belum pasti)" in page.locator("#answer").inner_text()  # the band the visitor was shown
         page.wait_for_function("document.querySelectorAll('#species button').length >= 9")
         ids = [page.locator("#species button").nth(i).get_attribute("data-species") for i in range(9)]
         pick = next(i for i, s in enumerate(ids) if s and s != "sintetis_merah")  # another species, by its number

@@ -106,7 +106,9 @@ async function show() {
   $("empty").hidden = Boolean(current);
   $("progress").textContent = `${queue.length} ${t("left")}`;
   if (!current) return;
-  const answer = current.predicted ? `${t("model")}: ${name(current.predicted)}${current.band ? ` (${current.band})` : ""}` : "";
+  const bands = { sure: "bandSure", possible: "bandPossible", not_recognised: "bandNotRecognised", not_a_flower: "bandNotFlower" };
+  const shown = current.band ? ` (${t(bands[current.band] || current.band)})` : "";
+  const answer = current.predicted ? `${t("model")}: ${name(current.predicted)}${shown}` : "";
   $("answer").textContent = answer;
   const votes = Object.entries(current.votes).map(([label, n]) => `${label ? name(label) : t("dontKnow")} × ${n}`);
   $("votes").textContent = votes.length ? `${t("votes")}: ${votes.join(", ")}` : "";

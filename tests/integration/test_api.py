@@ -632,3 +632,39 @@ def test_two_curators_deciding_one_photo_at_once_keep_every_decision(live_server
     merged = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(data)})
     assert merged.exit_code == 0 and "1 kept" in merged.output
     assert [p.parent.name for p in (tmp_path / "Dataset Bunga").glob("sintetis_*/*")] == [latest]
+
+
+def test_merges_while_decisions_are_being_saved_see_each_whole(live_server: LiveServer, tmp_path: Path) -> None:
+    """Merges run while a curator saves 20 decisions: each merge balances (a decision is in it whole
+    or not at all), and the merge after the last decision holds all 20."""
+    import re
+    import threading
+
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+
+    data = tmp_path / "collected_data"
+    admin = {"Authorization": "Bearer test-admin-token-123456"}
+    shas = []
+    for i in range(20):
+        photo = {"file": ("x.jpg", photo_bytes("sintetis_kuning", 900 + i), "image/jpeg")}
+        shas.append(httpx.post(f"{live_server.url}/feedback", files=photo, data={"label": ""}).json()["id"])
+
+    def decide_all() -> None:
+        for sha in shas:
+            body = {"sha256": sha, "decision": "label", "label": "sintetis_kuning"}
+            assert httpx.post(f"{live_server.url}/review/decisions", json=body, headers=admin).status_code == 201
+
+    curator = threading.Thread(target=decide_all)
+    curator.start()
+    seen = []
+    while curator.is_alive() or not seen:
+        merged = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(data)})
+        assert merged.exit_code == 0, merged.output  # the accounting balanced (the command checks it)
+        kept, queued = map(int, re.search(r"photos: 20 read = (\d+) kept .* (\d+) queued", merged.output).groups())  # type: ignore[union-attr]
+        assert kept + queued == 20
+        seen.append(kept)
+    curator.join()
+    final = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(data)})
+    assert "photos: 20 read = 20 kept" in final.output and seen == sorted(seen)  # never fewer than before

@@ -50,10 +50,11 @@ def reference_inputs(card: ModelCard) -> tuple[np.ndarray, RecordedAnswers | Non
     """The inputs a bundle is checked on, and the answers recorded for them (None: none recorded)."""
     recorded = card.answers
     if card.kind == "measurements":
-        rows = recorded.inputs if recorded is not None and recorded.inputs else DEFAULT_ROWS
-        return np.array(rows, dtype=np.float32), recorded if recorded is not None and recorded.inputs else None
+        if recorded is None or not recorded.inputs:
+            return np.array(DEFAULT_ROWS, dtype=np.float32), None
+        return np.array(recorded.inputs, dtype=np.float32), recorded
     if recorded is not None and recorded.photos:
-        by_name = dict(zip(*_reference_photos(card), strict=True)) if card.references else {}
+        by_name = dict(zip(*_reference_photos(card), strict=True))
         missing = [name for name in recorded.photos if name not in by_name]
         if missing:
             raise BungaError(f"the card records answers for reference photos it does not hold: {missing[:3]}")

@@ -17,6 +17,7 @@ from bunga.decisions import DECISIONS
 from bunga.errors import BungaError
 from bunga.files import atomic_write_bytes, atomic_write_text, sha256_bytes
 from bunga.postgres import connect
+from bunga.quota import InboxQuota, Reservation, refusal
 
 RECORD_BYTES = 2_000  # what a metadata record counts against the byte quota
 INBOX_LOCK = 0x62756E6769  # "bungi": the advisory lock that serialises the quota check and the insert
@@ -69,14 +70,10 @@ class DirectoryInbox:
     """The inbox folder, its quota held across the machine's workers by bunga.quota."""
 
     def __init__(self, folder: Path, max_bytes: int, max_files: int) -> None:
-        from bunga.quota import InboxQuota
-
         self.folder, self.max_bytes, self.max_files = folder, max_bytes, max_files
         self.quota = InboxQuota(folder, max_bytes, max_files)
 
     def _within_quota(self, nbytes: int, nfiles: int, write: Any, *args: Any, **kw: Any) -> str:
-        from bunga.quota import Reservation
-
         held = self.quota.reserve(nbytes, nfiles)  # checked and held in one step, before any write
         if not isinstance(held, Reservation):
             raise InboxFull(held)
@@ -182,11 +179,9 @@ class PostgresInbox:
             new = [r for r in rows if r[0] not in present]
             cursor.execute("SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM inbox_files")
             used, files = cursor.fetchone()
-            nbytes = sum(len(r[3]) for r in new)
-            if used + nbytes > self.max_bytes:
-                raise InboxFull(f"the feedback inbox is full ({used:,} of {self.max_bytes:,} bytes used)")
-            if files + len(new) > self.max_files:
-                raise InboxFull(f"the feedback inbox is full ({files:,} of {self.max_files:,} files)")
+            full = refusal(used, files, sum(len(r[3]) for r in new), len(new), self.max_bytes, self.max_files)
+            if full is not None:
+                raise InboxFull(full)
             for name, kind, sha, data in new:
                 cursor.execute(
                     "INSERT INTO inbox_files (name, kind, sha256, data, bytes) VALUES (%s, %s, %s, %s, %s)",

@@ -6,8 +6,8 @@ reservations at once); the reservation becomes usage when the write succeeds and
 fails. The ledger is re-counted from disk every ``refresh_s`` (files removed by an operator free
 their space), and reservations of a process that died are dropped. ``max_files`` counts files: a
 photo upload stores two (the photo and its record; one when the photo is already there), a
-measurement one. An inbox shared by replicas on several machines needs a backend whose transaction
-does the same three steps (the ``Ledger`` protocol).
+measurement one. The database inbox (bunga.inboxes) does the check and the insert in one
+transaction instead, with the same ``refusal`` rule.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bunga import inbox
 from bunga.files import atomic_write_text
@@ -40,27 +40,14 @@ class Reservation:
     nfiles: int
 
 
-class Ledger(Protocol):
-    """What the feedback endpoint needs of a quota store."""
-
-    max_bytes: int
-    max_files: int
-
-    def reserve(self, nbytes: int, nfiles: int) -> Reservation | str:
-        """Hold room for an upload, or say (one sentence) why the inbox is full."""
-        ...
-
-    def commit(self, reservation: Reservation) -> None:
-        """The upload was stored: its reservation becomes usage."""
-        ...
-
-    def release(self, reservation: Reservation) -> None:
-        """The upload failed: give its room back."""
-        ...
-
-    def usage(self) -> tuple[int, int]:
-        """(bytes, files) stored and reserved."""
-        ...
+def refusal(used: int, files: int, nbytes: int, nfiles: int, max_bytes: int, max_files: int) -> str | None:
+    """Why storing ``nbytes`` in ``nfiles`` more files on top of ``used`` bytes in ``files`` files would
+    go over the quota (one sentence), or None. The directory ledger and the database inbox both ask."""
+    if used + nbytes > max_bytes:
+        return f"the feedback inbox is full ({used:,} of {max_bytes:,} bytes used)"
+    if files + nfiles > max_files:
+        return f"the feedback inbox is full ({files:,} of {max_files:,} files)"
+    return None
 
 
 def _alive(pid: int) -> bool:
@@ -121,11 +108,9 @@ class InboxQuota:
     def reserve(self, nbytes: int, nfiles: int) -> Reservation | str:
         """Hold ``nbytes`` in ``nfiles`` files for one upload, or say why the inbox is full."""
         with self._ledger() as ledger:
-            used, files = self._total(ledger)
-            if used + nbytes > self.max_bytes:
-                return f"the feedback inbox is full ({used:,} of {self.max_bytes:,} bytes used)"
-            if files + nfiles > self.max_files:
-                return f"the feedback inbox is full ({files:,} of {self.max_files:,} files)"
+            full = refusal(*self._total(ledger), nbytes, nfiles, self.max_bytes, self.max_files)
+            if full is not None:
+                return full
             reservation = Reservation(uuid.uuid4().hex, nbytes, nfiles)
             ledger["pending"][reservation.token] = [nbytes, nfiles, os.getpid(), time.time()]
             return reservation

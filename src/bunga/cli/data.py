@@ -163,13 +163,12 @@ def _export_label_studio(out: Path, base_url: str | None, days: float) -> tuple[
     from bunga import label_studio, review_queue
     from bunga.catalog import load_catalog
     from bunga.files import atomic_write_text
-    from bunga.inboxes import DirectoryInbox, export_if_database
+    from bunga.inboxes import open_inbox
 
     s = settings()
     if not base_url or not s.review_url_key:
         raise BungaError("a Label Studio export needs --base-url and BUNGA_REVIEW_URL_KEY (it signs the photo links)")
-    export_if_database(s.inbox_dir, s.inbox_db)
-    files = DirectoryInbox(s.inbox_dir, 2**62, 2**62).review_files()
+    files = open_inbox(s.inbox_dir, s.inbox_db, s.inbox_max_bytes, s.inbox_max_files).review_files()
     undecided = [i for i in review_queue.ordered(list(review_queue.build(files).values())) if i.decision is None]
     tasks = label_studio.tasks(undecided, base_url, s.review_url_key, days * 86400)
     atomic_write_text(out, json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from bunga.catalog import Catalog
 from bunga.config import Settings
+from bunga.inboxes import InboxUnavailable
 from bunga.serving.metrics import Metrics
 from bunga.serving.store import ModelStore
 
@@ -88,3 +89,9 @@ def require_curator(
 
 
 CuratorDep = Annotated[str, Depends(require_curator)]
+
+
+def inbox_unavailable(request: Request, err: InboxUnavailable) -> HTTPException:
+    """503 with Retry-After while the inbox's database does not answer (counted under its reason)."""
+    request.app.state.metrics.rejected.labels("inbox_unavailable").inc()
+    return HTTPException(503, f"{err}: please try again later", headers={"Retry-After": "30"})

@@ -15,6 +15,7 @@ from bunga.config import Settings
 from bunga.inbox import voter
 from bunga.inboxes import Inbox, InboxFull, InboxUnavailable
 from bunga.models.bands import BANDS
+from bunga.serving.deps import inbox_unavailable
 from bunga.serving.limits import check_rate
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
@@ -55,18 +56,12 @@ async def _store(request: Request, write: Callable[..., str], *args: Any, **kw: 
         state.metrics.rejected.labels("inbox_quota").inc()
         raise HTTPException(507, f"{full}: feedback is not being accepted now, please try again later") from None
     except InboxUnavailable as err:
-        raise _unavailable(request, err) from None
+        raise inbox_unavailable(request, err) from None
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         state.metrics.rejected.labels("disk_full").inc()
         raise HTTPException(507, "the server's disk is full: feedback is not being accepted now") from None
-
-
-def _unavailable(request: Request, err: InboxUnavailable) -> HTTPException:
-    """503 with Retry-After while the inbox's database does not answer (counted)."""
-    request.app.state.metrics.rejected.labels("inbox_unavailable").inc()
-    return HTTPException(503, f"{err}: please try again later", headers={"Retry-After": "30"})
 
 
 async def _voter(request: Request) -> str:
@@ -78,7 +73,7 @@ async def _voter(request: Request) -> str:
         try:
             salt = state.voter_salt = await run_in_threadpool(store.voter_salt)
         except InboxUnavailable as err:
-            raise _unavailable(request, err) from None
+            raise inbox_unavailable(request, err) from None
     return voter(salt, state.client_address(request))
 
 

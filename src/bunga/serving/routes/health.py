@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from bunga.inboxes import Inbox, InboxUnavailable
 from bunga.serving.deps import MetricsDep, StoreDep
@@ -64,7 +65,7 @@ async def model(request: Request, store: StoreDep) -> ModelsResponse:
     """Per kind: name, version, alias, run id, training time, metrics, classes, dataset digest; and
     how full the feedback inbox is."""
     inbox: Inbox = request.app.state.inbox
-    usage = _usage(inbox)
+    usage = await _usage(inbox)
     return ModelsResponse(
         models={k: _info(s, store.challengers.get(k)) for k, s in store.champions.items()},
         challenger_percent=store.challenger_percent,
@@ -75,10 +76,11 @@ async def model(request: Request, store: StoreDep) -> ModelsResponse:
     )
 
 
-def _usage(inbox: Inbox) -> tuple[int, int] | None:
-    """The inbox's usage, or None while its database does not answer (the probes must not fail)."""
+async def _usage(inbox: Inbox) -> tuple[int, int] | None:
+    """The inbox's usage (a file lock and read, or a query: off the event loop), or None while its
+    database does not answer (the probes must not fail)."""
     try:
-        return inbox.usage()
+        return await run_in_threadpool(inbox.usage)
     except InboxUnavailable:
         return None
 
@@ -87,7 +89,7 @@ def _usage(inbox: Inbox) -> tuple[int, int] | None:
 async def metrics(request: Request, store: StoreDep, m: MetricsDep) -> Response:
     """Requests, latency histograms, predictions per class, model versions in use, inbox usage."""
     inbox: Inbox = request.app.state.inbox
-    usage = _usage(inbox)
+    usage = await _usage(inbox)
     if usage is not None:
         m.inbox_bytes.set(usage[0])
         m.inbox_files.set(usage[1])

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from bunga import decisions, review_queue
 from bunga.inboxes import Inbox, InboxUnavailable
 from bunga.label_studio import signed_ok
-from bunga.serving.deps import CuratorDep, SettingsDep, require_curator
+from bunga.serving.deps import CuratorDep, SettingsDep, inbox_unavailable, require_curator
 from bunga.serving.routes.page import STATIC
 
 router = APIRouter(
@@ -57,12 +57,12 @@ class DecisionRequest(BaseModel):
 
 
 @contextlib.contextmanager
-def _answering() -> Iterator[None]:
+def _answering(request: Request) -> Iterator[None]:
     """503 with Retry-After while the inbox's database does not answer."""
     try:
         yield
     except InboxUnavailable as err:
-        raise HTTPException(503, f"{err}: please try again later", headers={"Retry-After": "30"}) from None
+        raise inbox_unavailable(request, err) from None
 
 
 def _inbox(request: Request) -> Inbox:
@@ -86,7 +86,7 @@ async def queue(
     decided: Annotated[bool, Query(description="Also photos already decided")] = False,
 ) -> list[QueueEntry]:
     """Undecided photos, doubtful bands first ("possible", then not recognised, ...), oldest first."""
-    with _answering():
+    with _answering(request):
         files = await run_in_threadpool(_inbox(request).review_files)
     items = review_queue.build(files)
     chosen = [
@@ -130,7 +130,7 @@ async def photo(
             raise HTTPException(403, "this photo link is not valid (expired, altered, or signing is off)")
     else:
         require_curator(settings, authorization)
-    with _answering():
+    with _answering(request):
         found = await run_in_threadpool(_inbox(request).photo, sha256)
     if found is None:
         raise HTTPException(404, "no such photo in the inbox")
@@ -150,7 +150,7 @@ async def decide(request: Request, curator: CuratorDep, body: DecisionRequest) -
         if label not in known:
             raise HTTPException(422, f"unknown species {str(label)[:100]!r}: add it to the catalogue first")
     inbox = _inbox(request)
-    with _answering():
+    with _answering(request):
         if await run_in_threadpool(inbox.photo, body.sha256) is None:
             raise HTTPException(404, "no such photo in the inbox")
         name, text = decisions.record(body.sha256, body.decision, label, curator)

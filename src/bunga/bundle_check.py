@@ -34,15 +34,15 @@ NO_ANSWERS = (
 
 def _reference_photos(card: ModelCard) -> tuple[list[str], np.ndarray]:
     """The species whose reference photo decodes, and the photos as the request path preprocesses them."""
-    names, tensors = [], []
+    names, tensors, size = [], [], card.input_size or INPUT_SIZE
     for name in sorted(card.references):
         try:
             data = base64.b64decode(card.references[name].jpeg_base64, validate=True)
-            tensors.append(photo_tensor(data, REFERENCE_PHOTO_PIXELS))
+            tensors.append(photo_tensor(data, REFERENCE_PHOTO_PIXELS, size=size))
         except (ValueError, ImageRejected):  # binascii.Error is a ValueError
             continue
         names.append(name)
-    shape = (0, 3, INPUT_SIZE, INPUT_SIZE)
+    shape = (0, 3, size, size)
     return names, np.stack(tensors) if tensors else np.zeros(shape, dtype=np.float32)
 
 
@@ -61,7 +61,8 @@ def reference_inputs(card: ModelCard) -> tuple[np.ndarray, RecordedAnswers | Non
         return np.stack([by_name[name] for name in recorded.photos]), recorded
     _, photos = _reference_photos(card)
     if len(photos) == 0:  # a card without reference photos: generated input still exercises every output
-        photos = np.random.default_rng(0).normal(0, 0.5, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
+        size = card.input_size or INPUT_SIZE
+        photos = np.random.default_rng(0).normal(0, 0.5, (2, 3, size, size)).astype(np.float32)
     return photos, None
 
 

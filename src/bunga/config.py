@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     cv_folds: int = Field(5, ge=2)
     cache_dir: Path = Path(".bunga-cache")
     image_batch_size: int = Field(16, ge=1)
+    # The photo model's pretrained backbone. Lite0 by the rule in benchmarks/garden_bands.py (Lite1 and
+    # Lite2 need the [backbones] extra; every bundle records its own, so serving needs no setting).
+    backbone: Literal["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"] = "efficientnet-lite0"
 
     # --- promotion gate ---------------------------------------------------------------------
     gate_min_f1_measurements: float = Field(0.90, ge=0, le=1)

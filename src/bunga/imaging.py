@@ -94,10 +94,10 @@ def to_tensor(image: Image.Image, size: int = INPUT_SIZE) -> np.ndarray:
     return ((array - 127.0) / 128.0).transpose(2, 0, 1).copy()
 
 
-def photo_tensor(source: bytes | Path, max_pixels: int, min_side: int = 1) -> np.ndarray:
-    """Decode a photo and preprocess it for the backbone in one step."""
-    image, _ = load_photo(source, max_pixels, min_side, draft_to=INPUT_SIZE)
-    return to_tensor(image)
+def photo_tensor(source: bytes | Path, max_pixels: int, min_side: int = 1, size: int = INPUT_SIZE) -> np.ndarray:
+    """Decode a photo and preprocess it for a backbone of input ``size`` in one step."""
+    image, _ = load_photo(source, max_pixels, min_side, draft_to=size)
+    return to_tensor(image, size)
 
 
 def thumbnail_jpeg(path: Path, max_pixels: int, side: int = 160, quality: int = 80) -> bytes:

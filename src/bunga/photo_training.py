@@ -19,7 +19,7 @@ from bunga.data.dataset import PhotoSet, check_classes, holdout_mask, load_photo
 from bunga.errors import BungaError
 from bunga.evaluate import evaluate
 from bunga.imaging import photo_tensor
-from bunga.models.backbone import EMBEDDING_DIM
+from bunga.models.backbone import backbone
 from bunga.models.bands import fit_sure
 from bunga.models.export import IMAGE_TOLERANCE
 from bunga.models.not_flower import NotFlowerRule, fit_not_flower, refusal_score
@@ -114,12 +114,13 @@ def _embed(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None) 
     order = np.concatenate([np.flatnonzero(~split.mask), np.flatnonzero(split.mask)])
     every = split.pairs
     pairs = [every[i] for i in order]
-    runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta)
-    cache = image.EmbeddingCache(cfg.cache_dir, runner.id)
+    runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta, spec=backbone(cfg.backbone))
+    cache = image.EmbeddingCache(cfg.cache_dir, runner.id, runner.spec.feature_dim)
     computed = image.fill_cache(pairs, cache, runner, cfg.batch_size, cfg.max_pixels, progress)
     del runner
     matrix = image.cached_features(pairs, cache)
-    normalise_in_place(matrix[:, :EMBEDDING_DIM])  # the head, centroids and signatures all use unit rows
+    # the head, centroids and signatures all use unit rows
+    normalise_in_place(matrix[:, : backbone(cfg.backbone).embedding_dim])
     return matrix, computed
 
 
@@ -129,9 +130,9 @@ def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFi
     from bunga.models import image
 
     mask, y_train, classes = split.mask, split.y_train, split.classes
-    n_train = len(y_train)
-    x_train, x_test = matrix[:n_train, :EMBEDDING_DIM], matrix[n_train:, :EMBEDDING_DIM]
-    imagenet_train, imagenet_test = matrix[:n_train, EMBEDDING_DIM:], matrix[n_train:, EMBEDDING_DIM:]
+    n_train, dim = len(y_train), backbone(cfg.backbone).embedding_dim
+    x_train, x_test = matrix[:n_train, :dim], matrix[n_train:, :dim]
+    imagenet_train, imagenet_test = matrix[:n_train, dim:], matrix[n_train:, dim:]
     y_test = split.data.y.astype(str)[mask]
     folds = min(cfg.cv_folds, 3)  # 3 strengths x 3 folds: enough to choose, cheap to retrain often
     selection = image.select_head(x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused)
@@ -179,7 +180,7 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
     say(f"embeddings: {computed} computed, {len(split.mask) - computed} from cache ({embed_seconds:.1f} s)")
     fitted = _fit_head(cfg, split, matrix)
     del matrix  # not held while the graph is composed and checked in a second session
-    runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta)
+    runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta, spec=backbone(cfg.backbone))
     open_set, selection, rule = fitted.open_set, fitted.selection, fitted.rule
     method = max(open_set, key=lambda m: open_set[m]["auroc"]) if open_set else "max_prob"
     graph = image.compose_graph(runner.path, fitted.head)
@@ -188,7 +189,7 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
         raise BungaError(f"the exported photo graph disagrees with its parts by {diff:.2e}")
     return PhotoFit(
         backbone=runner.id,
-        family="efficientnet-lite0+linear-svm",
+        family=f"{cfg.backbone}+linear-svm",
         computed=computed,
         embed_seconds=embed_seconds,
         probs=fitted.probs,
@@ -218,7 +219,7 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
 def _check_photos(cfg: TrainConfig, data: PhotoSet, mask: np.ndarray) -> np.ndarray:
     """A few preprocessed test photos to check the exported graph against its sources."""
     paths = [data.paths[i] for i in np.flatnonzero(mask)[:4]]
-    return np.stack([photo_tensor(p, cfg.max_pixels) for p in paths])
+    return np.stack([photo_tensor(p, cfg.max_pixels, size=backbone(cfg.backbone).size) for p in paths])
 
 
 def train_photos(
@@ -309,7 +310,7 @@ def train_photos(
                 "test_accuracy": report.accuracy,
                 **{f"open_set_auroc_{m}": v["auroc"] for m, v in open_set.items()},
             },
-            input_size=224,
+            input_size=backbone(cfg.backbone).size,
             backbone=fit.backbone,
             abstention=Abstention(method=fit.method, threshold=fit.threshold),
             not_flower=NotFlower(

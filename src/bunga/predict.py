@@ -11,6 +11,7 @@ import numpy as np
 
 from bunga.bundle import read_bundle
 from bunga.errors import BungaError
+from bunga.imaging import INPUT_SIZE
 from bunga.models.not_flower import IMAGENET_OUTPUT, NotFlowerRule, refusal_score
 from bunga.models.signature import SIGNATURE_OUTPUT
 from bunga.schemas import ModelCard
@@ -65,6 +66,11 @@ class Predictor:
     def kind(self) -> str:
         """'measurements' or 'photos'."""
         return self.card.kind
+
+    @property
+    def input_size(self) -> int:
+        """Side in pixels of the square photos the graph takes (224 for bundles that predate the setting)."""
+        return self.card.input_size or INPUT_SIZE
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities for a batch (measurements (N, 4) or photos (N, 3, 224, 224))."""

@@ -43,7 +43,8 @@ def predict_set(
         raise BungaError("that model is a measurement model: pass a measurement sheet with --data")
     out: list[str] = []
     for start in range(0, len(data.paths), batch_size):
-        batch = np.stack([photo_tensor(p, max_pixels) for p in data.paths[start : start + batch_size]])
+        paths = data.paths[start : start + batch_size]
+        batch = np.stack([photo_tensor(p, max_pixels, size=predictor.input_size) for p in paths])
         out.extend(predictor.predict(batch))
     return out
 

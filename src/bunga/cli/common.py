@@ -122,6 +122,7 @@ def train_config(kind: DataKind, **overrides: Any) -> TrainConfig:
         abstain_max_refused=s.abstain_max_refused,
         not_flower_max_refused=s.not_flower_max_refused,
         sure_precision=s.sure_precision,
+        backbone=s.backbone,
         **overrides,
     )
 

@@ -18,7 +18,7 @@ from bunga.errors import BungaError
 from bunga.evaluate import auroc
 from bunga.files import atomic_write_bytes
 from bunga.imaging import photo_tensor
-from bunga.models.backbone import FEATURE_DIM, IMAGENET_CLASSES, TAP_BLOCKS, backbone_id, weights_path
+from bunga.models.backbone import DEFAULT, IMAGENET_CLASSES, Backbone, backbone_id, weights_path
 from bunga.models.export import onnx_session
 from bunga.models.linear_svm import LinearModel, Problem, fit
 from bunga.models.lite_graph import build_once
@@ -35,9 +35,9 @@ class EmbeddingCache:
     """Embeddings on disk keyed by photo sha256 and backbone id; each entry carries its own hash,
     so a torn or corrupt entry is detected and recomputed, never used."""
 
-    def __init__(self, root: Path, backbone: str) -> None:
+    def __init__(self, root: Path, backbone: str, dim: int = DEFAULT.feature_dim) -> None:
         self.folder = root / "embeddings" / backbone
-        self.dim = FEATURE_DIM
+        self.dim = dim
 
     def _path(self, sha: str) -> Path:
         return self.folder / sha[:2] / f"{sha}.bin"
@@ -69,10 +69,11 @@ class BackboneRunner:
     opens it).
     """
 
-    def __init__(self, cache_dir: Path, tta: bool = False) -> None:
-        self.id = backbone_id(tta)
+    def __init__(self, cache_dir: Path, tta: bool = False, spec: Backbone = DEFAULT) -> None:
+        self.spec = spec
+        self.id = backbone_id(tta, spec)
         self.path = cache_dir / "backbones" / f"{self.id}.onnx"
-        build_once(self.path, weights_path(), TAP_BLOCKS, tta=tta)
+        build_once(self.path, weights_path(spec.name), spec.taps, tta=tta, variant=spec.name)
 
     @cached_property
     def session(self) -> Any:
@@ -80,11 +81,11 @@ class BackboneRunner:
         return onnx_session(self.path)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, 224, 224) preprocessed images -> (N, EMBEDDING_DIM) embeddings."""
+        """(N, 3, S, S) preprocessed images (S: the backbone's size) -> (N, embedding dim) embeddings."""
         return np.asarray(self.session.run(["embedding"], {"input": batch})[0], dtype=np.float32)
 
     def features(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, 224, 224) preprocessed images -> (N, FEATURE_DIM): embedding | ImageNet probabilities."""
+        """(N, 3, S, S) preprocessed images -> (N, feature dim): embedding | ImageNet probabilities."""
         embedding, imagenet = self.session.run(["embedding", IMAGENET_OUTPUT], {"input": batch})
         return np.concatenate([embedding, imagenet], axis=1).astype(np.float32)
 
@@ -104,7 +105,7 @@ def fill_cache(
     start = time.perf_counter()
     for offset in range(0, len(todo), batch_size):
         chunk = todo[offset : offset + batch_size]
-        rows = runner.features(np.stack([photo_tensor(photos[i][0], max_pixels) for i in chunk]))
+        rows = runner.features(np.stack([photo_tensor(photos[i][0], max_pixels, size=runner.spec.size) for i in chunk]))
         for i, row in zip(chunk, rows, strict=True):
             cache.put(photos[i][1], row)
         if on_progress is not None:

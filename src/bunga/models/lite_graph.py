@@ -204,9 +204,11 @@ def build_backbone(
     return bytes(model.SerializeToString())
 
 
-def build_once(path: Path, weights: Path, taps: tuple[int, ...], tta: bool = False) -> Path:
+def build_once(
+    path: Path, weights: Path, taps: tuple[int, ...], tta: bool = False, variant: str = "efficientnet-lite0"
+) -> Path:
     """Build the backbone graph to ``path`` unless it is there already."""
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, build_backbone(weights, taps, tta=tta))
+        atomic_write_bytes(path, build_backbone(weights, taps, variant, tta=tta))
     return path

@@ -36,9 +36,9 @@ async def read_form(request: Request, max_files: int) -> FormData:
     return await request.form(max_files=max_files, max_fields=16, max_part_size=64 * 1024)
 
 
-def _decode(data: bytes, index: int, max_pixels: int) -> Upload:
+def _decode(data: bytes, index: int, max_pixels: int, size: int) -> Upload:
     try:
-        image, info = load_photo(data, max_pixels=max_pixels, min_side=8, draft_to=INPUT_SIZE)
+        image, info = load_photo(data, max_pixels=max_pixels, min_side=8, draft_to=size)
     except ImageRejected as err:
         text = str(err)
         status = (
@@ -47,11 +47,12 @@ def _decode(data: bytes, index: int, max_pixels: int) -> Upload:
             else (415 if "not accepted" in text or "not a readable image" in text else 422)
         )
         raise HTTPException(status, f"photo {index + 1}: {text}") from None
-    return Upload(data, info, to_tensor(image))
+    return Upload(data, info, to_tensor(image, size))
 
 
-async def decode_uploads(form: FormData, max_pixels: int, max_bytes: int) -> list[Upload]:
-    """Every 'file' part decoded and preprocessed, or a 4xx naming the photo that is wrong."""
+async def decode_uploads(form: FormData, max_pixels: int, max_bytes: int, size: int = INPUT_SIZE) -> list[Upload]:
+    """Every 'file' part decoded and preprocessed for a graph that takes ``size`` px squares, or a 4xx
+    naming the photo that is wrong."""
     files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
     if not files:
         raise HTTPException(422, "send at least one photo in the multipart field 'file'")
@@ -62,5 +63,5 @@ async def decode_uploads(form: FormData, max_pixels: int, max_bytes: int) -> lis
             raise HTTPException(413, f"photo {index + 1} is over the limit of {max_bytes:,} bytes")
         if not data:
             raise HTTPException(422, f"photo {index + 1} is empty (0 bytes)")
-        uploads.append(await run_in_threadpool(_decode, data, index, max_pixels))
+        uploads.append(await run_in_threadpool(_decode, data, index, max_pixels, size))
     return uploads

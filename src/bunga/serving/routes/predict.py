@@ -186,7 +186,9 @@ async def predict_image(
     with batcher.decoding():  # a batch forming now may wait (briefly) for this request's photos
         form = await read_form(request, settings.max_files)
         try:
-            uploads = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes)
+            uploads = await decode_uploads(
+                form, settings.serve_max_pixels, settings.max_upload_bytes, slot.predictor.input_size
+            )
         finally:
             await form.close()
         batch = np.stack([u.tensor for u in uploads]).astype(np.float32)

@@ -23,6 +23,7 @@ class SpeciesInfo(BaseModel):
     deskripsi: str = ""
     description: str = ""
     known: bool = True
+    added: bool = False  # added by a curator (review page or `bunga catalog add`), not in the packaged file
 
 
 class Catalog:
@@ -59,3 +60,12 @@ def load_catalog(path: Path | None = None) -> Catalog:
         except (ValidationError, TypeError) as err:
             raise BungaError(f"species catalogue entry {class_id!r} is invalid: {str(err).splitlines()[0]}") from err
     return Catalog(entries)
+
+
+def dump_catalog(catalog: Catalog) -> str:
+    """The catalogue as the YAML ``load_catalog`` reads (sorted by id; ``id`` and ``known`` implied)."""
+    body = {info.id: info.model_dump(exclude={"id", "known"}, exclude_defaults=True) for info in catalog.all()}
+    for fields in body.values():
+        fields.setdefault("nama", "")
+    header = "# The species catalogue of this dataset version: the packaged one with curators' edits applied.\n"
+    return header + yaml.safe_dump(body, allow_unicode=True, sort_keys=True, width=100)

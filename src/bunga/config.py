@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     photo_batch_max: int = Field(1, ge=1, le=256)
     photo_batch_wait_ms: float = Field(0.0, ge=0, le=1000)
     reload_interval_s: float = Field(0.0, ge=0)
+    # how often each worker re-reads curators' catalogue edits from the inbox (new species, edits)
+    catalog_refresh_s: float = Field(2.0, gt=0)
     # --- abuse limits on the public endpoints ----------------------------------------------------
     inbox_max_bytes: int = Field(2_000_000_000, ge=0)  # feedback stored in all, photos and records
     # Counts files, not uploads: a photo upload stores 2 (the photo and its record; 1 when the photo is

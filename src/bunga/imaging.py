@@ -100,7 +100,7 @@ def photo_tensor(source: bytes | Path, max_pixels: int, min_side: int = 1, size:
     return to_tensor(image, size)
 
 
-def thumbnail_jpeg(path: Path, max_pixels: int, side: int = 160, quality: int = 80) -> bytes:
+def thumbnail_jpeg(path: bytes | Path, max_pixels: int, side: int = 160, quality: int = 80) -> bytes:
     """A small upright JPEG of a photo (at most ``side`` px on the long side), metadata dropped."""
     image, _ = load_photo(path, max_pixels, draft_to=side)
     image.thumbnail((side, side), Image.Resampling.LANCZOS)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bunga import inbox
+from bunga.catalog_edits import CATALOG
 from bunga.decisions import DECISIONS
 from bunga.errors import BungaError
 from bunga.files import atomic_write_bytes, atomic_write_text, sha256_bytes
@@ -61,6 +62,14 @@ class Inbox(Protocol):
         """(name, bytes) of every photo metadata record and decision record, for the review queue."""
         ...
 
+    def store_catalog_edit(self, name: str, text: str) -> None:
+        """Keep a curator's catalogue edit (outside the quota, as decisions)."""
+        ...
+
+    def catalog_files(self, skip: frozenset[str] = frozenset()) -> list[tuple[str, bytes]]:
+        """(name, bytes) of every catalogue edit record not named in ``skip``, in name order."""
+        ...
+
     def photo(self, sha256: str) -> tuple[bytes, str] | None:
         """A stored photo's bytes and suffix, or None."""
         ...
@@ -99,6 +108,18 @@ class DirectoryInbox:
 
     def store_decision(self, name: str, text: str) -> None:
         atomic_write_text(self.folder / name, text)
+
+    def store_catalog_edit(self, name: str, text: str) -> None:
+        atomic_write_text(self.folder / name, text)
+
+    def catalog_files(self, skip: frozenset[str] = frozenset()) -> list[tuple[str, bytes]]:
+        out = []
+        for path in sorted(self.folder.glob(f"{CATALOG}/*.json")):
+            name = path.relative_to(self.folder).as_posix()
+            if name not in skip:
+                with contextlib.suppress(OSError):
+                    out.append((name, path.read_bytes()))
+        return out
 
     def review_files(self) -> list[tuple[str, bytes]]:
         out = []
@@ -217,13 +238,27 @@ class PostgresInbox:
             used, files = cursor.fetchone()
             return int(used), int(files)
 
-    def store_decision(self, name: str, text: str) -> None:
+    def _store_text(self, name: str, text: str, kind: str) -> None:
         with self._transaction() as cursor:
             cursor.execute(
-                "INSERT INTO inbox_files (name, kind, sha256, data, bytes) VALUES (%s, 'decision', NULL, %s, %s) "
+                "INSERT INTO inbox_files (name, kind, sha256, data, bytes) VALUES (%s, %s, NULL, %s, %s) "
                 "ON CONFLICT (name) DO NOTHING",
-                (name, text.encode(), len(text.encode())),
+                (name, kind, text.encode(), len(text.encode())),
             )
+
+    def store_decision(self, name: str, text: str) -> None:
+        self._store_text(name, text, "decision")
+
+    def store_catalog_edit(self, name: str, text: str) -> None:
+        self._store_text(name, text, "catalog")
+
+    def catalog_files(self, skip: frozenset[str] = frozenset()) -> list[tuple[str, bytes]]:
+        with self._transaction() as cursor:
+            cursor.execute(
+                "SELECT name, data FROM inbox_files WHERE kind = 'catalog' AND NOT (name = ANY(%s)) ORDER BY name",
+                (sorted(skip),),
+            )
+            return [(name, bytes(data)) for name, data in cursor.fetchall()]
 
     def review_files(self) -> list[tuple[str, bytes]]:
         with self._transaction() as cursor:

@@ -15,7 +15,14 @@ import numpy as np
 
 from bunga.bundle import read_bundle, write_bundle
 from bunga.bundle_check import record_and_verify
-from bunga.data.dataset import PhotoSet, check_classes, holdout_mask, load_photos
+from bunga.data.dataset import (
+    MIN_PHOTOS_PER_SPECIES,
+    PhotoSet,
+    check_classes,
+    hold_back_scarce,
+    holdout_mask,
+    load_photos,
+)
 from bunga.errors import BungaError
 from bunga.evaluate import evaluate
 from bunga.imaging import photo_tensor
@@ -229,8 +236,11 @@ def train_photos(
     everything and register it as the challenger."""
     from bunga.models import image
 
-    data = load_photos(cfg.dataset_dir)
-    classes = check_classes(data.y, "photos", minimum=3)
+    data, held_back = hold_back_scarce(load_photos(cfg.dataset_dir))
+    if held_back:
+        listed = ", ".join(f"{name} ({n})" for name, n in sorted(held_back.items()))
+        say(f"held back until each has {MIN_PHOTOS_PER_SPECIES} photos: {listed}")
+    classes = check_classes(data.y, "photos", minimum=MIN_PHOTOS_PER_SPECIES)
     mask = holdout_mask(data.shas, data.y, cfg.test_size, cfg.seed)
     started = time.perf_counter()
     y = data.y.astype(str)
@@ -259,6 +269,7 @@ def train_photos(
         run.params(
             {
                 **cfg.as_params(),
+                "held_back": ", ".join(f"{name} ({n})" for name, n in sorted(held_back.items())) or "none",
                 "n_train": int((~mask).sum()),
                 "n_test": int(mask.sum()),
                 **fit.params,

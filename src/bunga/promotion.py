@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bunga.config import DataKind
-from bunga.data.dataset import MeasurementSet, PhotoSet, holdout_mask, load_measurements, load_photos
+from bunga.data.dataset import MeasurementSet, PhotoSet, hold_back_scarce, holdout_mask, load_measurements, load_photos
 from bunga.errors import BungaError
 from bunga.evaluate import evaluate, gate
 from bunga.imaging import photo_tensor
@@ -54,7 +54,7 @@ def current_test_set(kind: DataKind, dataset_dir: Path, test_size: float, seed: 
     if kind == "measurements":
         m = load_measurements(dataset_dir)
         return m.subset(holdout_mask(m.ids, m.y, test_size, seed))
-    p = load_photos(dataset_dir)
+    p, _ = hold_back_scarce(load_photos(dataset_dir))  # the species training held back, as it did
     return p.subset(holdout_mask(p.shas, p.y, test_size, seed))
 
 

@@ -39,7 +39,7 @@ class Measurements(BaseModel):
         return [self.sepal_length, self.sepal_width, self.petal_length, self.petal_width]
 
 
-FileKind = Literal["measurements", "photo", "labels", "ignored", "rejected"]
+FileKind = Literal["measurements", "photo", "labels", "catalog", "ignored", "rejected"]
 
 
 class FileEntry(BaseModel):
@@ -71,6 +71,9 @@ class Manifest(BaseModel):
     missing_policy: str = "reject"
     classes_measurements: list[str] = []
     classes_photos: dict[str, int] = {}
+    # the catalogue of this version (species.yaml: the packaged one with curators' edits applied)
+    catalog_digest: str = ""
+    species_added: list[str] = []  # by curators, beyond the packaged catalogue
     files: list[FileEntry] = []
 
     def balanced(self) -> bool:

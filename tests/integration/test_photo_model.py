@@ -207,13 +207,32 @@ def test_features_come_from_the_cache_in_order_and_a_lost_entry_is_named(tmp_pat
         cached_features(photos, cache)
 
 
-def test_a_class_with_one_photo_is_refused(photo_workspace: Path) -> None:
+def test_a_species_with_too_few_photos_is_held_back_not_fatal(photo_workspace: Path) -> None:
+    """A species a curator just added, with 4 photos, waits for more; the others train as before."""
     lonely = photo_workspace / "collected_data" / "staf" / "sendiri"
     lonely.mkdir()
-    Image.new("RGB", (64, 64), "orange").save(lonely / "a.jpg")
+    for i in range(4):
+        Image.new("RGB", (64, 64), (200, 120 + 20 * i, 30)).save(lonely / f"{i}.jpg")
+    result = runner.invoke(app, ["pipeline", "--kind", "photos"])
+    assert result.exit_code == 0, result.output
+    assert "held back until each has 5 photos: sendiri (4)" in " ".join(result.output.split())
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"], registry_uri=os.environ["MLFLOW_TRACKING_URI"])
+    version = client.get_model_version_by_alias("bunga-photos", "champion")
+    run = client.get_run(version.run_id)
+    assert run.data.params["held_back"] == "sendiri (4)"
+    assert runner.invoke(app, ["export", "--kind", "photos"]).exit_code == 0
+    assert "sendiri" not in Predictor(photo_workspace / "bunga-model" / "photos").classes
+
+
+def test_one_trainable_species_is_still_a_clear_error(tmp_path: Path) -> None:
+    for species, n in (("mawar", 6), ("melati", 2)):
+        folder = tmp_path / "collected_data" / "staf" / species
+        folder.mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (64, 64), (40 * i, 90, 200 if species == "mawar" else 20)).save(folder / f"{i}.jpg")
     result = runner.invoke(app, ["pipeline", "--kind", "photos"])
     assert result.exit_code == 1
-    assert "too few photos in class sendiri (1)" in result.output and "Traceback" not in result.output
+    assert "only one class (mawar) in the photos" in result.output and "Traceback" not in result.output
 
 
 def test_missing_backbone_package_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:

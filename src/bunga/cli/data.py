@@ -57,6 +57,7 @@ def merge(
         disable=not sys.stderr.isatty(),
     ) as progress:
         task = progress.add_task("reading sheets", total=None)
+        catalog = load_catalog(s.catalog_file)
         options = MergeOptions(
             data_dir=data_dir or s.data_dir,
             dataset_dir=dataset_dir or s.dataset_dir,
@@ -66,7 +67,8 @@ def merge(
             image_max_pixels=s.image_max_pixels,
             image_min_side=s.image_min_side,
             cache_dir=s.cache_dir,
-            votes=VoteRule(s.feedback_min_votes, frozenset(load_catalog(s.catalog_file).entries)),
+            votes=VoteRule(s.feedback_min_votes, frozenset(catalog.entries)),
+            catalog=catalog,
             on_rows=lambda n: progress.update(task, description=f"reading sheets: {n:,} rows"),
         )
         result = run_merge(options)
@@ -103,6 +105,9 @@ def print_manifest(m: Manifest, dataset_dir: Path, changed: bool) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if m.species_added:
+        added = ", ".join(m.species_added)
+        console.print(f"catalogue: species added by curators: {added} (species.yaml)", highlight=False, soft_wrap=True)
     state = "changed" if changed else "unchanged, nothing new"
     console.print(f"dataset_digest {m.dataset_digest} ({state})", highlight=False, soft_wrap=True)
     if not m.balanced():
@@ -160,7 +165,7 @@ def _export_label_studio(out: Path, base_url: str | None, days: float) -> tuple[
     """The undecided visitor photos as Label Studio tasks (``out``) and its labelling config (.xml)."""
     import json
 
-    from bunga import label_studio, review_queue
+    from bunga import catalog_edits, label_studio, review_queue
     from bunga.catalog import load_catalog
     from bunga.files import atomic_write_text
     from bunga.inboxes import open_inbox
@@ -168,12 +173,14 @@ def _export_label_studio(out: Path, base_url: str | None, days: float) -> tuple[
     s = settings()
     if not base_url or not s.review_url_key:
         raise BungaError("a Label Studio export needs --base-url and BUNGA_REVIEW_URL_KEY (it signs the photo links)")
-    files = open_inbox(s.inbox_dir, s.inbox_db, s.inbox_max_bytes, s.inbox_max_files).review_files()
+    inbox = open_inbox(s.inbox_dir, s.inbox_db, s.inbox_max_bytes, s.inbox_max_files)
+    files = inbox.review_files()
     undecided = [i for i in review_queue.ordered(list(review_queue.build(files).values())) if i.decision is None]
     tasks = label_studio.tasks(undecided, base_url, s.review_url_key, days * 86400)
     atomic_write_text(out, json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")
     config = out.with_suffix(".xml")
-    atomic_write_text(config, label_studio.labelling_config(sorted(load_catalog(s.catalog_file).entries)))
+    in_force = catalog_edits.current(load_catalog(s.catalog_file), inbox)  # curators' new species too
+    atomic_write_text(config, label_studio.labelling_config(sorted(in_force.entries)))
     return len(tasks), config
 
 
@@ -187,13 +194,14 @@ def review_import(
     from bunga.data.review import import_labels
 
     if sheet.suffix.lower() == ".json":
-        from bunga import label_studio
+        from bunga import catalog_edits, label_studio
         from bunga.catalog import load_catalog
         from bunga.inboxes import open_inbox
 
         s = settings()
-        records = label_studio.read_export(sheet, set(load_catalog(s.catalog_file).entries))
         inbox = open_inbox(s.inbox_dir, s.inbox_db, s.inbox_max_bytes, s.inbox_max_files)
+        in_force = catalog_edits.current(load_catalog(s.catalog_file), inbox)
+        records = label_studio.read_export(sheet, set(in_force.entries))
         for name, text in records:
             inbox.store_decision(name, text)
         console.print(f"{len(records)} decisions recorded from Label Studio; run `bunga merge` to apply them")

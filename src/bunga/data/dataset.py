@@ -134,6 +134,20 @@ def holdout_mask(keys: list[str], labels: np.ndarray, test_size: float, seed: in
     return mask
 
 
+MIN_PHOTOS_PER_SPECIES = 5  # fewer and a species is held back from photo training until more are added
+
+
+def hold_back_scarce(data: PhotoSet, minimum: int = MIN_PHOTOS_PER_SPECIES) -> tuple[PhotoSet, dict[str, int]]:
+    """The photos of the species that have at least ``minimum``, and the species held back with their
+    counts (a species a curator just added waits for photos instead of failing the whole training)."""
+    labels = data.y.astype(str)
+    classes, counts = np.unique(labels, return_counts=True)
+    scarce = {str(c): int(n) for c, n in zip(classes.tolist(), counts.tolist(), strict=True) if n < minimum}
+    if not scarce:
+        return data, {}
+    return data.subset(~np.isin(labels, list(scarce))), scarce
+
+
 def check_classes(labels: np.ndarray, kind: str, minimum: int) -> list[str]:
     """The sorted class list, or a one-line error when there are too few classes or examples."""
     classes, counts = np.unique(labels, return_counts=True) if len(labels) else (np.array([]), np.array([]))

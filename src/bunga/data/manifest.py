@@ -14,8 +14,10 @@ VERSIONS_DIR = "versions"
 
 
 def combine_digests(manifest: Manifest) -> str:
-    """One digest for the whole dataset from the digests of its measurements and photos."""
+    """One digest for the whole dataset from the digests of its measurements, photos and catalogue."""
     text = f"measurements:{manifest.measurements_digest}\nphotos:{manifest.photos_digest}\n"
+    if manifest.catalog_digest:
+        text += f"catalog:{manifest.catalog_digest}\n"
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bunga import catalog_edits
 from bunga import decisions as curator_decisions
+from bunga.catalog import Catalog, dump_catalog
 from bunga.data import images as photos
 from bunga.data import measurement_review as curation
 from bunga.data.manifest import combine_digests, write_manifest
@@ -30,6 +32,7 @@ REJECTED_CSV = "rejected.csv"
 IMAGES_CSV = "images.csv"
 REVIEW_CSV = "review_queue.csv"
 REVIEW_DIR = "_review"
+CATALOG_FILE = "species.yaml"
 DATASET_COLUMNS = ("specimen_id", *FEATURES, "species", "source", "line")
 REJECTED_COLUMNS = ("kind", "source", "line", "specimen_id", "reason")
 IMAGE_COLUMNS = ("path", "label", "sha256", "width", "height", "format", "source", "licence", "link")
@@ -53,6 +56,9 @@ class MergeOptions:
     image_min_side: int = 32
     cache_dir: Path | None = None  # where photo validation results are kept between merges
     votes: photos.VoteRule = field(default_factory=photos.VoteRule)  # when visitors' votes label a photo
+    # The packaged (or configured) catalogue: with it the merge applies curators' edits, writes
+    # species.yaml into the dataset version and lets visitors' votes name any species it holds.
+    catalog: Catalog | None = None
     on_rows: Progress | None = None
 
 
@@ -214,6 +220,8 @@ class Merger:
         self.feedback: list[curation.Feedback] = []  # visitors' labelled measurements
         self.decisions: dict[str, str] = {}  # record id -> a curator's species or "reject"
         self.photo_decisions: list[curator_decisions.Decision] = []  # the review page's, every one kept
+        self.catalog_edits: list[catalog_edits.Edit] = []
+        self.vote_rule = options.votes
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.o.data_dir).as_posix()
@@ -243,6 +251,9 @@ class Merger:
                 self.photo_paths.append((path, rel, sha))
             elif path.name == photos.ATTRIBUTION_FILE:
                 self.credits.update(photos.read_attribution(path, Path(rel).parent.as_posix()))
+            elif suffix == ".json" and (edit := catalog_edits.read(path)) is not None:
+                kind = "catalog"
+                self.catalog_edits.append(edit)
             elif suffix == ".json" and (decision := curator_decisions.read(path)) is not None:
                 kind = "labels"
                 self.photo_decisions.append(decision)
@@ -255,6 +266,21 @@ class Merger:
             elif suffix not in {".md", ".json", ".yaml", ".yml"}:
                 self.messages.append(f"{rel}: not a sheet or a photo, left alone")
             self.files.append(FileEntry(path=rel, sha256=sha, kind=kind))
+
+    def write_catalog(self) -> tuple[str, list[str]]:
+        """With a catalogue given: write it with the curators' edits applied (``species.yaml``), let
+        visitors' votes name any of its species; its digest and the species the edits added."""
+        if self.o.catalog is None:
+            return "", []
+        merged = catalog_edits.apply(self.o.catalog, self.catalog_edits)
+        text = dump_catalog(merged)
+        path = self.o.dataset_dir / CATALOG_FILE
+        if not path.is_file() or path.read_text("utf-8") != text:
+            atomic_write_text(path, text)
+        if self.vote_rule.known is not None:
+            self.vote_rule = replace(self.vote_rule, known=frozenset(merged.entries))
+        added = sorted(set(merged.entries) - set(self.o.catalog.entries))
+        return hashlib.sha256(text.encode()).hexdigest(), added
 
     def merge_measurements(self, stage: _Staging, manifest: Manifest) -> None:
         """Read every sheet into the staging database."""
@@ -322,7 +348,7 @@ class Merger:
     def merge_photos(self, manifest: Manifest) -> tuple[str, list[tuple[str, str]]]:
         """Validate, deduplicate and copy photos; returns the photo digest and rejections."""
         o = self.o
-        rule = o.votes
+        rule = self.vote_rule
         if rule.known is not None:  # a species the collection already has counts as known too
             present = {photos.folder_label(p, o.data_dir) for p, _, _ in self.photo_paths} - {None}
             if o.dataset_dir.is_dir():
@@ -428,6 +454,7 @@ def merge(options: MergeOptions) -> MergeResult:
     remove_stale_temps(options.dataset_dir)
     merger = Merger(options)
     merger.scan()
+    catalog_digest, added = merger.write_catalog()
     has_garden = any(photos.is_photo_name(p) for p in photos.iter_files(options.dataset_dir))
     if not merger.sheets and not merger.photo_paths and not has_garden:
         raise MergeError(f"no measurement sheet (.csv) or photo found in {options.data_dir}/: add data there first")
@@ -436,6 +463,8 @@ def merge(options: MergeOptions) -> MergeResult:
         measurements_digest="",
         photos_digest="",
         missing_policy="median" if options.impute else "reject",
+        catalog_digest=catalog_digest,
+        species_added=added,
     )
     with tempfile.TemporaryDirectory(prefix="bunga-merge-") as tmp:
         stage = _Staging(Path(tmp) / "stage.db")

@@ -26,6 +26,7 @@ from bunga.inboxes import open_inbox
 from bunga.monitor.log import PredictionLog
 from bunga.serving.batching import PhotoBatcher
 from bunga.serving.limits import ClientAddress, buckets
+from bunga.serving.live_catalog import LiveCatalog, follow
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
@@ -81,7 +82,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     prediction_log: PredictionLog | None = app.state.prediction_log
     if prediction_log is not None:
         prediction_log.start()
+    catalog_task = asyncio.create_task(follow(app.state.catalog, settings.catalog_refresh_s))
     yield
+    catalog_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await catalog_task
     await app.state.batcher.close()
     if prediction_log is not None:
         await run_in_threadpool(prediction_log.close)
@@ -147,7 +152,6 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     metrics = Metrics()
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.catalog = load_catalog(settings.catalog_file)
     app.state.prediction_log = (
         PredictionLog(
             settings.monitor_db, settings.monitor_queue, settings.monitor_retention_days, metrics.log_dropped.inc
@@ -158,6 +162,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.inbox = open_inbox(
         settings.inbox_dir, settings.inbox_db, settings.inbox_max_bytes, settings.inbox_max_files
     )
+    app.state.catalog = LiveCatalog(load_catalog(settings.catalog_file), app.state.inbox)
     app.state.client_address = ClientAddress(settings.trusted_proxies)
     app.state.feedback_buckets = buckets(settings.feedback_rate_per_min, settings.feedback_burst)
     app.state.predict_buckets = buckets(settings.predict_rate_per_min, settings.predict_burst)

@@ -29,24 +29,28 @@ def multipart_openapi(properties: dict[str, Any], other: dict[str, Any] | None =
     return {"requestBody": {"required": True, "content": {"multipart/form-data": form, **(other or {})}}}
 
 
-async def read_form(request: Request, max_files: int) -> FormData:
+async def read_form(
+    request: Request, max_files: int, wrong_type: str = "send the photo as multipart/form-data in the field 'file'"
+) -> FormData:
     """Parse a multipart body with bounded files and fields (thousands of parts are refused)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise HTTPException(415, "send the photo as multipart/form-data in the field 'file'")
+        raise HTTPException(415, wrong_type)
     return await request.form(max_files=max_files, max_fields=16, max_part_size=64 * 1024)
+
+
+def rejection_status(err: ImageRejected) -> int:
+    """413 for a photo too large, 415 for one that is not a JPEG, PNG or WebP, 422 otherwise."""
+    text = str(err)
+    if "over the limit" in text or "too many pixels" in text:
+        return 413
+    return 415 if "not accepted" in text or "not a readable image" in text else 422
 
 
 def _decode(data: bytes, index: int, max_pixels: int, size: int) -> Upload:
     try:
         image, info = load_photo(data, max_pixels=max_pixels, min_side=8, draft_to=size)
     except ImageRejected as err:
-        text = str(err)
-        status = (
-            413
-            if "over the limit" in text or "too many pixels" in text
-            else (415 if "not accepted" in text or "not a readable image" in text else 422)
-        )
-        raise HTTPException(status, f"photo {index + 1}: {text}") from None
+        raise HTTPException(rejection_status(err), f"photo {index + 1}: {err}") from None
     return Upload(data, info, to_tensor(image, size))
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from bunga.catalog import SpeciesInfo
 from bunga.serving.deps import CatalogDep, StoreDep
+from bunga.serving.live_catalog import LiveCatalog
 from bunga.serving.references import reference_jpeg
 
 router = APIRouter(tags=["species"])
@@ -41,11 +42,17 @@ async def species_one(species_id: str, catalog: CatalogDep) -> SpeciesInfo:
 async def species_photo(
     species_id: str,
     store: StoreDep,
+    catalog: CatalogDep,
     version: Annotated[str | None, Query(max_length=100, description="Photo model version")] = None,
 ) -> Response:
     """A small typical training photo of the species, chosen when the model was trained; its licence
-    and credit come with each prediction (``top[].reference``)."""
+    and credit come with each prediction (``top[].reference``). A species the model does not know yet
+    shows the photo the curator gave when adding it."""
     jpeg = reference_jpeg(store, species_id, version)
+    if jpeg is None and version is None and isinstance(catalog, LiveCatalog):
+        jpeg = catalog.photos.get(species_id)
+        if jpeg is not None:
+            return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
     if jpeg is None:
         raise HTTPException(404, f"the photo model has no reference photo of {species_id[:100]!r}")
     cache = "public, max-age=86400, immutable" if version else "public, max-age=300"

@@ -13,11 +13,17 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
-from bunga import decisions, review_queue
+from bunga import catalog_edits, decisions, review_queue
+from bunga.catalog import SpeciesInfo
+from bunga.errors import BungaError
+from bunga.imaging import ImageRejected, thumbnail_jpeg
 from bunga.inboxes import Inbox, InboxUnavailable
 from bunga.label_studio import signed_ok
 from bunga.serving.deps import CuratorDep, SettingsDep, inbox_unavailable, require_curator
+from bunga.serving.live_catalog import LiveCatalog
+from bunga.serving.photos import read_form, rejection_status
 from bunga.serving.routes.page import STATIC
 
 router = APIRouter(
@@ -156,3 +162,65 @@ async def decide(request: Request, curator: CuratorDep, body: DecisionRequest) -
         name, text = decisions.record(body.sha256, body.decision, label, curator)
         await run_in_threadpool(inbox.store_decision, name, text)
     return {"sha256": body.sha256, "decision": body.decision, "label": label or "", "curator": curator}
+
+
+SPECIES_FIELDS = {
+    "id": {"type": "string", "description": "Class id: 2-60 of a-z, 0-9, '_' (spaces become '_')"},
+    "nama": {"type": "string", "description": "Name in Bahasa Indonesia (required)"},
+    "latin": {"type": "string"},
+    "famili": {"type": "string"},
+    "deskripsi": {"type": "string", "description": "Description in Bahasa Indonesia"},
+    "description": {"type": "string", "description": "Description in English"},
+    "file": {"type": "string", "format": "binary", "description": "A reference photo (optional)"},
+}
+
+
+@router.post(
+    "/species",
+    status_code=201,
+    response_model=SpeciesInfo,
+    summary="Add a species to the catalogue (or edit one)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "required": ["id", "nama"], "properties": SPECIES_FIELDS}
+                }
+            },
+        }
+    },
+    responses={413: {"description": "Photo too large"}, 415: {"description": "Not multipart, or not a photo"}},
+)
+async def add_species(request: Request, curator: CuratorDep, settings: SettingsDep) -> SpeciesInfo:
+    """Saved at once as a catalogue edit in the shared inbox (a later edit of the same id wins; the
+    earlier one is kept). Every worker and replica shows it within ``BUNGA_CATALOG_REFRESH_S``;
+    visitors can vote for it and curators label photos with it; the next merge writes it into the
+    dataset version and training learns it once it has enough photos."""
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        form = await request.form(max_files=0, max_fields=16, max_part_size=64 * 1024)  # no photo
+    else:
+        form = await read_form(request, 1, "send the species as a form: multipart/form-data (photo in 'file')")
+    try:
+        fields = {key: value for key, value in form.items() if isinstance(value, str)}
+        upload = form.get("file")
+        data = await upload.read(settings.max_upload_bytes + 1) if isinstance(upload, UploadFile) else b""
+    finally:
+        await form.close()
+    if len(data) > settings.max_upload_bytes:
+        raise HTTPException(413, f"the reference photo is over the limit of {settings.max_upload_bytes:,} bytes")
+    try:
+        info = catalog_edits.entry(fields.get("id", ""), fields)
+        jpeg = await run_in_threadpool(thumbnail_jpeg, data, settings.serve_max_pixels, 320) if data else None
+    except BungaError as err:
+        raise HTTPException(422, str(err)) from None
+    except ImageRejected as err:
+        raise HTTPException(rejection_status(err), f"reference photo: {err}") from None
+    name, text = catalog_edits.record(info, curator, jpeg)
+    catalog = request.app.state.catalog
+    with _answering(request):
+        await run_in_threadpool(_inbox(request).store_catalog_edit, name, text)
+        if isinstance(catalog, LiveCatalog):
+            await run_in_threadpool(catalog.refresh)  # this worker at once; the others within seconds
+    added: SpeciesInfo = catalog.entries.get(info.id, info)
+    return added

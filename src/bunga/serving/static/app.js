@@ -157,7 +157,10 @@ async function loadClasses() {
     const classes = model.ok ? ((await model.json()).models.photos || { classes: [] }).classes : [];
     const catalog = species.ok ? await species.json() : [];
     const byId = Object.fromEntries(catalog.map((s) => [s.id, s]));
-    speciesClasses = classes.map((id) => byId[id] || { id, nama: id.replaceAll("_", " ") });
+    speciesClasses = [ // the model's species, then those curators added that it does not know yet
+      ...classes.map((id) => byId[id] || { id, nama: id.replaceAll("_", " ") }),
+      ...catalog.filter((s) => s.added && !classes.includes(s.id)),
+    ];
     fillCorrections();
   } catch (_) { /* the page still works without the list */ }
 }

@@ -10,7 +10,10 @@ const TEXT = {
     keysHint: "Angka 1-9: pilih spesies lain. Enter: terima usulan.", empty: "Tidak ada foto yang menunggu keputusan.",
     accept: "Terima", nothingProposed: "Tidak ada usulan: pilih spesies (1-9)", model: "Model",
     votes: "Suara pengunjung", dontKnow: "tidak tahu", left: "tersisa", saved: "Tersimpan", wrongToken: "Token salah",
-    switchTo: "Switch to English",
+    switchTo: "Switch to English", addSpecies: "Tambah spesies ke katalog", spId: "Kode spesies (huruf kecil, _)",
+    spNama: "Nama (Bahasa Indonesia)", spLatin: "Nama Latin", spFamili: "Famili",
+    spDeskripsi: "Deskripsi (Bahasa Indonesia)", spDescription: "Deskripsi (Inggris)", spPhoto: "Foto rujukan",
+    spSave: "Simpan spesies", spSaved: "Spesies tersimpan",
   },
   en: {
     title: "Review visitors' photos", token: "Curator token", signin: "Sign in", filterBand: "Show",
@@ -19,7 +22,10 @@ const TEXT = {
     keysHint: "Keys 1-9: pick another species. Enter: accept the proposal.", empty: "No photo is waiting for a decision.",
     accept: "Accept", nothingProposed: "Nothing proposed: pick a species (1-9)", model: "Model",
     votes: "Visitors' votes", dontKnow: "don't know", left: "left", saved: "Saved", wrongToken: "Wrong token",
-    switchTo: "Ganti ke Bahasa Indonesia",
+    switchTo: "Ganti ke Bahasa Indonesia", addSpecies: "Add a species to the catalogue",
+    spId: "Species id (lower case, _)", spNama: "Name (Bahasa Indonesia)", spLatin: "Latin name", spFamili: "Family",
+    spDeskripsi: "Description (Bahasa Indonesia)", spDescription: "Description (English)", spPhoto: "Reference photo",
+    spSave: "Save species", spSaved: "Species saved",
   },
 };
 let lang = localStorage.getItem("bunga-lang") === "en" ? "en" : "id";
@@ -153,7 +159,7 @@ async function decideNow(decision, label) {
 }
 
 document.addEventListener("keydown", (event) => {
-  if ($("review").hidden || event.target.tagName === "INPUT" || event.target.tagName === "SELECT") return;
+  if ($("review").hidden || ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) return;
   const current = queue[0];
   if (!current) return;
   if (event.key === "Enter" || event.key === "a") {
@@ -178,6 +184,20 @@ $("accept").addEventListener("click", () => decide("accept"));
 $("not-flower").addEventListener("click", () => decide("not_a_flower"));
 $("reject").addEventListener("click", () => decide("reject"));
 $("band-filter").addEventListener("change", loadQueue);
+$("species-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData($("species-form"));
+  if (!$("sp-file").files.length) form.delete("file");
+  const response = await api("/review/species", { method: "POST", body: form });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    status(typeof body.detail === "string" ? body.detail : `${response.status}`, true);
+    return;
+  }
+  status(`${t("spSaved")}: ${body.nama} (${body.id})`);
+  $("species-form").reset();
+  await loadSpecies(); // the new species can be picked at once
+});
 $("lang").addEventListener("click", () => {
   lang = lang === "id" ? "en" : "id";
   localStorage.setItem("bunga-lang", lang);

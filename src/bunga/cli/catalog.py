@@ -1,0 +1,69 @@
+"""``bunga catalog``: the species catalogue as curators keep it (add a species, list what is in force)."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bunga.cli.common import app, console, friendly, settings
+
+if TYPE_CHECKING:
+    from bunga.inboxes import DirectoryInbox, PostgresInbox
+
+catalog_app = typer.Typer(help="Add species to the catalogue, list it.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+
+def _inbox() -> DirectoryInbox | PostgresInbox:
+    from bunga.inboxes import open_inbox
+
+    s = settings()
+    return open_inbox(s.inbox_dir, s.inbox_db, s.inbox_max_bytes, s.inbox_max_files)
+
+
+@catalog_app.command("add")
+@friendly
+def add(
+    species_id: Annotated[str, typer.Argument(help="Class id, e.g. kembang_sepatu (2-60 of a-z, 0-9, '_')")],
+    nama: Annotated[str, typer.Option(help="Name in Bahasa Indonesia")],
+    latin: Annotated[str, typer.Option(help="Latin name")] = "",
+    famili: Annotated[str, typer.Option(help="Family, e.g. Malvaceae")] = "",
+    deskripsi: Annotated[str, typer.Option(help="Description in Bahasa Indonesia")] = "",
+    description: Annotated[str, typer.Option(help="Description in English")] = "",
+    photo: Annotated[Path | None, typer.Option(help="A reference photo (JPEG, PNG or WebP)")] = None,
+    curator: Annotated[str | None, typer.Option(help="Who adds it [default: cli:<user>]")] = None,
+) -> None:
+    """Add a species (or edit one: the latest edit wins, the earlier ones are kept) in the inbox the
+    service reads: running services show it within seconds, the next merge writes it into the dataset."""
+    from bunga import catalog_edits
+    from bunga.errors import BungaError
+    from bunga.imaging import ImageRejected, thumbnail_jpeg
+
+    fields = {"nama": nama, "latin": latin, "famili": famili, "deskripsi": deskripsi, "description": description}
+    info = catalog_edits.entry(species_id, fields)
+    jpeg = None
+    if photo is not None:
+        try:
+            jpeg = thumbnail_jpeg(photo, settings().image_max_pixels, 320)
+        except (ImageRejected, OSError) as err:
+            raise BungaError(f"--photo {photo}: {err}") from None
+    name, text = catalog_edits.record(info, curator or f"cli:{getpass.getuser()}", jpeg)
+    _inbox().store_catalog_edit(name, text)
+    console.print(f"{info.id} ({info.nama}) recorded in the catalogue; run `bunga merge` to put it in the dataset")
+
+
+@catalog_app.command("list")
+@friendly
+def show() -> None:
+    """Every species in force (id, name, family; tab-separated): the packaged catalogue with curators'
+    edits applied."""
+    from bunga import catalog_edits
+    from bunga.catalog import load_catalog
+
+    catalog = catalog_edits.current(load_catalog(settings().catalog_file), _inbox())
+    for info in catalog.all():
+        mark = " (added by a curator)" if info.added else ""
+        typer.echo(f"{info.id}\t{info.nama}\t{info.famili}{mark}")  # tab-separated, for scripts too

@@ -74,3 +74,49 @@ def test_a_curator_reviews_30_photos_by_keyboard(browser: object, model_dir: Pat
     with (tmp_path / "Dataset Bunga" / "images.csv").open() as handle:
         kept = {row["sha256"]: row["label"] for row in csv.DictReader(handle)}
     assert kept == {sha: label for sha, label in chosen.items() if label is not None}
+
+
+def test_a_curator_adds_a_species_on_the_page_and_labels_a_photo_with_it(
+    browser: object,  # noqa: F811
+    model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "collected_data"
+    curators = json.dumps({"ani": hashlib.sha256(TOKEN.encode()).hexdigest()})
+    env = {"BUNGA_DATA_DIR": str(data), "BUNGA_CURATORS": curators, "BUNGA_FEEDBACK_RATE_PER_MIN": "0"}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    reference = tmp_path / "ref.jpg"
+    reference.write_bytes(photo_bytes("sintetis_putih", 700))
+    try:
+        sent = httpx.post(
+            f"{server.url}/feedback", files={"file": ("x.jpg", photo_bytes("sintetis_putih", 701), "image/jpeg")}
+        )
+        assert sent.status_code == 201
+        page = browser.new_page()  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{server.url}/review")
+        page.fill("#token", TOKEN)
+        page.click("#signin button[type=submit]")
+        page.wait_for_selector("#item:not([hidden])")
+        page.click("#add-species summary")
+        page.fill("#sp-id", "Kembang Sepatu")
+        page.fill("#sp-nama", "Kembang sepatu")
+        page.fill("#sp-famili", "Malvaceae")
+        page.fill("#sp-deskripsi", "Semak berbunga merah; 1 2 3 n r")  # typing keys here decides nothing
+        page.set_input_files("#sp-file", str(reference))
+        page.click("#species-form button[type=submit]")
+        page.wait_for_selector("#status:has-text('Spesies tersimpan: Kembang sepatu (kembang_sepatu)')")
+        button = page.locator("#species button[data-species='kembang_sepatu']")
+        button.wait_for()
+        assert httpx.get(f"{server.url}/review/queue", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        button.click()
+        page.wait_for_selector("#empty:not([hidden])")
+        assert not errors, errors
+        decided = httpx.get(
+            f"{server.url}/review/queue?decided=true", headers={"Authorization": f"Bearer {TOKEN}"}
+        ).json()
+        assert [(d["decision"], d["decided_label"]) for d in decided] == [("label", "kembang_sepatu")]
+        assert httpx.get(f"{server.url}/species/kembang_sepatu/photo").status_code == 200
+    finally:
+        server.stop()

@@ -629,3 +629,49 @@ def test_review_decisions_in_the_database_inbox_reach_the_merge(
         "sintetis_kuning",
         "sintetis_ungu",
     }
+
+
+def test_a_species_added_on_one_replica_is_served_by_the_other_and_reaches_the_merge(
+    pg_cluster: PgCluster, model_dir: Path, tmp_path: Path
+) -> None:
+    """Replicas without a shared disk: a catalogue edit goes to the database inbox, the other replica
+    shows it without a restart and takes visitors' votes for it, and the trainer's merge writes it."""
+    import hashlib
+    import time
+
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+    from tests.helpers import photo_bytes
+
+    token = "a-curators-token-0000000004"
+    curators = json.dumps({"ani": hashlib.sha256(token.encode()).hexdigest()})
+    url, servers = _pg_inbox_servers(
+        pg_cluster, model_dir, tmp_path, BUNGA_CURATORS=curators, BUNGA_CATALOG_REFRESH_S="0.2"
+    )
+    form = {"id": "melati", "nama": "Melati", "latin": "Jasminum sambac", "famili": "Oleaceae"}
+    try:
+        added = httpx.post(f"{servers[0].url}/review/species", data=form, headers={"Authorization": f"Bearer {token}"})
+        assert added.status_code == 201, added.text
+        deadline = time.monotonic() + 15
+        while not any(s["id"] == "melati" for s in httpx.get(f"{servers[1].url}/species").json()):
+            assert time.monotonic() < deadline, "replica b never showed the new species"
+            time.sleep(0.1)
+        photo = photo_bytes("sintetis_putih", 950)
+        for voter in ("10.11.0.1", "10.11.0.2"):
+            sent = httpx.post(
+                f"{servers[1].url}/feedback",
+                files={"file": ("x.jpg", photo, "image/jpeg")},
+                data={"label": "melati"},
+                headers={"X-Forwarded-For": voter},
+            )
+            assert sent.status_code == 201, sent.text
+    finally:
+        for server in servers:
+            server.stop()
+    merged = CliRunner().invoke(
+        app, ["merge"], env={"BUNGA_INBOX_DB": url, "BUNGA_DATA_DIR": str(tmp_path / "trainer")}
+    )
+    assert merged.exit_code == 0 and "species added by curators: melati" in merged.output, merged.output
+    assert len(list((tmp_path / "Dataset Bunga" / "melati").glob("*"))) == 1  # the voted photo, labelled
+    assert "Jasminum sambac" in (tmp_path / "Dataset Bunga" / "species.yaml").read_text()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bunga import catalog_edits
 from bunga import decisions as curator_decisions
-from bunga.catalog import Catalog, dump_catalog
+from bunga.catalog import Catalog, dump_catalog, load_catalog
 from bunga.data import images as photos
 from bunga.data import measurement_review as curation
 from bunga.data.manifest import combine_digests, write_manifest
@@ -56,9 +56,9 @@ class MergeOptions:
     image_min_side: int = 32
     cache_dir: Path | None = None  # where photo validation results are kept between merges
     votes: photos.VoteRule = field(default_factory=photos.VoteRule)  # when visitors' votes label a photo
-    # The packaged (or configured) catalogue: with it the merge applies curators' edits, writes
+    # The packaged (or configured) catalogue: the merge applies curators' edits to it, writes it as
     # species.yaml into the dataset version and lets visitors' votes name any species it holds.
-    catalog: Catalog | None = None
+    catalog: Catalog | None = field(default_factory=load_catalog)
     on_rows: Progress | None = None
 
 

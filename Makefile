@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run pipeline serve test lint typecheck unit bench audit clean
+.PHONY: help run pipeline serve test lint typecheck unit bench audit clean web
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,7 +26,21 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.run-installed
 
-run: pipeline ## Install, run the whole pipeline on the shipped data, then serve on http://127.0.0.1:8000
+# The browser runtime for identification on the phone: onnxruntime-web from npm (web/package-lock.json),
+# its WebAssembly build copied into the package's static files. Without npm the page identifies on the
+# server only.
+ORT := src/bunga/serving/static/ort
+ORT_FILES := ort.wasm.min.js ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm
+
+$(ORT)/.built: web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error && mkdir -p $(ORT) && \
+	  for f in $(ORT_FILES); do cp web/node_modules/onnxruntime-web/dist/$$f $(ORT)/; done && touch $@; \
+	else echo "npm not found: photos are identified on the server only (install Node 20 for on-phone identification)"; fi
+
+web: $(ORT)/.built ## Build the on-phone runtime (onnxruntime-web, pinned by web/package-lock.json)
+
+run: pipeline web ## Install, run the whole pipeline on the shipped data, then serve on http://127.0.0.1:8000
 	$(BIN)/bunga serve --host $(HOST) --port $(PORT)
 
 pipeline: $(VENV)/.run-installed ## Merge -> train -> evaluate -> gate -> promote (local SQLite MLflow)
@@ -41,7 +55,7 @@ lint: $(VENV)/.dev-installed ## ruff
 typecheck: $(VENV)/.dev-installed ## mypy --strict on src/
 	$(BIN)/mypy
 
-test: lint typecheck ## Lint, type-check and run the whole test suite
+test: lint typecheck web ## Lint, type-check and run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: $(VENV)/.dev-installed ## Only the fast unit tests
@@ -58,4 +72,4 @@ bench: $(VENV)/.bench-installed ## Speed, memory and accuracy benchmarks -> benc
 	$(BIN)/python -m benchmarks.run
 
 clean: ## Remove the venv, caches and local MLflow store
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mlflow.db mlartifacts .bunga-cache bunga-model bunga-monitor.db* monitoring
+	rm -rf $(VENV) web/node_modules $(ORT) .pytest_cache .mypy_cache .ruff_cache mlflow.db mlartifacts .bunga-cache bunga-model bunga-monitor.db* monitoring

@@ -50,6 +50,7 @@ class Predictor:
 
     def __init__(self, folder: Path, threads: int | None = None) -> None:
         self.card, model_path = read_bundle(folder)
+        self.model_path = model_path  # the graph's file (its sha256 is the card's onnx_sha256)
         try:
             self.session = serving_session(model_path, threads)
         except Exception as err:  # onnxruntime raises its own exception types

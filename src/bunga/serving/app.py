@@ -30,7 +30,7 @@ from bunga.serving.live_catalog import LiveCatalog, follow
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
-from bunga.serving.routes import admin, catalog, feedback, health, page, predict, review
+from bunga.serving.routes import admin, catalog, feedback, health, ondevice, page, predict, review
 from bunga.serving.schemas import PredictRequest, Problem
 from bunga.serving.store import ModelStore
 
@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.batcher = PhotoBatcher(settings.photo_batch_max, settings.photo_batch_wait_ms / 1000, metrics.batched)
     app.state.store = store or ModelStore(model_source(settings), list(settings.serve_kinds))
     app.router.routes[:0] = predict.SERVED_DIRECTLY  # matched first, before its documented twin
-    for module in (predict, catalog, feedback, health, admin, review, page):
+    for module in (predict, catalog, feedback, health, admin, review, ondevice, page):
         app.include_router(module.router)
     document_bodies(app, (PredictRequest,))
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")

@@ -17,7 +17,7 @@ from bunga.serving.metrics import Metrics
 log = logging.getLogger("bunga.serving")
 PROBES = frozenset({"/health", "/ready", "/metrics"})
 _CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 # Swagger UI (served locally) needs its inline bootstrap script.

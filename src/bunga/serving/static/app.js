@@ -18,6 +18,9 @@ const TEXT = {
     footer: "Kebun Raya ITERA · Institut Teknologi Sumatera", error: "Gagal", switchTo: "Switch to English",
     family: "Famili", referencePhoto: "Foto contoh", photoCredit: "Foto", source: "sumber",
     possible: "Belum pasti. Mungkin salah satu dari ini (tebakan):", possibleFamily: "Kemungkinan famili",
+    onPhone: "dihitung di ponsel", onServer: "dihitung di server", keepOffline: "Simpan agar bisa dipakai tanpa sinyal",
+    offlineReady: "Siap dipakai tanpa sinyal", offlineFailed: "Tidak bisa disimpan untuk dipakai tanpa sinyal",
+    noSignal: "Tidak ada sinyal, dan model belum disimpan di ponsel ini.",
   },
   en: {
     title: "Identify flowers at Kebun Raya ITERA", tabPhoto: "Photo", tabMeasure: "Measurements",
@@ -35,6 +38,9 @@ const TEXT = {
     footer: "Kebun Raya ITERA · Institut Teknologi Sumatera", error: "Failed", switchTo: "Ganti ke Bahasa Indonesia",
     family: "Family", referencePhoto: "Reference photo", photoCredit: "Photo", source: "source",
     possible: "Not sure. It may be one of these (a guess):", possibleFamily: "Probably in the family",
+    onPhone: "computed on this phone", onServer: "computed on the server", keepOffline: "Keep for use without signal",
+    offlineReady: "Ready to use without signal", offlineFailed: "Could not be kept for use without signal",
+    noSignal: "No signal, and the model is not kept on this phone yet.",
   },
 };
 
@@ -139,8 +145,37 @@ function renderPhoto(answer) {
     box.append(el("p", { class: "unknown", role: "alert" }, t("unknown")), el("p", {}, t("unknownHint")));
     box.append(suggestions(result.top));
   }
-  box.append(el("p", { class: "hint" }, `${t("model")}: ${result.model_name} v${result.model_version}`));
+  const where = result.computed === "phone" ? t("onPhone") : t("onServer");
+  box.append(el("p", { class: "hint", id: "computed" }, `${t("model")}: ${result.model_name} v${result.model_version}, ${where}`));
   $("feedback-form").hidden = false;
+}
+
+// Identification without signal: the graph and its answer rules kept on the phone (ondevice.js).
+let onDevice = null;
+async function keepOffline(quiet = false) {
+  try {
+    if (navigator.storage && navigator.storage.persist) await navigator.storage.persist();
+    const [rules, species] = await Promise.all([fetch("/models/photos/rules"), fetch("/species")]);
+    if (!rules.ok) throw new Error(String(rules.status));
+    const catalog = Object.fromEntries((species.ok ? await species.json() : []).map((s) => [s.id, s]));
+    const loaded = await bungaOnDevice.load();
+    const answerRules = await rules.json();
+    if (answerRules.sha256 !== loaded.sha256) throw new Error("model changed while loading");
+    onDevice = { rules: answerRules, catalog };
+    localStorage.setItem("bunga-offline", "1");
+    $("keep-offline").hidden = true;
+    if (!quiet) status("photo-status", t("offlineReady"));
+  } catch (err) {
+    if (!quiet) status("photo-status", `${t("offlineFailed")}: ${err.message || err}`, true);
+  }
+}
+
+async function identifyOnPhone() {
+  const outputs = await bungaOnDevice.scoreImage(lastPhoto);
+  const result = bungaOnDevice.answer(
+    outputs.probabilities[0], outputs.similarity[0], outputs.imagenet[0], onDevice.rules, onDevice.catalog,
+  );
+  return { results: [result] };
 }
 
 function fillCorrections() {
@@ -173,7 +208,20 @@ async function identifyPhoto(event) {
   status("photo-status", t("working"));
   $("feedback-form").hidden = true;
   status("feedback-status", "");
-  const response = await fetch("/predict/image?k=3", { method: "POST", body: form });
+  let response = null;
+  try {
+    response = await fetch("/predict/image?k=3", { method: "POST", body: form });
+  } catch (_) { /* no signal: answered on the phone below, when the model is kept here */ }
+  if (!response || response.status === 502 || response.status === 504) {
+    if (!onDevice) {
+      status("photo-status", t("noSignal"), true);
+      return;
+    }
+    lastAnswer = await identifyOnPhone();
+    status("photo-status", "");
+    renderPhoto(lastAnswer);
+    return;
+  }
   if (!response.ok) {
     status("photo-status", await errorText(response), true);
     return;
@@ -235,6 +283,8 @@ function selectTab(which) {
 document.addEventListener("DOMContentLoaded", () => {
   applyLanguage();
   loadClasses();
+  $("keep-offline").addEventListener("click", () => keepOffline());
+  if (localStorage.getItem("bunga-offline") === "1") keepOffline(true);
   $("lang").addEventListener("click", () => {
     lang = lang === "id" ? "en" : "id";
     localStorage.setItem("bunga-lang", lang);

@@ -1,0 +1,71 @@
+"""What the page needs to identify photos on the phone: the served photo graph itself, versioned by
+its sha256 (an ETag, so a phone checks for a new model with one cheap request)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from bunga.models.bands import CANDIDATE_MIN, MAX_CANDIDATES
+from bunga.models.not_flower import P_FLOOR
+from bunga.serving.deps import StoreDep
+from bunga.serving.references import reference_info
+
+router = APIRouter(tags=["on device"])
+
+
+@router.get(
+    "/models/photos/model.onnx",
+    response_class=Response,
+    summary="The served photo graph, for identification in the browser",
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        304: {"description": "The phone holds this version already (If-None-Match)"},
+        503: {"description": "No photo model is loaded"},
+    },
+)
+async def photo_graph(request: Request, store: StoreDep) -> Response:
+    """The champion's ONNX graph, byte for byte (the browser checks its sha256, the ``ETag``, before
+    it replaces a cached model); ``X-Model-Version`` names the version."""
+    slot = store.champions.get("photos")
+    if slot is None:
+        raise HTTPException(503, "no photo model is loaded; train one with `bunga pipeline`, then reload")
+    sha = slot.card.onnx_sha256
+    headers = {"ETag": f'"{sha}"', "Cache-Control": "no-cache", "X-Model-Version": slot.version}
+    if request.headers.get("if-none-match", "").strip() == f'"{sha}"':
+        return Response(status_code=304, headers=headers)
+    try:
+        data = await run_in_threadpool(slot.predictor.model_path.read_bytes)
+    except OSError:
+        raise HTTPException(503, "the photo model's graph is being replaced; try again") from None
+    return Response(data, media_type="application/octet-stream", headers=headers)
+
+
+@router.get(
+    "/models/photos/rules",
+    summary="How the served photo model's outputs become an answer (for the browser)",
+    responses={503: {"description": "No photo model is loaded"}},
+)
+async def photo_rules(store: StoreDep) -> dict[str, Any]:
+    """Everything the page needs to answer exactly as ``/predict/image`` does from the graph's outputs:
+    classes, the abstention rule, the not-a-flower rule with its reference quantiles, the sure band's
+    threshold and the candidate rule; ``sha256`` names the graph they belong to."""
+    slot = store.champions.get("photos")
+    if slot is None:
+        raise HTTPException(503, "no photo model is loaded; train one with `bunga pipeline`, then reload")
+    card = slot.card
+    return {
+        "model_name": card.name,
+        "model_version": slot.version,
+        "sha256": card.onnx_sha256,
+        "classes": card.classes,
+        "input_size": slot.predictor.input_size,
+        "abstention": card.abstention.model_dump() if card.abstention else None,
+        "not_flower": card.not_flower.model_dump() if card.not_flower else None,
+        "p_floor": P_FLOOR,
+        "sure_threshold": card.bands.sure_threshold if card.bands else None,
+        "candidates": {"max": MAX_CANDIDATES, "min_probability": CANDIDATE_MIN},
+        "references": {c: info.model_dump() for c in card.classes if (info := reference_info(slot, c)) is not None},
+    }

@@ -1,7 +1,14 @@
 # syntax=docker/dockerfile:1.7
-# Stages: serve-deps (runtime venv) -> trainer (pipeline image, no torch) -> mlflow (tracking server)
+# Stages: web (onnxruntime-web from npm) -> serve-deps (runtime venv) -> trainer (pipeline image, no torch) -> mlflow (tracking server)
 #         -> runtime (the API; last, so a plain `docker build .` and Render build it).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# ---- the on-phone runtime: onnxruntime-web from npm, pinned by the lockfile (Node only at build) ----
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
 
 # ---- runtime dependencies, locked, before the code (cached across code changes) ----------------
 FROM ${PYTHON_IMAGE} AS serve-deps
@@ -12,6 +19,9 @@ COPY requirements/serve.txt /tmp/serve.txt
 RUN pip install --no-deps -r /tmp/serve.txt && pip install --no-deps psycopg2-binary==2.9.13
 COPY pyproject.toml README.md /src/
 COPY src /src/src
+COPY --from=web /web/node_modules/onnxruntime-web/dist/ort.wasm.min.js \
+     /web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.mjs \
+     /web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm /src/src/bunga/serving/static/ort/
 RUN pip install --no-deps /src
 # The runtime needs neither pip, numpy's own test suite (about 40 MB together), onnxruntime's offline
 # tooling (transformers, quantization, tools: 9 MB, never imported by an InferenceSession) nor the debug

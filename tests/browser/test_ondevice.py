@@ -148,3 +148,43 @@ def test_a_model_the_phone_holds_is_not_sent_again(model_dir: Path, tmp_path: Pa
         )
     finally:
         server.stop()
+
+
+def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
+    browser: object,  # noqa: F811
+    shipped_model: Path,
+    tmp_path: Path,
+) -> None:
+    """One online visit keeps the model; then, with the server stopped (Playwright's offline mode does
+    not cover service workers), a new tab loads the page from the service worker, identifies a photo
+    on the phone and shows the species' reference photo. Installability comes from Chromium itself."""
+    server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(shipped_model)], tmp_path)
+    try:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(server.url + "/")
+        page.evaluate("async () => { await navigator.serviceWorker.ready; return true; }")
+        page.reload()  # now controlled by the service worker
+        page.click("#keep-offline")
+        page.wait_for_selector("#photo-status:has-text('Siap dipakai tanpa sinyal')", timeout=120_000)
+        cdp = page.context.new_cdp_session(page)
+        assert cdp.send("Page.getInstallabilityErrors")["installabilityErrors"] == []
+        manifest = cdp.send("Page.getAppManifest")
+        assert manifest["url"].endswith("/manifest.webmanifest") and not manifest["errors"], manifest
+        assert not errors, errors
+        page.close()
+    finally:
+        server.stop()
+
+    cold = browser.new_page()  # type: ignore[attr-defined]
+    cold.goto(server.url + "/")  # the server is gone: the service worker answers
+    cold.wait_for_selector("#keep-offline[hidden]", state="attached", timeout=120_000)  # model loaded from cache
+    photo = sorted((SHIPPED_PHOTOS / "sunflower").glob("*.jpg"))[0]
+    cold.set_input_files("#photo", str(photo))
+    cold.click("#identify")
+    cold.wait_for_selector("#computed:has-text('dihitung di ponsel')", timeout=60_000)
+    assert "Bunga matahari" in cold.locator("#photo-result").inner_text()
+    cold.wait_for_selector("#photo-result figure.reference img")
+    cold.wait_for_function("document.querySelector('#photo-result figure.reference img').naturalWidth > 0")
+    cold.close()

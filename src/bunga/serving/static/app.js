@@ -161,6 +161,8 @@ async function keepOffline(quiet = false) {
     const loaded = await bungaOnDevice.load();
     const answerRules = await rules.json();
     if (answerRules.sha256 !== loaded.sha256) throw new Error("model changed while loading");
+    // fetched once online so the service worker keeps them for answers without signal
+    await Promise.all(Object.values(answerRules.references || {}).map((r) => fetch(r.url).catch(() => null)));
     onDevice = { rules: answerRules, catalog };
     localStorage.setItem("bunga-offline", "1");
     $("keep-offline").hidden = true;
@@ -284,6 +286,7 @@ document.addEventListener("DOMContentLoaded", () => {
   applyLanguage();
   loadClasses();
   $("keep-offline").addEventListener("click", () => keepOffline());
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
   if (localStorage.getItem("bunga-offline") === "1") keepOffline(true);
   $("lang").addEventListener("click", () => {
     lang = lang === "id" ? "en" : "id";

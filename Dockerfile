@@ -22,7 +22,7 @@ COPY src /src/src
 COPY --from=web /web/node_modules/onnxruntime-web/dist/ort.wasm.min.js \
      /web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.mjs \
      /web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm /src/src/bunga/serving/static/ort/
-RUN pip install --no-deps /src
+RUN gzip -9 -n -k /src/src/bunga/serving/static/ort/* && pip install --no-deps /src
 # The runtime needs neither pip, numpy's own test suite (about 40 MB together), onnxruntime's offline
 # tooling (transformers, quantization, tools: 9 MB, never imported by an InferenceSession) nor the debug
 # symbols of compiled extension modules (uvloop's alone are 12 MB; the libraries auditwheel bundles in

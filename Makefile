@@ -35,7 +35,8 @@ ORT_FILES := ort.wasm.min.js ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.w
 $(ORT)/.built: web/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error && mkdir -p $(ORT) && \
-	  for f in $(ORT_FILES); do cp web/node_modules/onnxruntime-web/dist/$$f $(ORT)/; done && touch $@; \
+	  for f in $(ORT_FILES); do cp web/node_modules/onnxruntime-web/dist/$$f $(ORT)/ && gzip -9 -n -k -f $(ORT)/$$f; done && \
+	  touch $@; \
 	else echo "npm not found: photos are identified on the server only (install Node 20 for on-phone identification)"; fi
 
 web: $(ORT)/.built ## Build the on-phone runtime (onnxruntime-web, pinned by web/package-lock.json)

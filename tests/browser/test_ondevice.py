@@ -143,9 +143,13 @@ def test_a_model_the_phone_holds_is_not_sent_again(model_dir: Path, tmp_path: Pa
         assert hashlib.sha256(first.content).hexdigest() == sha
         again = httpx.get(f"{server.url}/models/photos/model.onnx", headers={"If-None-Match": f'"{sha}"'})
         assert again.status_code == 304 and again.content == b""
-        assert httpx.get(f"{server.url}/static/ort/ort-wasm-simd-threaded.wasm").headers["content-type"] == (
-            "application/wasm"
-        )
+        wasm = httpx.get(f"{server.url}/static/ort/ort-wasm-simd-threaded.wasm")  # httpx asks for gzip
+        assert wasm.headers["content-type"] == "application/wasm" and wasm.headers["content-encoding"] == "gzip"
+        assert int(wasm.headers["content-length"]) < 0.3 * len(wasm.content)
+        assert wasm.content == (STATIC / "ort" / "ort-wasm-simd-threaded.wasm").read_bytes()
+        plain = httpx.get(f"{server.url}/static/ort/ort.wasm.min.js", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.content.startswith(b"/*")
+        assert httpx.get(f"{server.url}/static/ort/secret.txt").status_code == 404
     finally:
         server.stop()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.browser.test_page import CHROMIUM, FLAGS  # the project's Chromium flags (closed network)
 
 from benchmarks.common import ROOT, WORK, save
 from benchmarks.pipeline import run_cli
@@ -23,17 +24,6 @@ from bunga.imaging import photo_tensor
 from bunga.predict import Predictor
 
 SHIPPED = ROOT / "collected_data" / "foto_contoh"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
 PAGE = [
     "/",
     "/static/app.js",
@@ -124,7 +114,9 @@ def main() -> dict[str, Any]:
     profile = tempfile.mkdtemp(prefix="bunga-bench-chromium-")
     try:
         with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS)
+            context = p.chromium.launch_persistent_context(
+                profile, executable_path=str(CHROMIUM), headless=True, args=FLAGS
+            )
             page = context.new_page()
             page.goto(server.url + "/")
             page.evaluate("async () => { await navigator.serviceWorker.ready; return true; }")

@@ -16,7 +16,7 @@ import pytest
 from bunga.imaging import photo_tensor
 from bunga.models.bands import band
 from bunga.predict import Predictor
-from tests.browser.test_page import browser  # noqa: F401  (the fixture)
+from tests.browser.test_page import browser, open_page  # noqa: F401  (the fixture)
 from tests.conftest import SHIPPED_PHOTOS, LiveServer
 from tests.helpers import photo_bytes
 
@@ -89,10 +89,7 @@ def test_the_browser_answers_like_the_server(
     predictor = Predictor(shipped_model / "photos")
     server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(shipped_model)], tmp_path)
     try:
-        page = browser.new_page()  # type: ignore[attr-defined]
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(server.url + "/")
+        page, errors = open_page(browser, server.url + "/")
         loaded = page.evaluate("async () => await bungaOnDevice.load()")
         assert loaded["sha256"] == predictor.card.onnx_sha256 and loaded["size"] == predictor.input_size
 
@@ -164,10 +161,7 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
     on the phone and shows the species' reference photo. Installability comes from Chromium itself."""
     server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(shipped_model)], tmp_path)
     try:
-        page = browser.new_page()  # type: ignore[attr-defined]
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(server.url + "/")
+        page, errors = open_page(browser, server.url + "/")
         page.evaluate("async () => { await navigator.serviceWorker.ready; return true; }")
         page.reload()  # now controlled by the service worker
         page.click("#keep-offline")

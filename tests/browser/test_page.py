@@ -50,6 +50,15 @@ def browser() -> Iterator[object]:
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def open_page(browser: object, url: str) -> tuple[Any, list[str]]:
+    """A new tab at ``url`` and the list its console errors are collected into."""
+    page: Any = browser.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(url)
+    return page, errors
+
+
 def set_card(model_dir: Path, change: Callable[[dict[str, Any]], None]) -> None:
     """Edit the served photo model's card before its server starts."""
     card_path = model_dir / "photos" / "bunga.json"

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bunga.cli import app
-from tests.browser.test_page import ARTIFACTS, browser  # noqa: F401  (the fixture)
+from tests.browser.test_page import ARTIFACTS, browser, open_page  # noqa: F401  (the fixture)
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes
 
@@ -35,10 +35,7 @@ def test_a_curator_reviews_30_photos_by_keyboard(browser: object, model_dir: Pat
                 headers={"X-Forwarded-For": f"10.9.0.{i}"},
             )
             assert sent.status_code == 201
-        page = browser.new_page()  # type: ignore[attr-defined]  (phone width: the fixture's viewport)
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{server.url}/review")
+        page, errors = open_page(browser, f"{server.url}/review")  # phone width: the fixture's viewport
         page.fill("#token", TOKEN)
         page.click("#signin button[type=submit]")
         page.wait_for_selector("#item:not([hidden])")
@@ -92,10 +89,7 @@ def test_a_curator_adds_a_species_on_the_page_and_labels_a_photo_with_it(
             f"{server.url}/feedback", files={"file": ("x.jpg", photo_bytes("sintetis_putih", 701), "image/jpeg")}
         )
         assert sent.status_code == 201
-        page = browser.new_page()  # type: ignore[attr-defined]
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{server.url}/review")
+        page, errors = open_page(browser, f"{server.url}/review")  # phone width: the fixture's viewport
         page.fill("#token", TOKEN)
         page.click("#signin button[type=submit]")
         page.wait_for_selector("#item:not([hidden])")

@@ -110,14 +110,14 @@ def model_dir(trained_workspace: Path, tmp_path: Path) -> Path:
 class LiveServer:
     """A real `bunga serve` process on 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str], args: list[str], cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], args: list[str], cwd: Path, port: int | None = None) -> None:
         import subprocess
         import sys
         import time
 
         import httpx
 
-        self.port = _free_port()
+        self.port = port or _free_port()  # a given port: the same origin again (its service worker, its storage)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"server-{self.port}.log"
         self.proc = subprocess.Popen(

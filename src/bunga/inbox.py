@@ -28,8 +28,11 @@ def record_text(**fields: Any) -> tuple[str, str]:
     return text, sha256_bytes(text.encode())
 
 
-def store_photo(inbox: Path, data: bytes, suffix: str, label: str | None, **meta: Any) -> str:
-    """Keep a photo and one metadata record; returns the photo's sha256."""
+def store_photo(
+    inbox: Path, data: bytes, suffix: str, label: str | None, record_id: str | None = None, **meta: Any
+) -> str:
+    """Keep a photo and one metadata record (named by ``record_id`` when the sender gave an
+    idempotency key, so a retry rewrites the same record); returns the photo's sha256."""
     sha = sha256_bytes(data)
     folder = inbox / PHOTOS
     photo = folder / f"{sha}.{suffix}"
@@ -38,7 +41,7 @@ def store_photo(inbox: Path, data: bytes, suffix: str, label: str | None, **meta
         atomic_write_bytes(photo, data)
     text, digest = record_text(kind="photos", sha256=sha, photo=photo.name, label=label, **meta)
     try:
-        atomic_write_text(folder / f"{sha}-{digest[:16]}.json", text)
+        atomic_write_text(folder / f"{sha}-{record_id or digest[:16]}.json", text)
     except OSError:
         if new:  # a photo without its record would wait for a curator for no reason: take it back
             photo.unlink(missing_ok=True)

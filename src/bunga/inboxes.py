@@ -38,8 +38,12 @@ class Inbox(Protocol):
     max_bytes: int
     max_files: int
 
-    def store_photo(self, data: bytes, suffix: str, label: str | None, **meta: Any) -> str:
-        """Keep a photo and one metadata record; returns the photo's sha256 (InboxFull over quota)."""
+    def store_photo(
+        self, data: bytes, suffix: str, label: str | None, record_id: str | None = None, **meta: Any
+    ) -> str:
+        """Keep a photo and one metadata record; returns the photo's sha256 (InboxFull over quota). With
+        ``record_id`` (from the sender's idempotency key) a record already stored under it is kept as it
+        is and costs nothing: a retried upload is recorded once."""
         ...
 
     def store_measurement(self, values: list[float], label: str, **meta: Any) -> str:
@@ -94,8 +98,15 @@ class DirectoryInbox:
         self.quota.commit(held)
         return stored
 
-    def store_photo(self, data: bytes, suffix: str, label: str | None, **meta: Any) -> str:
-        return self._within_quota(len(data) + RECORD_BYTES, 2, inbox.store_photo, data, suffix, label, **meta)
+    def store_photo(
+        self, data: bytes, suffix: str, label: str | None, record_id: str | None = None, **meta: Any
+    ) -> str:
+        sha = sha256_bytes(data)
+        if record_id is not None and (self.folder / inbox.PHOTOS / f"{sha}-{record_id}.json").is_file():
+            return sha  # this upload was stored before: a retry
+        return self._within_quota(
+            len(data) + RECORD_BYTES, 2, inbox.store_photo, data, suffix, label, record_id=record_id, **meta
+        )
 
     def store_measurement(self, values: list[float], label: str, **meta: Any) -> str:
         return self._within_quota(RECORD_BYTES, 1, inbox.store_measurement, values, label, **meta)
@@ -209,11 +220,13 @@ class PostgresInbox:
                     (name, kind, sha, data, len(data)),
                 )
 
-    def store_photo(self, data: bytes, suffix: str, label: str | None, **meta: Any) -> str:
+    def store_photo(
+        self, data: bytes, suffix: str, label: str | None, record_id: str | None = None, **meta: Any
+    ) -> str:
         sha = sha256_bytes(data)
         photo = f"{sha}.{suffix}"
         text, digest = inbox.record_text(kind="photos", sha256=sha, photo=photo, label=label, **meta)
-        record = f"{inbox.PHOTOS}/{sha}-{digest[:16]}.json"
+        record = f"{inbox.PHOTOS}/{sha}-{record_id or digest[:16]}.json"  # a retry's rows are present: kept once
         self._store([(f"{inbox.PHOTOS}/{photo}", "photo", sha, data), (record, "record", sha, text.encode())])
         return sha
 

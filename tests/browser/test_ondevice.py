@@ -6,6 +6,8 @@ every probability within 0.02."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -70,6 +72,15 @@ def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
             assert result.exit_code == 0, result.output
     get_settings.cache_clear()
     return ws / "bunga-model"
+
+
+EMPTIED = """async () => {
+  for (let i = 0; i < 200; i += 1) {
+    if ((await bungaOutbox.count()) === 0) return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return false;
+}"""
 
 
 def _photos() -> list[bytes]:
@@ -185,4 +196,25 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
     assert "Bunga matahari" in cold.locator("#photo-result").inner_text()
     cold.wait_for_selector("#photo-result figure.reference img")
     cold.wait_for_function("document.querySelector('#photo-result figure.reference img').naturalWidth > 0")
+
+    cold.click("#confirm")  # feedback without signal: kept on the phone
+    cold.wait_for_selector("#feedback-status:has-text('masukan disimpan di ponsel')")
+    assert cold.evaluate("async () => await bungaOutbox.count()") == 1
     cold.close()
+    inbox = tmp_path / "d" / "feedback" / "photos"
+    assert not list(inbox.glob("*.json"))
+    back = LiveServer(
+        {"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(shipped_model)], tmp_path, server.port
+    )
+    try:
+        for _ in range(2):  # the next visit sends the queue; the one after has nothing left to send
+            again = browser.new_page()  # type: ignore[attr-defined]
+            again.goto(server.url + "/")
+            assert again.evaluate(EMPTIED), "the queue was not sent"
+            again.close()
+        records = [json.loads(p.read_text()) for p in inbox.glob("*.json")]
+        assert [(r["label"], r["sha256"]) for r in records] == [
+            ("sunflower", hashlib.sha256(photo.read_bytes()).hexdigest())
+        ]
+    finally:
+        back.stop()

@@ -668,3 +668,39 @@ def test_merges_while_decisions_are_being_saved_see_each_whole(live_server: Live
     curator.join()
     final = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(data)})
     assert "photos: 20 read = 20 kept" in final.output and seen == sorted(seen)  # never fewer than before
+
+
+def test_a_retried_upload_with_its_idempotency_key_is_recorded_and_charged_once(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A phone that queued feedback without signal may send it twice (the answer to the first try was
+    lost): the same key gives the same answer, one record, and the quota charged once."""
+    url, key = live_server.url, "9b7c3e2a-5d41-4f0e-8a77-0c2b1d6e4f10"
+    sent = [
+        httpx.post(
+            f"{url}/feedback",
+            files={"file": ("x.jpg", photo_bytes("sintetis_ungu", 77), "image/jpeg")},
+            data={"label": "sintetis_ungu"},
+            headers={"Idempotency-Key": key},
+        )
+        for _ in range(3)
+    ]
+    assert [r.status_code for r in sent] == [201, 201, 201] and len({r.json()["id"] for r in sent}) == 1
+    assert len(list((tmp_path / "collected_data" / "feedback" / "photos").glob("*.json"))) == 1
+    assert httpx.get(f"{url}/model").json()["inbox"]["files"] == 2  # the photo and its record, once
+    other = httpx.post(
+        f"{url}/feedback",
+        files={"file": ("x.jpg", photo_bytes("sintetis_ungu", 77), "image/jpeg")},
+        data={"label": "sintetis_ungu"},
+        headers={"Idempotency-Key": "another-key-0001"},
+    )
+    assert (
+        other.status_code == 201
+        and len(list((tmp_path / "collected_data" / "feedback" / "photos").glob("*.json"))) == 2
+    )
+    bad = httpx.post(
+        f"{url}/feedback",
+        files={"file": ("x.jpg", photo_bytes("sintetis_ungu", 78), "image/jpeg")},
+        headers={"Idempotency-Key": "short"},
+    )
+    assert bad.status_code == 422 and "Idempotency-Key" in bad.json()["detail"]

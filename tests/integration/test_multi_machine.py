@@ -675,3 +675,30 @@ def test_a_species_added_on_one_replica_is_served_by_the_other_and_reaches_the_m
     assert merged.exit_code == 0 and "species added by curators: melati" in merged.output, merged.output
     assert len(list((tmp_path / "Dataset Bunga" / "melati").glob("*"))) == 1  # the voted photo, labelled
     assert "Jasminum sambac" in (tmp_path / "Dataset Bunga" / "species.yaml").read_text()
+
+
+def test_a_retry_on_another_replica_is_recorded_once(pg_cluster: PgCluster, model_dir: Path, tmp_path: Path) -> None:
+    """Queued feedback sent to replica a, its answer lost, sent again to replica b with the same
+    Idempotency-Key: one record row in the database and the quota charged once."""
+    import psycopg2
+
+    from tests.helpers import photo_bytes
+
+    url, servers = _pg_inbox_servers(pg_cluster, model_dir, tmp_path)
+    photo = photo_bytes("sintetis_kuning", 990)
+    try:
+        for server in (*servers, servers[0]):
+            sent = httpx.post(
+                f"{server.url}/feedback",
+                files={"file": ("x.jpg", photo, "image/jpeg")},
+                data={"label": "sintetis_kuning"},
+                headers={"Idempotency-Key": "phone-queue-item-0001", "X-Forwarded-For": "10.12.0.1"},
+            )
+            assert sent.status_code == 201, sent.text
+        assert httpx.get(f"{servers[1].url}/model").json()["inbox"]["files"] == 2
+    finally:
+        for server in servers:
+            server.stop()
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT kind, COUNT(*) FROM inbox_files WHERE sha256 IS NOT NULL GROUP BY kind ORDER BY kind")
+        assert cursor.fetchall() == [("photo", 1), ("record", 1)]

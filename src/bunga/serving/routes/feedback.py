@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Header, HTTPException, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -21,6 +22,7 @@ from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
 
 router = APIRouter(tags=["feedback"])
+_KEY = re.compile(r"^[A-Za-z0-9_\-]{8,100}$")
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
 
 FEEDBACK_BODY = multipart_openapi(
@@ -94,9 +96,19 @@ def _version(request: Request, kind: str) -> str | None:
         507: {"description": "The feedback inbox or the disk is full: nothing was stored"},
     },
 )
-async def feedback(request: Request) -> FeedbackResponse:
+async def feedback(
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="Photos: a key the sender chose for this upload (8-100 of A-Z a-z 0-9 - _); a retry "
+            "with the same key is recorded once and charged to the quota once"
+        ),
+    ] = None,
+) -> FeedbackResponse:
     """Stores the photo (content-hash name, never the client's file name) or the measurement, with a
-    metadata record, atomically in the collection inbox. Nothing is stored unless sent here."""
+    metadata record, atomically in the collection inbox. Nothing is stored unless sent here. A phone
+    that queued feedback without signal sends it later with an ``Idempotency-Key``."""
     settings: Settings = request.app.state.settings
     check_rate(request, request.app.state.feedback_buckets, "rate_feedback")
     content_type = request.headers.get("content-type", "")
@@ -124,6 +136,11 @@ async def feedback(request: Request) -> FeedbackResponse:
         )
         request.app.state.metrics.feedback.labels("measurements").inc()
         return FeedbackResponse(stored=True, kind="measurements", id=specimen, label=label)
+    record_id = None
+    if idempotency_key is not None:
+        if not _KEY.match(idempotency_key):
+            raise HTTPException(422, "Idempotency-Key: 8-100 characters of A-Z, a-z, 0-9, '-' and '_'")
+        record_id = "k" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:15]
     form = await read_form(request, 1)
     try:
         (upload,) = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes)
@@ -143,6 +160,7 @@ async def feedback(request: Request) -> FeedbackResponse:
         label,
         predicted=predicted_text,
         band=band,
+        record_id=record_id,
         model_version=_version(request, "photos"),
         voter=await _voter(request),
     )

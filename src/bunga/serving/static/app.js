@@ -21,6 +21,7 @@ const TEXT = {
     onPhone: "dihitung di ponsel", onServer: "dihitung di server", keepOffline: "Simpan agar bisa dipakai tanpa sinyal",
     offlineReady: "Siap dipakai tanpa sinyal", offlineFailed: "Tidak bisa disimpan untuk dipakai tanpa sinyal",
     noSignal: "Tidak ada sinyal, dan model belum disimpan di ponsel ini.",
+    queued: "Tidak ada sinyal: masukan disimpan di ponsel dan dikirim saat ada sinyal.", queuedSent: "Masukan tertunda terkirim",
   },
   en: {
     title: "Identify flowers at Kebun Raya ITERA", tabPhoto: "Photo", tabMeasure: "Measurements",
@@ -41,6 +42,7 @@ const TEXT = {
     onPhone: "computed on this phone", onServer: "computed on the server", keepOffline: "Keep for use without signal",
     offlineReady: "Ready to use without signal", offlineFailed: "Could not be kept for use without signal",
     noSignal: "No signal, and the model is not kept on this phone yet.",
+    queued: "No signal: your feedback is kept on this phone and sent when there is signal.", queuedSent: "Queued feedback sent",
   },
 };
 
@@ -234,19 +236,39 @@ async function identifyPhoto(event) {
 }
 
 async function sendFeedback(label) {
-  const form = new FormData();
-  form.append("file", lastPhoto, "photo");
-  form.append("label", label);
   const result = lastAnswer && lastAnswer.results[0];
-  if (result && result.top.length) form.append("predicted", result.top[0].species);
-  if (result && result.band) form.append("band", result.band);
-  const response = await fetch("/feedback", { method: "POST", body: form });
-  if (response.ok) {
+  const item = {
+    key: crypto.randomUUID(), // the same key on every retry: recorded once
+    at: Date.now(),
+    photo: await bungaOutbox.forUpload(lastPhoto),
+    label,
+    predicted: result && result.top.length ? result.top[0].species : "",
+    band: result && result.band ? result.band : "",
+  };
+  let response = null;
+  try {
+    response = await bungaOutbox.send(item);
+  } catch (_) { /* no signal: kept on the phone and sent later */ }
+  if (!response || response.status >= 500) {
+    await bungaOutbox.add(item);
+    if ("serviceWorker" in navigator) {
+      navigator.serviceWorker.ready.then((r) => r.sync && r.sync.register("bunga-feedback")).catch(() => {});
+    }
+    status("feedback-status", t("queued"));
+    $("feedback-form").hidden = true;
+  } else if (response.ok) {
     status("feedback-status", t("thanks"));
     $("feedback-form").hidden = true;
   } else {
     status("feedback-status", await errorText(response), true);
   }
+}
+
+async function sendQueued() {
+  try {
+    const sent = await bungaOutbox.flush();
+    if (sent) status("feedback-status", `${t("queuedSent")}: ${sent}`);
+  } catch (_) { /* IndexedDB unavailable (private mode): nothing was queued */ }
 }
 
 async function identifyMeasurements(event) {
@@ -287,6 +309,8 @@ document.addEventListener("DOMContentLoaded", () => {
   loadClasses();
   $("keep-offline").addEventListener("click", () => keepOffline());
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
+  sendQueued();
+  window.addEventListener("online", sendQueued);
   if (localStorage.getItem("bunga-offline") === "1") keepOffline(true);
   $("lang").addEventListener("click", () => {
     lang = lang === "id" ? "en" : "id";

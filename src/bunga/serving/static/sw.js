@@ -5,10 +5,12 @@
 // key: the cache holds one model, never one per version, and a broken download never replaces it.
 "use strict";
 
+importScripts("/static/outbox.js"); // feedback kept without signal, sent by Background Sync too
+
 const CACHE = "bunga-v1";
 const SHELL = [
   "/", "/static/app.js", "/static/ondevice.js", "/static/style.css", "/static/favicon.svg",
-  "/static/icon-192.png", "/manifest.webmanifest",
+  "/static/icon-192.png", "/static/outbox.js", "/manifest.webmanifest",
 ];
 const KEPT = [/^\/$/, /^\/static\//, /^\/manifest\.webmanifest$/, /^\/species(\/|$)/, /^\/model$/, /^\/models\/photos\//];
 
@@ -58,4 +60,8 @@ self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
   if (!KEPT.some((pattern) => pattern.test(url.pathname))) return;
   event.respondWith(networkFirst(event.request));
+});
+
+self.addEventListener("sync", (event) => {
+  if (event.tag === "bunga-feedback") event.waitUntil(bungaOutbox.flush());
 });

@@ -1,0 +1,86 @@
+// Feedback given without signal: kept in IndexedDB and sent when the phone is online again (on the
+// next visit, when the page sees the network come back, or by Background Sync in the service worker).
+// Each item carries the idempotency key it was first sent with, so a retry is recorded once and
+// charged to the inbox's quota once; a 429 stops the queue until its Retry-After has passed.
+"use strict";
+
+const bungaOutbox = (() => {
+  const DB = "bunga";
+  const STORE = "feedback";
+  const MAX_SIDE = 1600; // the upload stays useful for training, never the model's 224 px input
+  let waitUntil = 0;
+
+  function open() {
+    return new Promise((resolve, reject) => {
+      const request = indexedDB.open(DB, 1);
+      request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: "key" });
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+  }
+
+  async function run(mode, work) {
+    const db = await open();
+    try {
+      return await new Promise((resolve, reject) => {
+        const tx = db.transaction(STORE, mode);
+        const result = work(tx.objectStore(STORE));
+        tx.oncomplete = () => resolve(result.result);
+        tx.onerror = () => reject(tx.error);
+      });
+    } finally {
+      db.close();
+    }
+  }
+
+  const add = (item) => run("readwrite", (store) => store.put(item));
+  const all = () => run("readonly", (store) => store.getAll());
+  const remove = (key) => run("readwrite", (store) => store.delete(key));
+  const count = () => run("readonly", (store) => store.count());
+
+  // The photo as taken, or at most MAX_SIDE px on its long side (JPEG) when larger.
+  async function forUpload(photo) {
+    const bitmap = await createImageBitmap(photo);
+    const scale = MAX_SIDE / Math.max(bitmap.width, bitmap.height);
+    if (scale >= 1) {
+      bitmap.close();
+      return photo;
+    }
+    const canvas = new OffscreenCanvas(Math.round(bitmap.width * scale), Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    bitmap.close();
+    return canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 });
+  }
+
+  function send(item) {
+    const form = new FormData();
+    form.append("file", item.photo, "photo.jpg");
+    for (const field of ["label", "predicted", "band"]) if (item[field]) form.append(field, item[field]);
+    return fetch("/feedback", { method: "POST", body: form, headers: { "Idempotency-Key": item.key } });
+  }
+
+  // Send what is queued, oldest first; how many were delivered (or refused for good).
+  async function flush() {
+    if (Date.now() < waitUntil) return 0;
+    const items = (await all()).sort((a, b) => a.at - b.at);
+    let done = 0;
+    for (const item of items) {
+      let response;
+      try {
+        response = await send(item);
+      } catch (_) {
+        return done; // still no signal
+      }
+      if (response.status === 429) {
+        waitUntil = Date.now() + 1000 * (Number(response.headers.get("Retry-After")) || 60);
+        return done;
+      }
+      if (response.status >= 500) return done; // the server's trouble: try again later
+      await remove(item.key); // stored (2xx), or refused for good (4xx): never sent again
+      done += 1;
+    }
+    return done;
+  }
+
+  return { add, all, count, flush, forUpload, send };
+})();

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -200,6 +201,7 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
     cold.click("#confirm")  # feedback without signal: kept on the phone
     cold.wait_for_selector("#feedback-status:has-text('masukan disimpan di ponsel')")
     assert cold.evaluate("async () => await bungaOutbox.count()") == 1
+    assert cold.evaluate("async () => await bungaOutbox.answersWaiting()") == 1  # for the prediction log
     cold.close()
     inbox = tmp_path / "d" / "feedback" / "photos"
     assert not list(inbox.glob("*.json"))
@@ -211,10 +213,14 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
             again = browser.new_page()  # type: ignore[attr-defined]
             again.goto(server.url + "/")
             assert again.evaluate(EMPTIED), "the queue was not sent"
+            assert again.evaluate("async () => await bungaOutbox.answersWaiting()") == 0
             again.close()
         records = [json.loads(p.read_text()) for p in inbox.glob("*.json")]
         assert [(r["label"], r["sha256"]) for r in records] == [
             ("sunflower", hashlib.sha256(photo.read_bytes()).hexdigest())
         ]
     finally:
-        back.stop()
+        back.stop()  # its prediction log is written out on the way down
+    with sqlite3.connect(tmp_path / "bunga-monitor.db") as db:
+        logged = db.execute("SELECT arm, predicted, photo_sha256 FROM predictions WHERE arm = 'phone'").fetchall()
+    assert logged == [("phone", "sunflower", hashlib.sha256(photo.read_bytes()).hexdigest())]

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -704,3 +705,25 @@ def test_a_retried_upload_with_its_idempotency_key_is_recorded_and_charged_once(
         headers={"Idempotency-Key": "short"},
     )
     assert bad.status_code == 422 and "Idempotency-Key" in bad.json()["detail"]
+
+
+def test_phone_answers_are_checked_before_they_reach_the_log(live_server: LiveServer) -> None:
+    url = f"{live_server.url}/predictions/phone"
+    one = {
+        "photo_sha256": "a" * 64,
+        "model_version": "3",
+        "predicted": "sintetis_merah",
+        "band": "possible",
+        "top_probability": 0.7,
+        "at": time.time() - 60,
+    }
+    assert httpx.post(url, json={"records": [one]}).json() == {"logged": 1}
+    for bad, where in (
+        ({**one, "photo_sha256": "xyz"}, "photo_sha256"),
+        ({**one, "band": "certain"}, "band"),
+        ({**one, "at": time.time() - 400 * 86400}, "outside the log's window"),
+    ):
+        answer = httpx.post(url, json={"records": [bad]})
+        assert answer.status_code == 422 and where in answer.text, answer.text
+    assert httpx.post(url, json={"records": [one] * 257}).status_code == 422
+    assert httpx.post(url, json={"records": []}).status_code == 422

@@ -3,16 +3,20 @@ its sha256 (an ETag, so a phone checks for a new model with one cheap request)."
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from bunga.models.bands import CANDIDATE_MIN, MAX_CANDIDATES
 from bunga.models.not_flower import P_FLOOR
+from bunga.monitor.log import Record
 from bunga.serving.deps import StoreDep
+from bunga.serving.limits import check_rate
 from bunga.serving.references import reference_info
 
 router = APIRouter(tags=["on device"])
@@ -88,3 +92,69 @@ async def photo_rules(store: StoreDep) -> dict[str, Any]:
         "candidates": {"max": MAX_CANDIDATES, "min_probability": CANDIDATE_MIN},
         "references": {c: info.model_dump() for c in card.classes if (info := reference_info(slot, c)) is not None},
     }
+
+
+class PhoneAnswer(BaseModel):
+    """One answer computed on a phone, as the page logs it (no photo: its sha256 only)."""
+
+    photo_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    model_version: str = Field(min_length=1, max_length=100)
+    predicted: str | None = Field(None, max_length=100, description="The top species; null when not recognised")
+    band: Literal["sure", "possible", "not_recognised", "not_a_flower"]
+    top_probability: float = Field(ge=0, le=1)
+    abstain_score: float | None = Field(None, ge=0, le=1)
+    at: float = Field(description="When it was answered (Unix seconds)")
+
+
+class PhoneAnswers(BaseModel):
+    """A batch of answers computed on one phone while it had no signal."""
+
+    records: list[PhoneAnswer] = Field(min_length=1, max_length=256)
+
+
+@router.post(
+    "/predictions/phone",
+    status_code=202,
+    summary="Answers computed on a phone, for the prediction log",
+    responses={429: {"description": "Too many batches from this address (see Retry-After)"}},
+)
+async def phone_answers(request: Request, batch: PhoneAnswers, store: StoreDep) -> dict[str, int]:
+    """The page sends the answers it computed without signal once it is online again, so monitoring,
+    live accuracy and the canary see them (logged with ``arm = "phone"``). Answers older than the
+    log's retention or from the future are refused with the batch."""
+    check_rate(request, request.app.state.feedback_buckets, "rate_feedback")
+    settings = request.app.state.settings
+    now = time.time()
+    oldest = now - settings.monitor_retention_days * 86400
+    for n, record in enumerate(batch.records):
+        if not oldest <= record.at <= now + 300:
+            raise HTTPException(
+                422, f"records[{n}].at: outside the log's window (the last {settings.monitor_retention_days:g} days)"
+            )
+    slot = store.champions.get("photos")
+    model = slot.card.name if slot else settings.model_photos
+    logger = request.app.state.prediction_log
+    if logger is not None:
+        for record in batch.records:
+            logger.add(
+                Record(
+                    record.at,
+                    "photos",
+                    model,
+                    record.model_version,
+                    "phone",
+                    record.predicted
+                    if record.band in ("sure", "possible")
+                    else "_not_a_flower"
+                    if record.band == "not_a_flower"
+                    else "_unrecognised",
+                    record.top_probability,
+                    record.band in ("sure", "possible"),
+                    record.abstain_score,
+                    0.0,  # computed on the phone: no server latency
+                    photo_sha256=record.photo_sha256,
+                )
+            )
+    for record in batch.records:
+        request.app.state.metrics.photo_answers.labels(record.band).inc()
+    return {"logged": len(batch.records) if logger is not None else 0}

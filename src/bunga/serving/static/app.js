@@ -179,6 +179,18 @@ async function identifyOnPhone() {
   const result = bungaOnDevice.answer(
     outputs.probabilities[0], outputs.similarity[0], outputs.imagenet[0], onDevice.rules, onDevice.catalog,
   );
+  try { // for the prediction log once online: the photo's sha256, never the photo
+    const digest = await crypto.subtle.digest("SHA-256", await lastPhoto.arrayBuffer());
+    await bungaOutbox.logAnswer({
+      photo_sha256: Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join(""),
+      model_version: result.model_version,
+      predicted: result.top[0].species,
+      band: result.band,
+      top_probability: Math.min(1, Math.max(0, result.top[0].probability)),
+      abstain_score: Math.min(1, Math.max(0, result.abstain_score)),
+      at: Date.now() / 1000,
+    });
+  } catch (_) { /* IndexedDB unavailable: the answer is shown, not logged */ }
   return { results: [result] };
 }
 

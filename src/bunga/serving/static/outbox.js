@@ -7,24 +7,29 @@
 const bungaOutbox = (() => {
   const DB = "bunga";
   const STORE = "feedback";
+  const ANSWERS = "answers"; // answers computed on the phone, for the prediction log (no photo)
   const MAX_SIDE = 1600; // the upload stays useful for training, never the model's 224 px input
   let waitUntil = 0;
 
   function open() {
     return new Promise((resolve, reject) => {
-      const request = indexedDB.open(DB, 1);
-      request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: "key" });
+      const request = indexedDB.open(DB, 2);
+      request.onupgradeneeded = () => {
+        const db = request.result;
+        if (!db.objectStoreNames.contains(STORE)) db.createObjectStore(STORE, { keyPath: "key" });
+        if (!db.objectStoreNames.contains(ANSWERS)) db.createObjectStore(ANSWERS, { autoIncrement: true });
+      };
       request.onsuccess = () => resolve(request.result);
       request.onerror = () => reject(request.error);
     });
   }
 
-  async function run(mode, work) {
+  async function run(mode, work, name = STORE) {
     const db = await open();
     try {
       return await new Promise((resolve, reject) => {
-        const tx = db.transaction(STORE, mode);
-        const result = work(tx.objectStore(STORE));
+        const tx = db.transaction(name, mode);
+        const result = work(tx.objectStore(name));
         tx.oncomplete = () => resolve(result.result);
         tx.onerror = () => reject(tx.error);
       });
@@ -37,6 +42,21 @@ const bungaOutbox = (() => {
   const all = () => run("readonly", (store) => store.getAll());
   const remove = (key) => run("readwrite", (store) => store.delete(key));
   const count = () => run("readonly", (store) => store.count());
+  const logAnswer = (record) => run("readwrite", (store) => store.add(record), ANSWERS);
+  const answersWaiting = () => run("readonly", (store) => store.count(), ANSWERS);
+
+  // The answers computed without signal, to the prediction log in batches of at most 256.
+  async function flushAnswers() {
+    const keys = await run("readonly", (store) => store.getAllKeys(null, 256), ANSWERS);
+    if (!keys.length) return 0;
+    const records = await run("readonly", (store) => store.getAll(null, 256), ANSWERS);
+    const response = await fetch("/predictions/phone", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ records }),
+    });
+    if (response.status === 429 || response.status >= 500) return 0;
+    await run("readwrite", (store) => store.delete(IDBKeyRange.bound(keys[0], keys[keys.length - 1])), ANSWERS);
+    return records.length;
+  }
 
   // The photo as taken, or at most MAX_SIDE px on its long side (JPEG) when larger.
   async function forUpload(photo) {
@@ -59,9 +79,12 @@ const bungaOutbox = (() => {
     return fetch("/feedback", { method: "POST", body: form, headers: { "Idempotency-Key": item.key } });
   }
 
-  // Send what is queued, oldest first; how many were delivered (or refused for good).
+  // Send what is queued, oldest first; how many feedback items were delivered (or refused for good).
   async function flush() {
     if (Date.now() < waitUntil) return 0;
+    try {
+      await flushAnswers();
+    } catch (_) { /* still no signal: the answers wait too */ }
     const items = (await all()).sort((a, b) => a.at - b.at);
     let done = 0;
     for (const item of items) {
@@ -82,5 +105,5 @@ const bungaOutbox = (() => {
     return done;
   }
 
-  return { add, all, count, flush, forUpload, send };
+  return { add, all, count, flush, forUpload, send, logAnswer, answersWaiting };
 })();

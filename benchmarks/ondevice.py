@@ -28,6 +28,7 @@ PAGE = [
     "/",
     "/static/app.js",
     "/static/ondevice.js",
+    "/static/outbox.js",
     "/static/style.css",
     "/manifest.webmanifest",
     "/static/icon-192.png",

@@ -73,29 +73,35 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def trained_workspace(tmp_path_factory: pytest.TempPathFactory, synthetic_photos: Path) -> Path:
-    """A workspace where `bunga pipeline` trained both kinds once and `bunga export` wrote
-    ``bunga-model/``; MLflow store ``mlflow.db`` inside it. Shared by the serving tests."""
+def run_in_workspace(ws: Path, *commands: list[str]) -> None:
+    """Run `bunga` commands in ``ws`` with its own MLflow store (``ws/mlflow.db``), each one required
+    to succeed; for session- and module-scoped fixtures, which the per-test isolation does not cover."""
     from typer.testing import CliRunner
 
     from bunga.cli import app
 
-    ws = tmp_path_factory.mktemp("trained")
-    copy_sheets(ws / "collected_data")
-    shutil.copytree(synthetic_photos, ws / "collected_data" / "staf")
-    credit_synthetic_photos(ws / "collected_data" / "staf")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ws)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws / 'mlflow.db'}")
         mp.setenv("BUNGA_ARTIFACT_DIR", str(ws / "mlartifacts"))
         get_settings.cache_clear()
         runner = CliRunner()
-        result = runner.invoke(app, ["pipeline"])
-        assert result.exit_code == 0, result.output
-        result = runner.invoke(app, ["export", "--out", str(ws / "bunga-model")])
-        assert result.exit_code == 0, result.output
+        for argv in commands:
+            result = runner.invoke(app, argv)
+            assert result.exit_code == 0, result.output
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory: pytest.TempPathFactory, synthetic_photos: Path) -> Path:
+    """A workspace where `bunga pipeline` trained both kinds once and `bunga export` wrote
+    ``bunga-model/``; MLflow store ``mlflow.db`` inside it. Shared by the serving tests."""
+
+    ws = tmp_path_factory.mktemp("trained")
+    copy_sheets(ws / "collected_data")
+    shutil.copytree(synthetic_photos, ws / "collected_data" / "staf")
+    credit_synthetic_photos(ws / "collected_data" / "staf")
+    run_in_workspace(ws, ["pipeline"], ["export", "--out", str(ws / "bunga-model")])
     return ws
 
 

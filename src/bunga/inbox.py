@@ -29,11 +29,18 @@ def record_text(**fields: Any) -> tuple[str, str]:
 
 
 def store_photo(
-    inbox: Path, data: bytes, suffix: str, label: str | None, record_id: str | None = None, **meta: Any
+    inbox: Path,
+    data: bytes,
+    suffix: str,
+    label: str | None,
+    record_id: str | None = None,
+    sha: str | None = None,
+    **meta: Any,
 ) -> str:
     """Keep a photo and one metadata record (named by ``record_id`` when the sender gave an
-    idempotency key, so a retry rewrites the same record); returns the photo's sha256."""
-    sha = sha256_bytes(data)
+    idempotency key, so a retry rewrites the same record); returns the photo's sha256 (``sha``: the
+    caller computed it already)."""
+    sha = sha or sha256_bytes(data)
     folder = inbox / PHOTOS
     photo = folder / f"{sha}.{suffix}"
     new = not photo.exists()

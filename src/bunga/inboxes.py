@@ -105,7 +105,7 @@ class DirectoryInbox:
         if record_id is not None and (self.folder / inbox.PHOTOS / f"{sha}-{record_id}.json").is_file():
             return sha  # this upload was stored before: a retry
         return self._within_quota(
-            len(data) + RECORD_BYTES, 2, inbox.store_photo, data, suffix, label, record_id=record_id, **meta
+            len(data) + RECORD_BYTES, 2, inbox.store_photo, data, suffix, label, record_id=record_id, sha=sha, **meta
         )
 
     def store_measurement(self, values: list[float], label: str, **meta: Any) -> str:

@@ -121,13 +121,13 @@ def _embed(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None) 
     order = np.concatenate([np.flatnonzero(~split.mask), np.flatnonzero(split.mask)])
     every = split.pairs
     pairs = [every[i] for i in order]
-    runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta, spec=backbone(cfg.backbone))
-    cache = image.EmbeddingCache(cfg.cache_dir, runner.id, runner.spec.feature_dim)
+    spec = backbone(cfg.backbone)
+    runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta, spec=spec)
+    cache = image.EmbeddingCache(cfg.cache_dir, runner.id, spec.feature_dim)
     computed = image.fill_cache(pairs, cache, runner, cfg.batch_size, cfg.max_pixels, progress)
     del runner
     matrix = image.cached_features(pairs, cache)
-    # the head, centroids and signatures all use unit rows
-    normalise_in_place(matrix[:, : backbone(cfg.backbone).embedding_dim])
+    normalise_in_place(matrix[:, : spec.embedding_dim])  # the head, centroids and signatures use unit rows
     return matrix, computed
 
 

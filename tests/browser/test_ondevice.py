@@ -20,7 +20,7 @@ from bunga.imaging import photo_tensor
 from bunga.models.bands import band
 from bunga.predict import Predictor
 from tests.browser.test_page import browser, open_page  # noqa: F401  (the fixture)
-from tests.conftest import SHIPPED_PHOTOS, LiveServer
+from tests.conftest import SHIPPED_PHOTOS, LiveServer, run_in_workspace
 from tests.helpers import photo_bytes
 
 pytestmark = pytest.mark.browser
@@ -50,11 +50,6 @@ FEED_PHOTO = """async (b64) => {
 def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A photo model trained on the shipped real photos (all but every fifth of each species, kept for
     the parity set), exported to ``<dir>/bunga-model``."""
-    from typer.testing import CliRunner
-
-    from bunga.cli import app
-    from bunga.config import get_settings
-
     ws = tmp_path_factory.mktemp("shipped")
     for folder in sorted(p for p in SHIPPED_PHOTOS.iterdir() if p.is_dir()):
         (ws / "collected_data" / "foto" / folder.name).mkdir(parents=True)
@@ -62,16 +57,7 @@ def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
             if n % 5 == 0:
                 continue  # every fifth stays out of training: the parity set
             shutil.copy(photo, ws / "collected_data" / "foto" / folder.name / photo.name)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(ws)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws / 'mlflow.db'}")
-        mp.setenv("BUNGA_ARTIFACT_DIR", str(ws / "mlartifacts"))
-        get_settings.cache_clear()
-        runner = CliRunner()
-        for argv in (["pipeline", "--kind", "photos"], ["export", "--kind", "photos"]):
-            result = runner.invoke(app, argv)
-            assert result.exit_code == 0, result.output
-    get_settings.cache_clear()
+    run_in_workspace(ws, ["pipeline", "--kind", "photos"], ["export", "--kind", "photos"])
     return ws / "bunga-model"
 
 

@@ -721,6 +721,7 @@ def test_phone_answers_are_checked_before_they_reach_the_log(live_server: LiveSe
     for bad, where in (
         ({**one, "photo_sha256": "xyz"}, "photo_sha256"),
         ({**one, "band": "certain"}, "band"),
+        ({**one, "band": "sure", "predicted": None}, "names its species"),
         ({**one, "at": time.time() - 400 * 86400}, "outside the log's window"),
     ):
         answer = httpx.post(url, json={"records": [bad]})

@@ -79,6 +79,19 @@ def band(recognised: bool, not_flower: bool, top_prob: float, sure_threshold: fl
     return SURE if sure_threshold is None or top_prob >= sure_threshold else POSSIBLE
 
 
+def recognised(answer_band: str) -> bool:
+    """True for the bands that name a species (sure, possible)."""
+    return answer_band in (SURE, POSSIBLE)
+
+
+def logged_label(answer_band: str, species: str) -> str:
+    """What the prediction log and the metrics count an answer as: its top species when recognised,
+    else ``_not_a_flower`` or ``_unrecognised``."""
+    if recognised(answer_band):
+        return species
+    return "_not_a_flower" if answer_band == NOT_A_FLOWER else "_unrecognised"
+
+
 def candidates(probabilities: np.ndarray) -> list[int]:
     """Indices of a possible answer's candidates: the top one, then up to two more above the floor."""
     order = [int(i) for i in np.argsort(-probabilities)[:MAX_CANDIDATES]]

@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
-from bunga.catalog import Catalog
 from bunga.config import Settings
 from bunga.inboxes import InboxUnavailable
+from bunga.serving.live_catalog import LiveCatalog
 from bunga.serving.metrics import Metrics
 from bunga.serving.store import ModelStore
 
@@ -27,10 +27,17 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_catalog(request: Request) -> Catalog:
-    """The species catalogue."""
-    catalog: Catalog = request.app.state.catalog
+def get_catalog(request: Request) -> LiveCatalog:
+    """The species catalogue, with curators' edits."""
+    catalog: LiveCatalog = request.app.state.catalog
     return catalog
+
+
+def known_species(request: Request) -> set[str]:
+    """Labels a visitor's vote or a curator's decision may give a photo: the catalogue's species
+    (curators' additions included) and the served photo model's."""
+    slot = request.app.state.store.champions.get("photos")
+    return set(get_catalog(request).entries) | (set(slot.predictor.classes) if slot else set())
 
 
 def get_metrics(request: Request) -> Metrics:
@@ -41,7 +48,7 @@ def get_metrics(request: Request) -> Metrics:
 
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+CatalogDep = Annotated[LiveCatalog, Depends(get_catalog)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 

@@ -8,7 +8,6 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from bunga.catalog import SpeciesInfo
 from bunga.serving.deps import CatalogDep, StoreDep
-from bunga.serving.live_catalog import LiveCatalog
 from bunga.serving.references import reference_jpeg
 
 router = APIRouter(tags=["species"])
@@ -49,7 +48,7 @@ async def species_photo(
     and credit come with each prediction (``top[].reference``). A species the model does not know yet
     shows the photo the curator gave when adding it."""
     jpeg = reference_jpeg(store, species_id, version)
-    if jpeg is None and version is None and isinstance(catalog, LiveCatalog):
+    if jpeg is None and version is None:
         jpeg = catalog.photos.get(species_id)
         if jpeg is not None:
             return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})

@@ -16,7 +16,7 @@ from bunga.config import Settings
 from bunga.inbox import voter
 from bunga.inboxes import Inbox, InboxFull, InboxUnavailable
 from bunga.models.bands import BANDS
-from bunga.serving.deps import inbox_unavailable
+from bunga.serving.deps import inbox_unavailable, known_species
 from bunga.serving.limits import check_rate
 from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
@@ -147,9 +147,7 @@ async def feedback(
         raw_label, predicted, shown_band = form.get("label"), form.get("predicted"), form.get("band")
     finally:
         await form.close()
-    slot = store.champions.get("photos")
-    known = set(request.app.state.catalog.entries) | (set(slot.predictor.classes) if slot else set())
-    label = _label(raw_label if isinstance(raw_label, str) else None, known)
+    label = _label(raw_label if isinstance(raw_label, str) else None, known_species(request))
     predicted_text = predicted[:100] if isinstance(predicted, str) else None
     band = shown_band if isinstance(shown_band, str) and shown_band in BANDS else None  # as the visitor saw it
     sha = await _store(

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bunga.models.bands import CANDIDATE_MIN, MAX_CANDIDATES
+from bunga.models.bands import CANDIDATE_MIN, MAX_CANDIDATES, logged_label, recognised
 from bunga.models.not_flower import P_FLOOR
 from bunga.monitor.log import Record
 from bunga.serving.deps import StoreDep
@@ -128,9 +128,10 @@ async def phone_answers(request: Request, batch: PhoneAnswers, store: StoreDep) 
     oldest = now - settings.monitor_retention_days * 86400
     for n, record in enumerate(batch.records):
         if not oldest <= record.at <= now + 300:
-            raise HTTPException(
-                422, f"records[{n}].at: outside the log's window (the last {settings.monitor_retention_days:g} days)"
-            )
+            window = f"the last {settings.monitor_retention_days:g} days"
+            raise HTTPException(422, f"records[{n}].at: outside the log's window ({window})")
+        if recognised(record.band) and not record.predicted:
+            raise HTTPException(422, f"records[{n}]: a {record.band} answer names its species in 'predicted'")
     slot = store.champions.get("photos")
     model = slot.card.name if slot else settings.model_photos
     logger = request.app.state.prediction_log
@@ -143,13 +144,9 @@ async def phone_answers(request: Request, batch: PhoneAnswers, store: StoreDep) 
                     model,
                     record.model_version,
                     "phone",
-                    record.predicted
-                    if record.band in ("sure", "possible")
-                    else "_not_a_flower"
-                    if record.band == "not_a_flower"
-                    else "_unrecognised",
+                    logged_label(record.band, record.predicted or ""),  # recognised: named (checked above)
                     record.top_probability,
-                    record.band in ("sure", "possible"),
+                    recognised(record.band),
                     record.abstain_score,
                     0.0,  # computed on the phone: no server latency
                     photo_sha256=record.photo_sha256,

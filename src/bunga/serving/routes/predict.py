@@ -16,7 +16,7 @@ from starlette.types import Scope
 from bunga.catalog import Catalog
 from bunga.config import Settings
 from bunga.files import sha256_bytes
-from bunga.models.bands import POSSIBLE, band, candidates
+from bunga.models.bands import POSSIBLE, band, candidates, logged_label
 from bunga.monitor.log import PredictionLog, Record
 from bunga.schemas import Measurements
 from bunga.serving.batching import PhotoBatcher
@@ -223,7 +223,7 @@ async def predict_image(
         answer_band = band(bool(known), bool(not_flower), float(row[order[0]]), sure_threshold)
         possible = [classes[i] for i in candidates(row)] if answer_band == POSSIBLE else []
         metrics.photo_answers.labels(answer_band).inc()
-        label = top[0].species if known else "_not_a_flower" if not_flower else "_unrecognised"
+        label = logged_label(answer_band, top[0].species)
         metrics.predicted("photos", label, slot.version)
         if logger is not None:
             arm = slot.card.alias or "champion"

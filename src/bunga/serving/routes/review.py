@@ -21,8 +21,7 @@ from bunga.errors import BungaError
 from bunga.imaging import ImageRejected, thumbnail_jpeg
 from bunga.inboxes import Inbox, InboxUnavailable
 from bunga.label_studio import signed_ok
-from bunga.serving.deps import CuratorDep, SettingsDep, inbox_unavailable, require_curator
-from bunga.serving.live_catalog import LiveCatalog
+from bunga.serving.deps import CatalogDep, CuratorDep, SettingsDep, inbox_unavailable, known_species, require_curator
 from bunga.serving.photos import read_form, rejection_status
 from bunga.serving.routes.page import STATIC
 
@@ -150,11 +149,8 @@ async def decide(request: Request, curator: CuratorDep, body: DecisionRequest) -
     """Saved at once, atomically, with the curator and the time; a later decision on the same photo
     wins (the earlier one is kept). ``label`` must name a species the catalogue or the model knows."""
     label = (body.label or "").strip().lower().replace(" ", "_") or None
-    if body.decision == "label":
-        slot = request.app.state.store.champions.get("photos")
-        known = set(request.app.state.catalog.entries) | (set(slot.predictor.classes) if slot else set())
-        if label not in known:
-            raise HTTPException(422, f"unknown species {str(label)[:100]!r}: add it to the catalogue first")
+    if body.decision == "label" and label not in known_species(request):
+        raise HTTPException(422, f"unknown species {str(label)[:100]!r}: add it to the catalogue first")
     inbox = _inbox(request)
     with _answering(request):
         if await run_in_threadpool(inbox.photo, body.sha256) is None:
@@ -192,7 +188,7 @@ SPECIES_FIELDS = {
     },
     responses={413: {"description": "Photo too large"}, 415: {"description": "Not multipart, or not a photo"}},
 )
-async def add_species(request: Request, curator: CuratorDep, settings: SettingsDep) -> SpeciesInfo:
+async def add_species(request: Request, curator: CuratorDep, settings: SettingsDep, catalog: CatalogDep) -> SpeciesInfo:
     """Saved at once as a catalogue edit in the shared inbox (a later edit of the same id wins; the
     earlier one is kept). Every worker and replica shows it within ``BUNGA_CATALOG_REFRESH_S``;
     visitors can vote for it and curators label photos with it; the next merge writes it into the
@@ -217,10 +213,7 @@ async def add_species(request: Request, curator: CuratorDep, settings: SettingsD
     except ImageRejected as err:
         raise HTTPException(rejection_status(err), f"reference photo: {err}") from None
     name, text = catalog_edits.record(info, curator, jpeg)
-    catalog = request.app.state.catalog
     with _answering(request):
         await run_in_threadpool(_inbox(request).store_catalog_edit, name, text)
-        if isinstance(catalog, LiveCatalog):
-            await run_in_threadpool(catalog.refresh)  # this worker at once; the others within seconds
-    added: SpeciesInfo = catalog.entries.get(info.id, info)
-    return added
+        await run_in_threadpool(catalog.refresh)  # this worker at once; the others within seconds
+    return catalog.entries.get(info.id, info)

@@ -180,9 +180,8 @@ async function identifyOnPhone() {
     outputs.probabilities[0], outputs.similarity[0], outputs.imagenet[0], onDevice.rules, onDevice.catalog,
   );
   try { // for the prediction log once online: the photo's sha256, never the photo
-    const digest = await crypto.subtle.digest("SHA-256", await lastPhoto.arrayBuffer());
     await bungaOutbox.logAnswer({
-      photo_sha256: Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join(""),
+      photo_sha256: await bungaOnDevice.sha256Hex(await lastPhoto.arrayBuffer()),
       model_version: result.model_version,
       predicted: result.top[0].species,
       band: result.band,

@@ -169,5 +169,5 @@ const bungaOnDevice = (() => {
     };
   }
 
-  return { load, scoreTensor, scoreImage, preprocess, answer };
+  return { load, scoreTensor, scoreImage, preprocess, answer, sha256Hex };
 })();

@@ -5,7 +5,8 @@
 // key: the cache holds one model, never one per version, and a broken download never replaces it.
 "use strict";
 
-importScripts("/static/outbox.js"); // feedback kept without signal, sent by Background Sync too
+// feedback kept without signal (sent by Background Sync too); the page's sha256 check of a model
+importScripts("/static/outbox.js", "/static/ondevice.js");
 
 const CACHE = "bunga-v1";
 const SHELL = [
@@ -26,18 +27,13 @@ self.addEventListener("activate", (event) => {
   );
 });
 
-async function sha256Hex(buffer) {
-  const digest = await crypto.subtle.digest("SHA-256", buffer);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 async function keep(request, response) {
   const cache = await caches.open(CACHE);
   const url = new URL(request.url);
   if (url.pathname === "/models/photos/model.onnx") {
     const body = await response.clone().arrayBuffer();
     const expected = (response.headers.get("ETag") || "").replaceAll('"', "");
-    if (!expected || (await sha256Hex(body)) !== expected) return; // keep the model we have
+    if (!expected || (await bungaOnDevice.sha256Hex(body)) !== expected) return; // keep the model we have
   }
   await cache.put(url.pathname + url.search, response.clone());
 }

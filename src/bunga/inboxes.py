@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,8 +19,9 @@ from bunga.decisions import DECISIONS
 from bunga.errors import BungaError
 from bunga.files import atomic_write_bytes, atomic_write_text, sha256_bytes
 from bunga.postgres import connect
-from bunga.quota import InboxQuota, Reservation, refusal
+from bunga.quota import CLAIMED, InboxQuota, Reservation, refusal
 
+CLAIM_WAITS, CLAIM_WAIT_S = 200, 0.05  # how long a retry waits for another try of its upload to finish
 RECORD_BYTES = 2_000  # what a metadata record counts against the byte quota
 INBOX_LOCK = 0x62756E6769  # "bungi": the advisory lock that serialises the quota check and the insert
 
@@ -29,7 +31,7 @@ class InboxFull(BungaError):
 
 
 class InboxUnavailable(BungaError):
-    """The inbox's database does not answer."""
+    """The inbox cannot take this now (its database does not answer, or another try of the upload holds it)."""
 
 
 class Inbox(Protocol):
@@ -88,6 +90,9 @@ class DirectoryInbox:
 
     def _within_quota(self, nbytes: int, nfiles: int, write: Any, *args: Any, **kw: Any) -> str:
         held = self.quota.reserve(nbytes, nfiles)  # checked and held in one step, before any write
+        return self._write_held(held, write, *args, **kw)
+
+    def _write_held(self, held: Reservation | str, write: Any, *args: Any, **kw: Any) -> str:
         if not isinstance(held, Reservation):
             raise InboxFull(held)
         try:
@@ -102,11 +107,18 @@ class DirectoryInbox:
         self, data: bytes, suffix: str, label: str | None, record_id: str | None = None, **meta: Any
     ) -> str:
         sha = sha256_bytes(data)
-        if record_id is not None and (self.folder / inbox.PHOTOS / f"{sha}-{record_id}.json").is_file():
-            return sha  # this upload was stored before: a retry
-        return self._within_quota(
-            len(data) + RECORD_BYTES, 2, inbox.store_photo, data, suffix, label, record_id=record_id, sha=sha, **meta
-        )
+        nbytes, write = len(data) + RECORD_BYTES, inbox.store_photo
+        if record_id is None:
+            return self._within_quota(nbytes, 2, write, data, suffix, label, sha=sha, **meta)
+        claim = f"{sha}-{record_id}"
+        for _ in range(CLAIM_WAITS):
+            if (self.folder / inbox.PHOTOS / f"{claim}.json").is_file():
+                return sha  # this upload was stored before: a retry
+            held = self.quota.reserve(nbytes, 2, claim)
+            if held != CLAIMED:  # a reservation, or why the inbox is full
+                return self._write_held(held, write, data, suffix, label, record_id=record_id, sha=sha, **meta)
+            time.sleep(CLAIM_WAIT_S)  # another try of this upload is being stored: its outcome is ours
+        raise InboxUnavailable("another try of this upload (the same Idempotency-Key) is still being stored")
 
     def store_measurement(self, values: list[float], label: str, **meta: Any) -> str:
         return self._within_quota(RECORD_BYTES, 1, inbox.store_measurement, values, label, **meta)

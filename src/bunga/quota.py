@@ -31,6 +31,9 @@ LEDGER, LOCK = ".quota.json", ".quota.lock"
 STALE_RESERVATION_S = 600.0  # far beyond the request timeout: a reservation this old was never finished
 
 
+CLAIMED = "claimed"  # reserve(): another upload in progress holds the same claim
+
+
 @dataclass(frozen=True)
 class Reservation:
     """Bytes and files held for one upload until it is committed or released."""
@@ -91,8 +94,8 @@ class InboxQuota:
         """Re-count the disk when the count is old; drop reservations of dead or stuck processes."""
         now = time.time()
         pending = ledger.setdefault("pending", {})
-        for token, (_, _, pid, when) in list(pending.items()):
-            if not _alive(int(pid)) or now - float(when) > STALE_RESERVATION_S:
+        for token, held in list(pending.items()):
+            if not _alive(int(held[2])) or now - float(held[3]) > STALE_RESERVATION_S:
                 del pending[token]
         if now - float(ledger.get("counted_at", 0.0)) >= self.refresh_s or "bytes" not in ledger:
             ledger["bytes"], ledger["files"] = inbox.usage(self.folder)
@@ -105,14 +108,18 @@ class InboxQuota:
             int(p[1]) for p in pending
         )
 
-    def reserve(self, nbytes: int, nfiles: int) -> Reservation | str:
-        """Hold ``nbytes`` in ``nfiles`` files for one upload, or say why the inbox is full."""
+    def reserve(self, nbytes: int, nfiles: int, claim: str | None = None) -> Reservation | str:
+        """Hold ``nbytes`` in ``nfiles`` files for one upload, or say why the inbox is full. With a
+        ``claim`` (the record an idempotency key names), ``CLAIMED`` while another upload holds it: two
+        tries of one upload arriving together are never both charged."""
         with self._ledger() as ledger:
+            if claim is not None and any(len(p) > 4 and p[4] == claim for p in ledger["pending"].values()):
+                return CLAIMED
             full = refusal(*self._total(ledger), nbytes, nfiles, self.max_bytes, self.max_files)
             if full is not None:
                 return full
             reservation = Reservation(uuid.uuid4().hex, nbytes, nfiles)
-            ledger["pending"][reservation.token] = [nbytes, nfiles, os.getpid(), time.time()]
+            ledger["pending"][reservation.token] = [nbytes, nfiles, os.getpid(), time.time(), claim]
             return reservation
 
     def commit(self, reservation: Reservation) -> None:

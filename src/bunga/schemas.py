@@ -16,7 +16,10 @@ def _finite(value: float) -> float:
     return value
 
 
-Length = Annotated[float, Strict(), Field(gt=0, le=100, description="centimetres"), AfterValidator(_finite)]
+LENGTH_ABOVE, LENGTH_MAX = 0.0, 100.0  # a measurement in cm is above 0 and at most 100
+Length = Annotated[
+    float, Strict(), Field(gt=LENGTH_ABOVE, le=LENGTH_MAX, description="centimetres"), AfterValidator(_finite)
+]
 
 
 class Measurements(BaseModel):

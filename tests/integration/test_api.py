@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -707,24 +708,55 @@ def test_a_retried_upload_with_its_idempotency_key_is_recorded_and_charged_once(
     assert bad.status_code == 422 and "Idempotency-Key" in bad.json()["detail"]
 
 
-def test_phone_answers_are_checked_before_they_reach_the_log(live_server: LiveServer) -> None:
+def test_phone_answers_are_checked_and_a_batch_sent_again_is_logged_once(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Answers computed on a phone (a photo's and a measurement's) reach the prediction log; the same
+    batch sent again (the answer to the first upload was lost) adds nothing; bad records are refused."""
     url = f"{live_server.url}/predictions/phone"
+    at = round(time.time() - 60, 3)
     one = {
         "photo_sha256": "a" * 64,
         "model_version": "3",
         "predicted": "sintetis_merah",
         "band": "possible",
         "top_probability": 0.7,
-        "at": time.time() - 60,
+        "at": at,
     }
-    assert httpx.post(url, json={"records": [one]}).json() == {"logged": 1}
+    measured = {
+        "kind": "measurements",
+        "measurements": [5.1, 3.5, 1.4, 0.2],
+        "model_version": "2",
+        "predicted": "setosa",
+        "top_probability": 0.95,
+        "at": at,
+    }
+    again = {**one, "photo_sha256": "b" * 64}  # the same moment, another photo: another answer
+    for _ in range(2):
+        assert httpx.post(url, json={"records": [one, measured, again]}).json() == {"logged": 3}
     for bad, where in (
         ({**one, "photo_sha256": "xyz"}, "photo_sha256"),
         ({**one, "band": "certain"}, "band"),
         ({**one, "band": "sure", "predicted": None}, "names its species"),
         ({**one, "at": time.time() - 400 * 86400}, "outside the log's window"),
+        ({**one, "band": None}, "photo_sha256 and band"),
+        ({**measured, "measurements": [5.1, 3.5, 1.4]}, "measurements"),
+        ({**measured, "measurements": [5.1, 3.5, 1.4, 0]}, "above 0"),
+        ({**measured, "photo_sha256": "a" * 64}, "no photo_sha256"),
+        ({**measured, "predicted": None}, "names its species"),
     ):
         answer = httpx.post(url, json={"records": [bad]})
         assert answer.status_code == 422 and where in answer.text, answer.text
     assert httpx.post(url, json={"records": [one] * 257}).status_code == 422
     assert httpx.post(url, json={"records": []}).status_code == 422
+    live_server.stop()  # the log is written out on the way down
+    with sqlite3.connect(tmp_path / "bunga-monitor.db") as db:
+        logged = db.execute(
+            "SELECT kind, version, predicted, recognised, photo_sha256, f1, f4 FROM predictions WHERE arm = 'phone'"
+            " ORDER BY kind, photo_sha256"
+        ).fetchall()
+    assert logged == [
+        ("measurements", "2", "setosa", 1, None, 5.1, 0.2),
+        ("photos", "3", "sintetis_merah", 1, "a" * 64, None, None),
+        ("photos", "3", "sintetis_merah", 1, "b" * 64, None, None),
+    ]

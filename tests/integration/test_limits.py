@@ -102,6 +102,46 @@ def test_the_quota_holds_for_concurrent_uploads_on_two_workers(model_dir: Path, 
     assert inbox["files"] <= 20
 
 
+def test_tries_of_one_upload_arriving_together_are_stored_and_charged_once(model_dir: Path, tmp_path: Path) -> None:
+    """A phone's queued upload sent again while its first try is still being stored (the same
+    Idempotency-Key, 20 tries at once on 2 workers): every try answers 201 with the one record, the
+    quota is charged once, so a quota of two uploads still takes another visitor's photo."""
+    import asyncio
+
+    data = tmp_path / "collected_data"
+    env = {"BUNGA_DATA_DIR": str(data), "BUNGA_INBOX_MAX_FILES": "4", "BUNGA_FEEDBACK_RATE_PER_MIN": "0"}
+    server = LiveServer(env, ["--model-dir", str(model_dir), "--workers", "2"], tmp_path)
+    photo = photo_bytes("sintetis_merah", 300, size=1024)
+
+    async def send() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            return list(
+                await asyncio.gather(
+                    *(
+                        http.post(
+                            "/feedback",
+                            files={"file": ("x.jpg", photo, "image/jpeg")},
+                            data={"label": "sintetis_merah"},
+                            headers={"Idempotency-Key": "one-upload-0001"},
+                        )
+                        for _ in range(20)
+                    )
+                )
+            )
+
+    try:
+        tries = asyncio.run(send())
+        charged = httpx.get(f"{server.url}/model").json()["inbox"]["files"]
+        other = httpx.post(f"{server.url}/feedback", files=_photo(301), data={"label": "sintetis_merah"})
+    finally:
+        server.stop()
+    assert [t.status_code for t in tries] == [201] * 20, [t.text for t in tries if t.status_code != 201]
+    assert len({t.json()["id"] for t in tries}) == 1
+    assert charged == 2  # the photo and its record, once
+    assert other.status_code == 201, other.text
+    assert len([p for p in _files(data / "feedback") if p.endswith(".json")]) == 2
+
+
 def test_the_feedback_rate_limit_is_on_by_default(model_dir: Path, tmp_path: Path) -> None:
     """No rate setting at all: one address gets the default burst of 10, then 429 with Retry-After."""
     defaults = Settings()

@@ -38,7 +38,8 @@ STATEMENT_ROWS = 250  # rows per INSERT: 4,000 parameters, under every SQLite's 
 def insert_sql(rows: int) -> str:
     """One INSERT of `rows` rows. A statement per row (executemany) released and retook the GIL for
     every row, and each retake pulled the event loop off the CPU: one statement per few hundred."""
-    return f"INSERT INTO predictions ({COLUMNS}) VALUES " + ", ".join([ROW] * rows)  # noqa: S608 (constants)
+    values = ", ".join([ROW] * rows)  # a phone answer sent twice is kept once (store.PHONE_INDEX)
+    return f"INSERT INTO predictions ({COLUMNS}) VALUES {values} ON CONFLICT DO NOTHING"  # noqa: S608 (constants)
 
 
 INSERT = insert_sql(1)  # one row, for executemany (bulk loads)

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from bunga.errors import BungaError
 from bunga.postgres import connect
+
+log = logging.getLogger("bunga.monitor")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -19,6 +22,13 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
 CREATE INDEX IF NOT EXISTS predictions_sha ON predictions (photo_sha256)
 """
+# An answer computed on a phone is sent again when the answer to its first upload was lost: the same
+# time, kind, photo (or first measurement) from the "phone" arm is one answer, kept once (the INSERT
+# says ON CONFLICT DO NOTHING). Served answers are never collapsed: the index covers phone rows only.
+PHONE_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS predictions_phone ON predictions "
+    "(ts, kind, COALESCE(photo_sha256, ''), COALESCE(f1, -1)) WHERE arm = 'phone'"
+)
 
 
 SCHEMA_LOCK = 0x62756E6761  # "bunga": the advisory lock that serialises creating the schema
@@ -69,6 +79,12 @@ def open_store(target: str | Path, read_only: bool = False) -> Store:
             store.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
             for statement in SCHEMA.format(real="DOUBLE PRECISION", blob="BYTEA").split(";"):
                 store.execute(statement)
+            store.execute("SAVEPOINT phone_index")
+            try:
+                store.execute(PHONE_INDEX)
+            except Exception as err:  # psycopg's own exception types
+                store.execute("ROLLBACK TO SAVEPOINT phone_index")
+                _unindexed(err)
             store.commit()
         return store
     path = Path(target)
@@ -81,4 +97,14 @@ def open_store(target: str | Path, read_only: bool = False) -> Store:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA.format(real="REAL", blob="BLOB"))
+    try:
+        db.execute(PHONE_INDEX)
+    except sqlite3.DatabaseError as err:
+        _unindexed(err)
     return Store(db, postgres=False)
+
+
+def _unindexed(err: Exception) -> None:
+    """A log written before phone answers were de-duplicated may hold a repeated one: the index cannot
+    be made, and the log still works (repeats are then kept)."""
+    log.warning("prediction log: phone answers are not de-duplicated (%s): remove repeated phone rows", err)

@@ -1,5 +1,6 @@
-"""What the page needs to identify photos on the phone: the served photo graph itself, versioned by
-its sha256 (an ETag, so a phone checks for a new model with one cheap request)."""
+"""What the page needs to identify flowers on the phone: the served graphs themselves (photos and
+measurements), versioned by their sha256 (an ETag; the rules name it too, so a phone checks for a new
+model with one small request), and the log of the answers phones computed without signal."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from bunga.models.bands import CANDIDATE_MIN, MAX_CANDIDATES, logged_label, recognised
 from bunga.models.not_flower import P_FLOOR
 from bunga.monitor.log import Record
+from bunga.schemas import FEATURES, LENGTH_ABOVE, LENGTH_MAX
 from bunga.serving.deps import StoreDep
 from bunga.serving.limits import check_rate
 from bunga.serving.references import reference_info
+from bunga.serving.store import ModelStore, Slot
 
 router = APIRouter(tags=["on device"])
 ORT = Path(__file__).resolve().parent.parent / "static" / "ort"
@@ -39,22 +42,31 @@ async def runtime_file(name: str, request: Request) -> Response:
     return FileResponse(ORT / name, media_type=kind, headers=headers)
 
 
+Kind = Literal["photos", "measurements"]
+KINDS: tuple[Kind, ...] = ("photos", "measurements")
+
+
+def _champion(store: ModelStore, kind: str) -> Slot:
+    slot: Slot | None = store.champions.get(kind)
+    if slot is None:
+        raise HTTPException(503, f"no {kind} model is loaded; train one with `bunga pipeline`, then reload")
+    return slot
+
+
 @router.get(
-    "/models/photos/model.onnx",
+    "/models/{kind}/model.onnx",
     response_class=Response,
-    summary="The served photo graph, for identification in the browser",
+    summary="A served graph (photos or measurements), for identification in the browser",
     responses={
         200: {"content": {"application/octet-stream": {}}},
         304: {"description": "The phone holds this version already (If-None-Match)"},
-        503: {"description": "No photo model is loaded"},
+        503: {"description": "No model of this kind is loaded"},
     },
 )
-async def photo_graph(request: Request, store: StoreDep) -> Response:
+async def model_graph(kind: Kind, request: Request, store: StoreDep) -> Response:
     """The champion's ONNX graph, byte for byte (the browser checks its sha256, the ``ETag``, before
     it replaces a cached model); ``X-Model-Version`` names the version."""
-    slot = store.champions.get("photos")
-    if slot is None:
-        raise HTTPException(503, "no photo model is loaded; train one with `bunga pipeline`, then reload")
+    slot = _champion(store, kind)
     sha = slot.card.onnx_sha256
     headers = {"ETag": f'"{sha}"', "Cache-Control": "no-cache", "X-Model-Version": slot.version}
     if request.headers.get("if-none-match", "").strip() == f'"{sha}"':
@@ -62,7 +74,7 @@ async def photo_graph(request: Request, store: StoreDep) -> Response:
     try:
         data = await run_in_threadpool(slot.predictor.model_path.read_bytes)
     except OSError:
-        raise HTTPException(503, "the photo model's graph is being replaced; try again") from None
+        raise HTTPException(503, f"the {kind} model's graph is being replaced; try again") from None
     return Response(data, media_type="application/octet-stream", headers=headers)
 
 
@@ -74,10 +86,9 @@ async def photo_graph(request: Request, store: StoreDep) -> Response:
 async def photo_rules(store: StoreDep) -> dict[str, Any]:
     """Everything the page needs to answer exactly as ``/predict/image`` does from the graph's outputs:
     classes, the abstention rule, the not-a-flower rule with its reference quantiles, the sure band's
-    threshold and the candidate rule; ``sha256`` names the graph they belong to."""
-    slot = store.champions.get("photos")
-    if slot is None:
-        raise HTTPException(503, "no photo model is loaded; train one with `bunga pipeline`, then reload")
+    threshold and the candidate rule; ``sha256`` names the graph they belong to (a phone compares it
+    with the graph it holds: the cheap check for a new model)."""
+    slot = _champion(store, "photos")
     card = slot.card
     return {
         "model_name": card.name,
@@ -94,13 +105,39 @@ async def photo_rules(store: StoreDep) -> dict[str, Any]:
     }
 
 
-class PhoneAnswer(BaseModel):
-    """One answer computed on a phone, as the page logs it (no photo: its sha256 only)."""
+@router.get(
+    "/models/measurements/rules",
+    summary="What the served measurement model takes and answers (for the browser)",
+    responses={503: {"description": "No measurement model is loaded"}},
+)
+async def measurement_rules(store: StoreDep) -> dict[str, Any]:
+    """The classes in the graph's output order, the features in its input order with the range
+    ``/predict`` accepts (centimetres), and ``sha256``, the graph they belong to."""
+    slot = _champion(store, "measurements")
+    return {
+        "model_name": slot.card.name,
+        "model_version": slot.version,
+        "sha256": slot.card.onnx_sha256,
+        "classes": slot.card.classes,
+        "features": list(FEATURES),
+        "range": {"above": LENGTH_ABOVE, "max": LENGTH_MAX},
+    }
 
-    photo_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+class PhoneAnswer(BaseModel):
+    """One answer computed on a phone, as the page logs it: a photo's sha256 (never the photo) or the
+    four measurements."""
+
+    kind: Kind = "photos"
+    photo_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="Photos: the photo's sha256")
+    measurements: list[float] | None = Field(
+        None, min_length=4, max_length=4, description="Measurements: the four values (cm) in FEATURES order"
+    )
     model_version: str = Field(min_length=1, max_length=100)
     predicted: str | None = Field(None, max_length=100, description="The top species; null when not recognised")
-    band: Literal["sure", "possible", "not_recognised", "not_a_flower"]
+    band: Literal["sure", "possible", "not_recognised", "not_a_flower"] | None = Field(
+        None, description="Photos: the answer's band"
+    )
     top_probability: float = Field(ge=0, le=1)
     abstain_score: float | None = Field(None, ge=0, le=1)
     at: float = Field(description="When it was answered (Unix seconds)")
@@ -112,6 +149,39 @@ class PhoneAnswers(BaseModel):
     records: list[PhoneAnswer] = Field(min_length=1, max_length=256)
 
 
+def _problem(record: PhoneAnswer) -> str | None:
+    """What is wrong with one answer beyond its fields' own types (one sentence), or None."""
+    if record.kind == "measurements":
+        values = record.measurements
+        if values is None or record.photo_sha256 is not None or record.band is not None:
+            return "a measurements answer carries 'measurements' (four values), no photo_sha256 and no band"
+        if not all(LENGTH_ABOVE < v <= LENGTH_MAX for v in values):
+            return f"measurements: each is above {LENGTH_ABOVE:g} and at most {LENGTH_MAX:g} cm"
+        return None if record.predicted else "a measurements answer names its species in 'predicted'"
+    if record.photo_sha256 is None or record.band is None or record.measurements is not None:
+        return "a photos answer carries photo_sha256 and band, no measurements"
+    if recognised(record.band) and not record.predicted:
+        return f"a {record.band} answer names its species in 'predicted'"
+    return None
+
+
+def _logged(record: PhoneAnswer, model: str) -> Record:
+    """The prediction-log record of one checked answer (arm "phone", no server latency)."""
+    if record.kind == "measurements":
+        f1, f2, f3, f4 = record.measurements or (None, None, None, None)
+        return Record(
+            record.at, "measurements", model, record.model_version, "phone", record.predicted,
+            record.top_probability, True, None, 0.0, f1, f2, f3, f4,
+        )  # fmt: skip
+    answer_band = record.band or "not_recognised"
+    return Record(
+        record.at, "photos", model, record.model_version, "phone",
+        logged_label(answer_band, record.predicted or ""),  # recognised: named (checked before)
+        record.top_probability, recognised(answer_band), record.abstain_score, 0.0,
+        photo_sha256=record.photo_sha256,
+    )  # fmt: skip
+
+
 @router.post(
     "/predictions/phone",
     status_code=202,
@@ -121,7 +191,8 @@ class PhoneAnswers(BaseModel):
 async def phone_answers(request: Request, batch: PhoneAnswers, store: StoreDep) -> dict[str, int]:
     """The page sends the answers it computed without signal once it is online again, so monitoring,
     live accuracy and the canary see them (logged with ``arm = "phone"``). Answers older than the
-    log's retention or from the future are refused with the batch."""
+    log's retention or from the future are refused with the batch. A batch sent again (its answer was
+    lost) is logged once: an answer is its time, kind and photo or measurements."""
     check_rate(request, request.app.state.feedback_buckets, "rate_feedback")
     settings = request.app.state.settings
     now = time.time()
@@ -130,28 +201,16 @@ async def phone_answers(request: Request, batch: PhoneAnswers, store: StoreDep) 
         if not oldest <= record.at <= now + 300:
             window = f"the last {settings.monitor_retention_days:g} days"
             raise HTTPException(422, f"records[{n}].at: outside the log's window ({window})")
-        if recognised(record.band) and not record.predicted:
-            raise HTTPException(422, f"records[{n}]: a {record.band} answer names its species in 'predicted'")
-    slot = store.champions.get("photos")
-    model = slot.card.name if slot else settings.model_photos
+        if (problem := _problem(record)) is not None:
+            raise HTTPException(422, f"records[{n}]: {problem}")
+    models = {
+        kind: slot.card.name if (slot := store.champions.get(kind)) else settings.model_name(kind) for kind in KINDS
+    }
     logger = request.app.state.prediction_log
     if logger is not None:
         for record in batch.records:
-            logger.add(
-                Record(
-                    record.at,
-                    "photos",
-                    model,
-                    record.model_version,
-                    "phone",
-                    logged_label(record.band, record.predicted or ""),  # recognised: named (checked above)
-                    record.top_probability,
-                    recognised(record.band),
-                    record.abstain_score,
-                    0.0,  # computed on the phone: no server latency
-                    photo_sha256=record.photo_sha256,
-                )
-            )
+            logger.add(_logged(record, models[record.kind]))
     for record in batch.records:
-        request.app.state.metrics.photo_answers.labels(record.band).inc()
+        if record.band is not None:
+            request.app.state.metrics.photo_answers.labels(record.band).inc()
     return {"logged": len(batch.records) if logger is not None else 0}

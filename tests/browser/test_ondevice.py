@@ -1,7 +1,8 @@
-"""The photo graph run in Debian's Chromium by onnxruntime-web (built by `make web`), against the
-server's own session: fed the server's preprocessed tensors, the probabilities agree within 1e-3;
-through the browser's own decoding and resizing, the top species agrees on >= 98 % of photos and
-every probability within 0.02."""
+"""The served graphs run in Debian's Chromium by onnxruntime-web (built by `make web`), against the
+server's own sessions: fed the server's preprocessed tensors, the photo probabilities agree within
+1e-3; through the browser's own decoding and resizing, the top species and band agree on >= 98 % of
+photos; the measurement model's probabilities agree within 1e-6. The page keeps one verified graph per
+kind: a new one replaces it only whole, and it identifies from a cold start with the server gone."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from tests.helpers import photo_bytes
 pytestmark = pytest.mark.browser
 STATIC = Path(__file__).resolve().parents[2] / "src" / "bunga" / "serving" / "static"
 STYLES = ("sintetis_merah", "sintetis_kuning", "sintetis_ungu", "sintetis_putih")
+FIELDS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+SETOSA = (5.1, 3.5, 1.4, 0.2)
 
 FEED_TENSOR = """async ([b64, n]) => {
   const raw = atob(b64);
@@ -47,9 +50,9 @@ FEED_PHOTO = """async (b64) => {
 
 
 @pytest.fixture(scope="module")
-def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shipped_model(tmp_path_factory: pytest.TempPathFactory, trained_workspace: Path) -> Path:
     """A photo model trained on the shipped real photos (all but every fifth of each species, kept for
-    the parity set), exported to ``<dir>/bunga-model``."""
+    the parity set), exported to ``<dir>/bunga-model`` beside the generated data's measurement model."""
     ws = tmp_path_factory.mktemp("shipped")
     for folder in sorted(p for p in SHIPPED_PHOTOS.iterdir() if p.is_dir()):
         (ws / "collected_data" / "foto" / folder.name).mkdir(parents=True)
@@ -58,9 +61,20 @@ def shipped_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 continue  # every fifth stays out of training: the parity set
             shutil.copy(photo, ws / "collected_data" / "foto" / folder.name / photo.name)
     run_in_workspace(ws, ["pipeline", "--kind", "photos"], ["export", "--kind", "photos"])
+    shutil.copytree(trained_workspace / "bunga-model" / "measurements", ws / "bunga-model" / "measurements")
     return ws / "bunga-model"
 
 
+FEED_ROWS = """async (rows) => {
+  await bungaOnDevice.load("measurements");
+  try {
+    const found = await bungaOnDevice.scoreMeasurements(rows);
+    const rules = bungaOnDevice.rules("measurements");
+    return found.map((p) => [p, bungaOnDevice.answerMeasurements(p, rules).species]);
+  } catch (err) {
+    return err.message;
+  }
+}"""
 EMPTIED = """async () => {
   for (let i = 0; i < 200; i += 1) {
     if ((await bungaOutbox.count()) === 0) return true;
@@ -122,6 +136,15 @@ def test_the_browser_answers_like_the_server(
         # missed on a few photos where Pillow's JPEG draft decoding and the browser's resampling differ
         # and this small model is unsure; the band and top species still agree (above).
         assert float((per_photo <= 0.02).mean()) >= 0.9 and float(np.median(per_photo)) <= 0.005, per_photo
+
+        measurer = Predictor(shipped_model / "measurements")
+        rows = np.random.default_rng(7).uniform(0.1, 8.0, size=(60, 4)).round(1)
+        rows[0] = [100.0, 0.1, 50.0, 0.1]  # the edges /predict accepts
+        phone_rows = page.evaluate(FEED_ROWS, rows.tolist())
+        assert np.abs(np.asarray([r[0] for r in phone_rows]) - measurer.predict_proba(rows)).max() <= 1e-6
+        assert [r[1] for r in phone_rows] == measurer.predict(rows)
+        refused = page.evaluate(FEED_ROWS, [[5.1, 3.5, 0.0, 0.2]])
+        assert "above 0" in refused, refused
         assert not errors, errors
     finally:
         server.stop()
@@ -133,8 +156,6 @@ def test_a_model_the_phone_holds_is_not_sent_again(model_dir: Path, tmp_path: Pa
         first = httpx.get(f"{server.url}/models/photos/model.onnx")
         sha = Predictor(model_dir / "photos").card.onnx_sha256
         assert first.status_code == 200 and first.headers["etag"] == f'"{sha}"'
-        import hashlib
-
         assert hashlib.sha256(first.content).hexdigest() == sha
         again = httpx.get(f"{server.url}/models/photos/model.onnx", headers={"If-None-Match": f'"{sha}"'})
         assert again.status_code == 304 and again.content == b""
@@ -145,6 +166,12 @@ def test_a_model_the_phone_holds_is_not_sent_again(model_dir: Path, tmp_path: Pa
         plain = httpx.get(f"{server.url}/static/ort/ort.wasm.min.js", headers={"Accept-Encoding": "identity"})
         assert "content-encoding" not in plain.headers and plain.content.startswith(b"/*")
         assert httpx.get(f"{server.url}/static/ort/secret.txt").status_code == 404
+        graph = httpx.get(f"{server.url}/models/measurements/model.onnx")
+        rules = httpx.get(f"{server.url}/models/measurements/rules").json()
+        assert hashlib.sha256(graph.content).hexdigest() == rules["sha256"] == graph.headers["etag"].strip('"')
+        assert rules["features"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+        assert rules["range"] == {"above": 0.0, "max": 100.0} and rules["classes"]
+        assert httpx.get(f"{server.url}/models/other/model.onnx").status_code == 422
     finally:
         server.stop()
 
@@ -187,7 +214,14 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
     cold.click("#confirm")  # feedback without signal: kept on the phone
     cold.wait_for_selector("#feedback-status:has-text('masukan disimpan di ponsel')")
     assert cold.evaluate("async () => await bungaOutbox.count()") == 1
-    assert cold.evaluate("async () => await bungaOutbox.answersWaiting()") == 1  # for the prediction log
+
+    cold.click("#tab-measure")  # the measurement model runs on the phone too
+    for field, value in zip(FIELDS, SETOSA, strict=True):
+        cold.fill(f"#{field}", str(value))
+    cold.click("#measure-form button[type=submit]")
+    cold.wait_for_selector("#measure-computed:has-text('dihitung di ponsel')", timeout=60_000)
+    assert "setosa" in cold.locator("#measure-result").inner_text().lower()
+    assert cold.evaluate("async () => await bungaOutbox.answersWaiting()") == 2  # for the prediction log
     cold.close()
     inbox = tmp_path / "d" / "feedback" / "photos"
     assert not list(inbox.glob("*.json"))
@@ -208,5 +242,73 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
     finally:
         back.stop()  # its prediction log is written out on the way down
     with sqlite3.connect(tmp_path / "bunga-monitor.db") as db:
-        logged = db.execute("SELECT arm, predicted, photo_sha256 FROM predictions WHERE arm = 'phone'").fetchall()
-    assert logged == [("phone", "sunflower", hashlib.sha256(photo.read_bytes()).hexdigest())]
+        logged = db.execute(
+            "SELECT kind, predicted, photo_sha256, f1 FROM predictions WHERE arm = 'phone' ORDER BY kind"
+        ).fetchall()
+    assert logged == [
+        ("measurements", "setosa", None, SETOSA[0]),
+        ("photos", "sunflower", hashlib.sha256(photo.read_bytes()).hexdigest(), None),
+    ]
+
+
+KEPT = """async () => {
+  const cache = await caches.open("bunga-models");
+  const graph = await cache.match("/models/photos/model.onnx");
+  const keys = (await cache.keys()).map((r) => new URL(r.url).pathname + new URL(r.url).search).sort();
+  const bytes = graph ? new Uint8Array(await graph.arrayBuffer()) : new Uint8Array();
+  return { keys, sha: graph ? graph.headers.get("X-Sha256") : null, bytes: await bungaOnDevice.sha256Hex(bytes) };
+}"""
+
+
+def test_a_new_model_replaces_the_kept_one_only_whole(
+    browser: object,  # noqa: F811
+    shipped_model: Path,
+    model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """The phone keeps one verified graph per kind. When the server serves another model, a download
+    that does not match its sha256 (here the served file is cut short) leaves the kept model in place
+    and in use; the whole download replaces it (the old one and its rules are gone); a check with
+    nothing new fetches only the rules."""
+    first = tmp_path / "first"
+    shutil.copytree(shipped_model, first)
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "d")}
+    server = LiveServer(env, ["--model-dir", str(first)], tmp_path)
+    old_sha = Predictor(first / "photos").card.onnx_sha256
+    new_sha = Predictor(model_dir / "photos").card.onnx_sha256
+    assert old_sha != new_sha
+    try:
+        page, errors = open_page(browser, server.url + "/")
+        page.click("#keep-offline")
+        page.wait_for_selector("#photo-status:has-text('Siap dipakai tanpa sinyal')", timeout=120_000)
+        kept = page.evaluate(KEPT)
+        assert kept["sha"] == kept["bytes"] == old_sha, kept
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        assert page.evaluate("async () => (await bungaOnDevice.load('photos', { keepIt: true })).sha256") == old_sha
+        assert not [u for u in requested if u.endswith("model.onnx")], requested  # nothing new: rules only
+        assert any(u.endswith("/models/photos/rules") for u in requested), requested
+        page.close()
+    finally:
+        server.stop()
+
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path, server.port)  # same origin, new model
+    graph = model_dir / "photos" / "model.onnx"
+    whole = graph.read_bytes()
+    try:
+        graph.write_bytes(whole[: len(whole) // 2])  # after the server checked it: served cut short
+        page, errors = open_page(browser, server.url + "/")
+        loaded = page.evaluate("async () => await bungaOnDevice.load('photos', { keepIt: true })")
+        assert loaded["sha256"] == old_sha and "does not match its sha256" in loaded["problem"], loaded
+        assert page.evaluate(KEPT)["sha"] == old_sha
+
+        graph.write_bytes(whole)
+        loaded = page.evaluate("async () => await bungaOnDevice.load('photos', { keepIt: true })")
+        assert loaded["sha256"] == new_sha and loaded["problem"] is None, loaded
+        kept = page.evaluate(KEPT)
+        assert kept["sha"] == kept["bytes"] == new_sha, kept
+        assert f"/models/photos/rules?sha256={old_sha}" not in kept["keys"], kept  # one model per kind
+        assert sum(k.startswith("/models/photos/") for k in kept["keys"]) == 2, kept  # the graph, its rules
+        assert not errors, errors
+    finally:
+        server.stop()

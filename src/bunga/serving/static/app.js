@@ -152,20 +152,28 @@ function renderPhoto(answer) {
   $("feedback-form").hidden = false;
 }
 
-// Identification without signal: the graph and its answer rules kept on the phone (ondevice.js).
+// Identification without signal: the graphs and their answer rules kept on the phone (ondevice.js).
+// While the page is open and online it checks for a new model now and then (one small request);
+// a new graph is downloaded in the background and replaces the kept one only once verified.
+const CHECK_EVERY_MS = 15 * 60 * 1000;
 let onDevice = null;
+let checkedAt = 0;
 async function keepOffline(quiet = false) {
+  checkedAt = Date.now();
   try {
     if (navigator.storage && navigator.storage.persist) await navigator.storage.persist();
-    const [rules, species] = await Promise.all([fetch("/models/photos/rules"), fetch("/species")]);
-    if (!rules.ok) throw new Error(String(rules.status));
-    const catalog = Object.fromEntries((species.ok ? await species.json() : []).map((s) => [s.id, s]));
-    const loaded = await bungaOnDevice.load();
-    const answerRules = await rules.json();
-    if (answerRules.sha256 !== loaded.sha256) throw new Error("model changed while loading");
+    const species = await fetch("/species").catch(() => null);
+    const catalog = Object.fromEntries((species && species.ok ? await species.json() : []).map((s) => [s.id, s]));
+    await bungaOnDevice.load("photos", { keepIt: true });
+    let measurements = false;
+    try {
+      await bungaOnDevice.load("measurements", { keepIt: true });
+      measurements = true;
+    } catch (_) { /* no measurement model served or kept: photos only */ }
     // fetched once online so the service worker keeps them for answers without signal
-    await Promise.all(Object.values(answerRules.references || {}).map((r) => fetch(r.url).catch(() => null)));
-    onDevice = { rules: answerRules, catalog };
+    const references = Object.values(bungaOnDevice.rules("photos").references || {});
+    await Promise.all(references.map((r) => fetch(r.url).catch(() => null)));
+    onDevice = { catalog: onDevice && !Object.keys(catalog).length ? onDevice.catalog : catalog, measurements };
     localStorage.setItem("bunga-offline", "1");
     $("keep-offline").hidden = true;
     if (!quiet) status("photo-status", t("offlineReady"));
@@ -174,23 +182,46 @@ async function keepOffline(quiet = false) {
   }
 }
 
+function checkForNewModel() {
+  if (onDevice && navigator.onLine && Date.now() - checkedAt >= CHECK_EVERY_MS) keepOffline(true);
+}
+
+// For the prediction log once online: what was answered, never the photo (its sha256 only).
+async function logOnPhone(record) {
+  try {
+    await bungaOutbox.logAnswer({ ...record, at: Date.now() / 1000 });
+  } catch (_) { /* IndexedDB unavailable: the answer is shown, not logged */ }
+}
+
 async function identifyOnPhone() {
   const outputs = await bungaOnDevice.scoreImage(lastPhoto);
   const result = bungaOnDevice.answer(
-    outputs.probabilities[0], outputs.similarity[0], outputs.imagenet[0], onDevice.rules, onDevice.catalog,
+    outputs.probabilities[0], outputs.similarity[0], outputs.imagenet[0], bungaOnDevice.rules("photos"), onDevice.catalog,
   );
-  try { // for the prediction log once online: the photo's sha256, never the photo
-    await bungaOutbox.logAnswer({
-      photo_sha256: await bungaOnDevice.sha256Hex(await lastPhoto.arrayBuffer()),
-      model_version: result.model_version,
-      predicted: result.top[0].species,
-      band: result.band,
-      top_probability: Math.min(1, Math.max(0, result.top[0].probability)),
-      abstain_score: Math.min(1, Math.max(0, result.abstain_score)),
-      at: Date.now() / 1000,
-    });
-  } catch (_) { /* IndexedDB unavailable: the answer is shown, not logged */ }
+  await logOnPhone({
+    kind: "photos",
+    photo_sha256: await bungaOnDevice.sha256Hex(await lastPhoto.arrayBuffer()),
+    model_version: result.model_version,
+    predicted: result.top[0].species,
+    band: result.band,
+    top_probability: Math.min(1, Math.max(0, result.top[0].probability)),
+    abstain_score: Math.min(1, Math.max(0, result.abstain_score)),
+  });
   return { results: [result] };
+}
+
+async function measureOnPhone(row) {
+  const rules = bungaOnDevice.rules("measurements");
+  const [probabilities] = await bungaOnDevice.scoreMeasurements([row]);
+  const prediction = bungaOnDevice.answerMeasurements(probabilities, rules);
+  await logOnPhone({
+    kind: "measurements",
+    measurements: row,
+    model_version: prediction.model_version,
+    predicted: prediction.species,
+    top_probability: Math.min(1, Math.max(0, prediction.probabilities[prediction.species])),
+  });
+  return prediction;
 }
 
 function fillCorrections() {
@@ -285,25 +316,47 @@ async function sendQueued() {
 async function identifyMeasurements(event) {
   event.preventDefault();
   const body = {};
-  ["sepal_length", "sepal_width", "petal_length", "petal_width"].forEach((k) => { body[k] = Number($(k).value); });
+  const fields = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
+  fields.forEach((k) => { body[k] = Number($(k).value); });
   status("measure-status", t("working"));
-  const response = await fetch("/predict", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  if (!response.ok) {
+  let response = null;
+  try {
+    response = await fetch("/predict", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+  } catch (_) { /* no signal: answered on the phone below, when the model is kept here */ }
+  let prediction;
+  if (!response || response.status === 502 || response.status === 504) {
+    if (!onDevice || !onDevice.measurements) {
+      status("measure-status", t("noSignal"), true);
+      return;
+    }
+    try {
+      prediction = await measureOnPhone(fields.map((k) => body[k]));
+    } catch (err) {
+      status("measure-status", `${t("error")}: ${err.message || err}`, true);
+      return;
+    }
+  } else if (!response.ok) {
     status("measure-status", await errorText(response), true);
     return;
+  } else {
+    prediction = { ...(await response.json()).predictions[0], computed: "server" };
   }
-  const prediction = (await response.json()).predictions[0];
   status("measure-status", "");
-  const species = await fetch(`/species/${encodeURIComponent(prediction.species)}`);
-  const info = species.ok ? await species.json() : { nama: prediction.species };
+  let info = onDevice && onDevice.catalog[prediction.species];
+  if (!info) {
+    const species = await fetch(`/species/${encodeURIComponent(prediction.species)}`).catch(() => null);
+    info = species && species.ok ? await species.json() : { nama: prediction.species };
+  }
   const box = $("measure-result");
   box.replaceChildren();
   const ranked = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
   box.append(speciesCard({ probability: ranked[0][1], info }, true));
   ranked.slice(1).forEach(([id, p]) => box.append(el("p", {}, `${id}: ${Math.round(p * 100)}%`)));
-  box.append(el("p", { class: "hint" }, `${t("model")}: ${prediction.model_name} v${prediction.model_version}`));
+  const where = prediction.computed === "phone" ? t("onPhone") : t("onServer");
+  const version = `${t("model")}: ${prediction.model_name} v${prediction.model_version}, ${where}`;
+  box.append(el("p", { class: "hint", id: "measure-computed" }, version));
 }
 
 function selectTab(which) {
@@ -321,7 +374,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("keep-offline").addEventListener("click", () => keepOffline());
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
   sendQueued();
-  window.addEventListener("online", sendQueued);
+  window.addEventListener("online", () => {
+    sendQueued();
+    checkForNewModel();
+  });
+  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") checkForNewModel(); });
+  setInterval(checkForNewModel, CHECK_EVERY_MS);
   if (localStorage.getItem("bunga-offline") === "1") keepOffline(true);
   $("lang").addEventListener("click", () => {
     lang = lang === "id" ? "en" : "id";

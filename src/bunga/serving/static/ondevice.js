@@ -1,16 +1,19 @@
-// Identification on the phone: the served photo graph run by onnxruntime-web (its WebAssembly build,
-// one thread, served by bunga itself from /static/ort/, built by `make web`). The graph is fetched
-// once, checked against its sha256 (the ETag) and run on photos decoded and resized in the browser.
+// Identification on the phone: the served graphs (photos and measurements) run by onnxruntime-web
+// (its WebAssembly build, one thread, served by bunga itself from /static/ort/, built by `make web`).
+// The page keeps one verified graph per kind, with the rules that turn its outputs into an answer, in
+// its own cache: a new graph replaces the kept one only once its bytes match their sha256, so a failed
+// or partial download never costs the phone the model it has. The rules (small) name the served
+// graph's sha256: checking for a new model is one small request, the graph is fetched only when new.
 "use strict";
 
 const bungaOnDevice = (() => {
   const ORT = "/static/ort/";
+  const MODELS = "bunga-models"; // one verified graph and its rules per kind
   const QUALITY = "medium";
-  let session = null;
-  let model = null;
+  const held = {}; // kind -> { session, rules, sha256, version, size }
 
   function loadRuntime() {
-    if (window.ort) return Promise.resolve();
+    if (self.ort) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const script = document.createElement("script");
       script.src = `${ORT}ort.wasm.min.js`;
@@ -25,31 +28,109 @@ const bungaOnDevice = (() => {
     return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  // Fetch the served graph, verify it, open a session; { version, sha256, size }.
-  async function load() {
+  const graphKey = (kind) => `/models/${kind}/model.onnx`;
+  const rulesKey = (kind, sha256) => `/models/${kind}/rules?sha256=${sha256}`;
+  const store = () => (self.caches ? caches.open(MODELS) : Promise.resolve(null)); // none outside HTTPS
+
+  // The sha256 of the graph this phone keeps, or null.
+  async function keptSha(kind) {
+    const cache = await store();
+    const graph = cache && (await cache.match(graphKey(kind)));
+    return graph ? graph.headers.get("X-Sha256") : null;
+  }
+
+  // The kept graph (checked again) and its rules, or null.
+  async function kept(kind) {
+    const cache = await store();
+    const graph = cache && (await cache.match(graphKey(kind)));
+    if (!graph) return null;
+    const sha256 = graph.headers.get("X-Sha256");
+    const rules = await cache.match(rulesKey(kind, sha256));
+    const bytes = new Uint8Array(await graph.arrayBuffer());
+    if (!rules || (await sha256Hex(bytes)) !== sha256) return null;
+    return { bytes, rules: await rules.json() };
+  }
+
+  // Keep a verified graph and its rules: the new rules first, then the graph under its one key (the
+  // kept model is replaced, never added to), then the old graph's rules go.
+  async function keep(kind, bytes, rules) {
+    const cache = await store();
+    if (!cache) return;
+    const before = await keptSha(kind);
+    const json = { headers: { "Content-Type": "application/json" } };
+    await cache.put(rulesKey(kind, rules.sha256), new Response(JSON.stringify(rules), json));
+    if (bytes) {
+      const headers = { "Content-Type": "application/octet-stream", "X-Sha256": rules.sha256 };
+      await cache.put(graphKey(kind), new Response(bytes, { headers }));
+      if (before && before !== rules.sha256) await cache.delete(rulesKey(kind, before));
+    }
+  }
+
+  // The served rules and, when they name a graph other than `have`, the graph, verified.
+  async function fetchServed(kind, have) {
+    const answer = await fetch(`/models/${kind}/rules`, { cache: "no-store" });
+    if (!answer.ok) throw new Error(`no ${kind} model to run on the phone (${answer.status})`);
+    const rules = await answer.json();
+    if (rules.sha256 === have) return { bytes: null, rules };
+    const response = await fetch(graphKey(kind), { cache: "no-store" });
+    if (!response.ok) throw new Error(`the ${kind} model could not be downloaded (${response.status})`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if ((await sha256Hex(bytes)) !== rules.sha256) throw new Error("the downloaded model does not match its sha256: not used");
+    return { bytes, rules };
+  }
+
+  async function open(kind, bytes, rules) {
     await loadRuntime();
     ort.env.wasm.numThreads = 1;
     ort.env.wasm.proxy = false;
     ort.env.wasm.wasmPaths = ORT;
-    const response = await fetch("/models/photos/model.onnx");
-    if (!response.ok) throw new Error(`no photo model to run on the phone (${response.status})`);
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    const expected = (response.headers.get("ETag") || "").replaceAll('"', "");
-    const sha256 = await sha256Hex(bytes);
-    if (sha256 !== expected) throw new Error("the downloaded model does not match its sha256: not used");
-    const opened = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
-    const dims = opened.inputMetadata?.[0]?.shape || [];
-    session = opened;
-    model = { version: response.headers.get("X-Model-Version"), sha256, size: Number(dims[2]) || 224 };
-    return model;
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+    const dims = session.inputMetadata?.[0]?.shape || [];
+    held[kind] = { session, rules, sha256: rules.sha256, version: rules.model_version, size: Number(dims[2]) || 224 };
   }
+
+  // Make a kind's model ready: the served one when the server answers (downloaded only when it is not
+  // the one held, and kept with `keepIt`), else the one kept on this phone. { version, sha256, size,
+  // problem }: `problem` says why the served model could not be had (the held or kept one is used).
+  async function load(kind = "photos", { keepIt = false } = {}) {
+    const have = held[kind] && !keepIt ? held[kind].sha256 : await keptSha(kind);
+    let served = null;
+    let failure = null;
+    try {
+      served = await fetchServed(kind, have);
+    } catch (err) {
+      failure = err;
+    }
+    if (!served) { // no signal, no such model served, or a download that failed its check
+      if (!held[kind]) {
+        const own = await kept(kind);
+        if (!own) throw failure;
+        await open(kind, own.bytes, own.rules);
+      }
+    } else {
+      if (!served.bytes && (!held[kind] || held[kind].sha256 !== served.rules.sha256)) {
+        const own = await kept(kind); // the served graph is the one kept here: no download
+        if (own && own.rules.sha256 === served.rules.sha256) await open(kind, own.bytes, served.rules);
+        else served = await fetchServed(kind, null); // the kept graph is damaged: fetch it again
+      }
+      if (served.bytes) await open(kind, served.bytes, served.rules);
+      held[kind].rules = served.rules; // the same graph may come with a new version or reference photos
+      held[kind].version = served.rules.model_version;
+      if (keepIt) await keep(kind, served.bytes, served.rules);
+    }
+    const model = held[kind];
+    return { version: model.version, sha256: model.sha256, size: model.size, problem: failure ? String(failure.message || failure) : null };
+  }
+
+  const rules = (kind) => (held[kind] ? held[kind].rules : null);
 
   // n preprocessed photos (Float32Array, n x 3 x S x S) -> the graph's outputs as plain arrays.
   async function scoreTensor(data, n) {
-    if (!session) throw new Error("call load() first");
+    const model = held.photos;
+    if (!model) throw new Error("call load() first");
     const size = model.size;
     const input = new ort.Tensor("float32", data, [n, 3, size, size]);
-    const found = await session.run({ input }, ["probabilities", "similarity", "imagenet"]);
+    const found = await model.session.run({ input }, ["probabilities", "similarity", "imagenet"]);
     const rows = (t) => Array.from({ length: n }, (_, i) => Array.from(t.data.slice(i * t.dims[1], (i + 1) * t.dims[1])));
     return { probabilities: rows(found.probabilities), similarity: rows(found.similarity), imagenet: rows(found.imagenet) };
   }
@@ -77,6 +158,7 @@ const bungaOnDevice = (() => {
   }
 
   async function scoreImage(blob) {
+    const model = held.photos;
     if (!model) throw new Error("call load() first");
     // Like the server: a JPEG is first reduced by the largest power of two (at most 8) that keeps its
     // short side >= S (Pillow decodes it at that scale), then resized; the browser does both while
@@ -169,5 +251,38 @@ const bungaOnDevice = (() => {
     };
   }
 
-  return { load, scoreTensor, scoreImage, preprocess, answer, sha256Hex };
+  // --- measurements: the graph takes the four values (cm, float32) in the rules' feature order ------
+  function checkMeasurements(row, measureRules) {
+    const { above, max } = measureRules.range;
+    if (row.length !== measureRules.features.length || !row.every((v) => Number.isFinite(v) && v > above && v <= max)) {
+      throw new RangeError(`each measurement is above ${above} and at most ${max} cm`);
+    }
+  }
+
+  // Rows of measurements -> the probability of every class, per row (as /predict answers).
+  async function scoreMeasurements(rows) {
+    const model = held.measurements;
+    if (!model) throw new Error("call load('measurements') first");
+    rows.forEach((row) => checkMeasurements(row, model.rules));
+    const input = new ort.Tensor("float32", Float32Array.from(rows.flat()), [rows.length, model.rules.features.length]);
+    const found = await model.session.run({ input }, ["probabilities"]);
+    const k = found.probabilities.dims[1];
+    return rows.map((_, i) => Array.from(found.probabilities.data.slice(i * k, (i + 1) * k)));
+  }
+
+  // One row's probabilities -> the prediction /predict gives (same fields; ``computed: "phone"``).
+  function answerMeasurements(probabilities, measureRules) {
+    const top = probabilities.reduce((best, p, i) => (p > probabilities[best] ? i : best), 0);
+    return {
+      species: measureRules.classes[top],
+      probabilities: Object.fromEntries(measureRules.classes.map((c, i) => [c, Math.round(probabilities[i] * 1e6) / 1e6])),
+      model_name: measureRules.model_name,
+      model_version: measureRules.model_version,
+      computed: "phone",
+    };
+  }
+
+  return {
+    load, rules, scoreTensor, scoreImage, preprocess, answer, scoreMeasurements, answerMeasurements, sha256Hex,
+  };
 })();

@@ -1,19 +1,18 @@
-// bunga's service worker: the page, its scripts, the catalogue, the reference photos and the photo
-// model are kept so that a cold start with no signal still identifies photos. Every GET goes to the
-// network first (the server's ETags make that a cheap 304 for the model); what is cached is the last
-// good answer. The model is cached only after its bytes match its sha256 (the ETag), and under one
-// key: the cache holds one model, never one per version, and a broken download never replaces it.
+// bunga's service worker: the page, its scripts, the catalogue and the reference photos are kept so
+// that a cold start with no signal still opens the page. Every GET goes to the network first; what is
+// cached is the last good answer. The models are not this worker's: the page keeps one verified graph
+// per kind in its own cache ("bunga-models", ondevice.js), which this worker never touches.
 "use strict";
 
-// feedback kept without signal (sent by Background Sync too); the page's sha256 check of a model
-importScripts("/static/outbox.js", "/static/ondevice.js");
+importScripts("/static/outbox.js"); // feedback kept without signal, sent by Background Sync too
 
-const CACHE = "bunga-v1";
+const CACHE = "bunga-v2";
+const MODELS = "bunga-models";
 const SHELL = [
   "/", "/static/app.js", "/static/ondevice.js", "/static/style.css", "/static/favicon.svg",
   "/static/icon-192.png", "/static/outbox.js", "/manifest.webmanifest",
 ];
-const KEPT = [/^\/$/, /^\/static\//, /^\/manifest\.webmanifest$/, /^\/species(\/|$)/, /^\/model$/, /^\/models\/photos\//];
+const KEPT = [/^\/$/, /^\/static\//, /^\/manifest\.webmanifest$/, /^\/species(\/|$)/, /^\/model$/];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
@@ -22,7 +21,7 @@ self.addEventListener("install", (event) => {
 self.addEventListener("activate", (event) => {
   event.waitUntil(
     caches.keys()
-      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
+      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE && k !== MODELS).map((k) => caches.delete(k))))
       .then(() => self.clients.claim()),
   );
 });
@@ -30,11 +29,6 @@ self.addEventListener("activate", (event) => {
 async function keep(request, response) {
   const cache = await caches.open(CACHE);
   const url = new URL(request.url);
-  if (url.pathname === "/models/photos/model.onnx") {
-    const body = await response.clone().arrayBuffer();
-    const expected = (response.headers.get("ETag") || "").replaceAll('"', "");
-    if (!expected || (await bungaOnDevice.sha256Hex(body)) !== expected) return; // keep the model we have
-  }
   await cache.put(url.pathname + url.search, response.clone());
 }
 

@@ -336,7 +336,8 @@ def test_replicas_ride_out_a_registry_and_database_outage(
 def test_prediction_log_in_postgresql_across_workers_and_an_outage(
     pg_cluster: PgCluster, model_dir: Path, trained_workspace: Path, tmp_path: Path
 ) -> None:
-    """Two workers log to one PostgreSQL database, created at start-up; while PostgreSQL is down
+    """Two workers log to one PostgreSQL database, created at start-up (a phone's batch sent again is
+    logged once there too); while PostgreSQL is down
     every prediction is still answered and the lost records are counted; once it is back the log
     resumes, and `bunga monitor` reads it."""
     import psycopg2
@@ -367,6 +368,15 @@ def test_prediction_log_in_postgresql_across_workers_and_an_outage(
         for _ in range(100):
             assert httpx.post(f"{server.url}/predict", json=next(visitors)).status_code == 200
         wait_for(100)
+        answer = {"photo_sha256": "c" * 64, "model_version": "1", "band": "not_recognised", "top_probability": 0.3}
+        batch = {"records": [{**answer, "at": time.time() - 5}]}
+        for _ in range(3):  # a phone's batch sent again, to either worker: one answer in the log
+            assert httpx.post(f"{server.url}/predictions/phone", json=batch).status_code == 202
+        wait_for(101)
+        time.sleep(1)  # the other worker's writer has flushed too
+        assert logged() == 101
+        with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+            cursor.execute("DELETE FROM predictions WHERE arm = 'phone'")
     finally:
         server.stop()
     single = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)

@@ -118,7 +118,10 @@ def main() -> dict[str, Any]:
         x = joined([features(v, paths, "oxford102") for v in variants])[:, :-IMAGENET]
         splits = [one_split(x, y, seed) for seed in range(SPLITS)]
         results[name] = {
-            key: {"mean": float(np.nanmean([s[key] for s in splits])), "std": float(np.nanstd([s[key] for s in splits]))}
+            key: {
+                "mean": float(np.nanmean([s[key] for s in splits])),
+                "std": float(np.nanstd([s[key] for s in splits])),
+            }
             for key in splits[0]
         }
         print(name, {k: f"{v['mean']:.3f}±{v['std']:.3f}" for k, v in results[name].items()})

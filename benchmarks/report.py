@@ -315,7 +315,10 @@ def render() -> str:
         ]
         lines += table(
             ("reviewed per species", "macro-F1 on the other source", "new champion"),
-            ((str(r["reviewed_per_species"]), f"{r['macro_f1']:.3f}", "yes" if r["promoted"] else "no") for r in loop["steps"]),
+            (
+                (str(r["reviewed_per_species"]), f"{r['macro_f1']:.3f}", "yes" if r["promoted"] else "no")
+                for r in loop["steps"]
+            ),
         )
         lines.append("")
     iris = load("quality")

@@ -86,10 +86,11 @@ EMPTIED = """async () => {
 
 def _photos() -> list[bytes]:
     """40 shipped photos the model never saw (every species, their own sizes) and 10 generated ones
-    at sizes the browser must resample."""
+    at sizes the browser must resample, up, down, and down after Pillow's JPEG draft (480 and 1800 px:
+    the draft the browser approximates)."""
     held = [photo for folder in sorted(SHIPPED_PHOTOS.iterdir()) for photo in sorted(folder.glob("*.jpg"))[::5]]
     real = [p.read_bytes() for p in held[:40]]
-    return real + [photo_bytes(STYLES[i % 4], 1000 + i, size=(160, 224, 300, 480)[i % 4]) for i in range(10)]
+    return real + [photo_bytes(STYLES[i % 4], 1000 + i, size=(160, 300, 480, 1800)[i % 4]) for i in range(10)]
 
 
 def test_the_browser_answers_like_the_server(
@@ -130,12 +131,11 @@ def test_the_browser_answers_like_the_server(
         phone = [page.evaluate(FEED_PHOTO, base64.b64encode(p).decode()) for p in photos]
         agree = [(b, s) == (r["band"], r["top"][0]["species"]) for (_, b, s), r in zip(phone, served, strict=True)]
         per_photo = np.abs(np.asarray([p[0] for p in phone]) - expected).max(axis=1)
-        print(f"parity: band and top {np.mean(agree):.2f}, within 0.02 {np.mean(per_photo <= 0.02):.2f}")
+        print(f"parity: band and top {np.mean(agree):.2f}, within 0.02 {np.mean(per_photo <= 0.02):.2f}, "
+              f"largest difference {per_photo.max():.5f}, median {np.median(per_photo):.5f}")  # fmt: skip
         assert float(np.mean(agree)) >= 0.98, [i for i, a in enumerate(agree) if not a]
-        # Measured: 46 of 50 within 0.02 (the median far below). The goal (every photo within 0.02) is
-        # missed on a few photos where Pillow's JPEG draft decoding and the browser's resampling differ
-        # and this small model is unsure; the band and top species still agree (above).
-        assert float((per_photo <= 0.02).mean()) >= 0.9 and float(np.median(per_photo)) <= 0.005, per_photo
+        # the browser redoes Pillow's draft and resize on its own decode (resample.js): every photo
+        assert float(per_photo.max()) <= 0.02, per_photo
 
         measurer = Predictor(shipped_model / "measurements")
         rows = np.random.default_rng(7).uniform(0.1, 8.0, size=(60, 4)).round(1)

@@ -9,7 +9,6 @@
 const bungaOnDevice = (() => {
   const ORT = "/static/ort/";
   const MODELS = "bunga-models"; // one verified graph and its rules per kind
-  const QUALITY = "medium";
   const held = {}; // kind -> { session, rules, sha256, version, size }
 
   function loadRuntime() {
@@ -135,51 +134,23 @@ const bungaOnDevice = (() => {
     return { probabilities: rows(found.probabilities), similarity: rows(found.similarity), imagenet: rows(found.imagenet) };
   }
 
-  // The server's preprocessing in the browser: short side to S (the browser's own resampling), a
-  // centred S x S square, (x - 127) / 128, channels first.
-  function fit(bitmap, size) {
-    const scale = size / Math.min(bitmap.width, bitmap.height);
-    return [Math.max(size, Math.round(bitmap.width * scale)), Math.max(size, Math.round(bitmap.height * scale))];
-  }
-
-  function preprocess(bitmap, size) {
-    const [w, h] = fit(bitmap, size);
-    const canvas = new OffscreenCanvas(size, size);
-    const context = canvas.getContext("2d", { willReadFrequently: true });
-    context.imageSmoothingEnabled = true;
-    context.imageSmoothingQuality = "high";
-    context.drawImage(bitmap, -Math.floor((w - size) / 2), -Math.floor((h - size) / 2), w, h);
-    const pixels = context.getImageData(0, 0, size, size).data;
-    const out = new Float32Array(3 * size * size);
-    for (let i = 0, plane = size * size; i < plane; i += 1) {
-      for (let c = 0; c < 3; c += 1) out[c * plane + i] = (pixels[i * 4 + c] - 127) / 128;
-    }
-    return out;
-  }
-
+  // The photo as the server sees it: decoded by the browser (upright, no colour conversion), then
+  // Pillow's draft and resize redone on its pixels (resample.js).
   async function scoreImage(blob) {
     const model = held.photos;
     if (!model) throw new Error("call load() first");
-    // Like the server: a JPEG is first reduced by the largest power of two (at most 8) that keeps its
-    // short side >= S (Pillow decodes it at that scale), then resized; the browser does both while
-    // decoding, so a 12 MP photo is never held at full size as a tensor.
-    const probe = await createImageBitmap(blob, { imageOrientation: "from-image" });
-    let reduce = 1;
-    if (blob.type === "image/jpeg") {
-      while (reduce < 8 && Math.min(probe.width, probe.height) / (reduce * 2) >= model.size) reduce *= 2;
-    }
-    const drafted = reduce > 1
-      ? await createImageBitmap(probe, {
-        resizeWidth: Math.ceil(probe.width / reduce), resizeHeight: Math.ceil(probe.height / reduce), resizeQuality: "high",
-      })
-      : probe;
-    const [w, h] = fit(drafted, model.size);
-    const bitmap = await createImageBitmap(drafted, { resizeWidth: w, resizeHeight: h, resizeQuality: QUALITY });
-    if (drafted !== probe) drafted.close();
-    probe.close();
-    const tensor = preprocess(bitmap, model.size);
+    const bitmap = await createImageBitmap(blob, {
+      imageOrientation: "from-image", colorSpaceConversion: "none", premultiplyAlpha: "none",
+    });
+    const { width, height } = bitmap;
+    const context = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
+    context.drawImage(bitmap, 0, 0);
     bitmap.close();
-    return scoreTensor(tensor, 1);
+    const head = new Uint8Array(await blob.slice(0, 3).arrayBuffer());
+    const jpeg = head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff; // Pillow drafts JPEGs only
+    let image = { pixels: context.getImageData(0, 0, width, height).data, width, height };
+    if (jpeg) image = bungaResample.draft(image.pixels, width, height, model.size);
+    return scoreTensor(bungaResample.tensor(image.pixels, image.width, image.height, model.size), 1);
   }
 
   // --- the server's answer rules (bunga.predict, bunga.models.not_flower, bunga.models.bands) ---------
@@ -283,6 +254,6 @@ const bungaOnDevice = (() => {
   }
 
   return {
-    load, rules, scoreTensor, scoreImage, preprocess, answer, scoreMeasurements, answerMeasurements, sha256Hex,
+    load, rules, scoreTensor, scoreImage, answer, scoreMeasurements, answerMeasurements, sha256Hex,
   };
 })();

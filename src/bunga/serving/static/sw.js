@@ -9,7 +9,7 @@ importScripts("/static/outbox.js"); // feedback kept without signal, sent by Bac
 const CACHE = "bunga-v2";
 const MODELS = "bunga-models";
 const SHELL = [
-  "/", "/static/app.js", "/static/ondevice.js", "/static/style.css", "/static/favicon.svg",
+  "/", "/static/app.js", "/static/resample.js", "/static/ondevice.js", "/static/style.css", "/static/favicon.svg",
   "/static/icon-192.png", "/static/outbox.js", "/manifest.webmanifest",
 ];
 const KEPT = [/^\/$/, /^\/static\//, /^\/manifest\.webmanifest$/, /^\/species(\/|$)/, /^\/model$/];

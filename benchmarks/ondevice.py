@@ -139,6 +139,7 @@ def main() -> dict[str, Any]:
             payload = [base64.b64encode(b).decode() for b in photos]
             browser_photo = page.evaluate(PHOTO_TIMES, payload)
             browser_graph = page.evaluate(GRAPH_TIMES, [20, predictor.input_size])
+            threads = page.evaluate("ort.env.wasm.numThreads")
             browser_large = page.evaluate(PHOTO_TIMES, [base64.b64encode(large).decode()] * 5)
             page.close()
             server.stop()
@@ -175,6 +176,7 @@ def main() -> dict[str, Any]:
         "ratio_graph_browser_over_server": round(med(browser_graph) / med(server_graph), 2),
         "ratio_photo_browser_over_server": round(med(browser_photo) / med(server_photo), 2),
         "goal_ratio": 5,
+        "browser_threads": threads,
         "photos": len(photos),
     }
     save("ondevice", result)

@@ -105,6 +105,8 @@ def test_the_browser_answers_like_the_server(
         page, errors = open_page(browser, server.url + "/")
         loaded = page.evaluate("async () => await bungaOnDevice.load()")
         assert loaded["sha256"] == predictor.card.onnx_sha256 and loaded["size"] == predictor.input_size
+        # COOP + COEP make the page cross-origin isolated: the runtime may use the phone's second core
+        assert page.evaluate("[self.crossOriginIsolated, ort.env.wasm.numThreads]") == [True, 2]
 
         photos = _photos()
         tensors = np.stack([photo_tensor(p, 10**8, size=predictor.input_size) for p in photos]).astype(np.float32)

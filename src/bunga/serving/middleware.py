@@ -30,6 +30,8 @@ _HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-embedder-policy", b"require-corp"),  # with COOP: cross-origin isolated, so the phone's
+    # onnxruntime may run on more than one thread (SharedArrayBuffer); bunga loads nothing cross-origin
     (b"permissions-policy", b"camera=(self), geolocation=(), microphone=()"),
 ]
 

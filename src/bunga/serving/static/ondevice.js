@@ -80,7 +80,8 @@ const bungaOnDevice = (() => {
 
   async function open(kind, bytes, rules) {
     await loadRuntime();
-    ort.env.wasm.numThreads = 1;
+    // the page is cross-origin isolated (COOP + COEP): up to 2 threads, on the phone's own cores
+    ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(2, navigator.hardwareConcurrency || 1) : 1;
     ort.env.wasm.proxy = false;
     ort.env.wasm.wasmPaths = ORT;
     const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });

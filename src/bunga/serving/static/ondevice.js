@@ -31,20 +31,24 @@ const bungaOnDevice = (() => {
   const rulesKey = (kind, sha256) => `/models/${kind}/rules?sha256=${sha256}`;
   const store = () => (self.caches ? caches.open(MODELS) : Promise.resolve(null)); // none outside HTTPS
 
+  // The kept graph's cached response (its sha256 in X-Sha256), or null.
+  async function keptGraph(kind) {
+    const cache = await store();
+    return (cache && (await cache.match(graphKey(kind)))) || null;
+  }
+
   // The sha256 of the graph this phone keeps, or null.
   async function keptSha(kind) {
-    const cache = await store();
-    const graph = cache && (await cache.match(graphKey(kind)));
+    const graph = await keptGraph(kind);
     return graph ? graph.headers.get("X-Sha256") : null;
   }
 
   // The kept graph (checked again) and its rules, or null.
   async function kept(kind) {
-    const cache = await store();
-    const graph = cache && (await cache.match(graphKey(kind)));
+    const graph = await keptGraph(kind);
     if (!graph) return null;
     const sha256 = graph.headers.get("X-Sha256");
-    const rules = await cache.match(rulesKey(kind, sha256));
+    const rules = await (await store()).match(rulesKey(kind, sha256));
     const bytes = new Uint8Array(await graph.arrayBuffer());
     if (!rules || (await sha256Hex(bytes)) !== sha256) return null;
     return { bytes, rules: await rules.json() };
@@ -124,6 +128,9 @@ const bungaOnDevice = (() => {
 
   const rules = (kind) => (held[kind] ? held[kind].rules : null);
 
+  // An output tensor of n rows -> one plain array per row.
+  const perRow = (t, n) => Array.from({ length: n }, (_, i) => Array.from(t.data.slice(i * t.dims[1], (i + 1) * t.dims[1])));
+
   // n preprocessed photos (Float32Array, n x 3 x S x S) -> the graph's outputs as plain arrays.
   async function scoreTensor(data, n) {
     const model = held.photos;
@@ -131,8 +138,8 @@ const bungaOnDevice = (() => {
     const size = model.size;
     const input = new ort.Tensor("float32", data, [n, 3, size, size]);
     const found = await model.session.run({ input }, ["probabilities", "similarity", "imagenet"]);
-    const rows = (t) => Array.from({ length: n }, (_, i) => Array.from(t.data.slice(i * t.dims[1], (i + 1) * t.dims[1])));
-    return { probabilities: rows(found.probabilities), similarity: rows(found.similarity), imagenet: rows(found.imagenet) };
+    const { probabilities, similarity, imagenet } = found;
+    return { probabilities: perRow(probabilities, n), similarity: perRow(similarity, n), imagenet: perRow(imagenet, n) };
   }
 
   // The photo as the server sees it: decoded by the browser (upright, no colour conversion), then
@@ -238,8 +245,7 @@ const bungaOnDevice = (() => {
     rows.forEach((row) => checkMeasurements(row, model.rules));
     const input = new ort.Tensor("float32", Float32Array.from(rows.flat()), [rows.length, model.rules.features.length]);
     const found = await model.session.run({ input }, ["probabilities"]);
-    const k = found.probabilities.dims[1];
-    return rows.map((_, i) => Array.from(found.probabilities.data.slice(i * k, (i + 1) * k)));
+    return perRow(found.probabilities, rows.length);
   }
 
   // One row's probabilities -> the prediction /predict gives (same fields; ``computed: "phone"``).

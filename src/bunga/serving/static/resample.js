@@ -44,56 +44,41 @@ const bungaResample = (() => {
 
   const clip = (sum) => Math.min(255, Math.max(0, sum >> BITS));
 
+  // One output pixel at `to`: the weighted sum of output `o`'s source pixels, `step` bytes apart from
+  // `at` (4 along a row, a row's length down a column), rounded to 8 bits as Pillow does.
+  function weigh(src, at, step, o, { bounds, weights, ksize }, out, to) {
+    const count = bounds[o * 2 + 1];
+    let r = ONE / 2;
+    let g = ONE / 2;
+    let b = ONE / 2;
+    for (let i = 0, k = o * ksize; i < count; i += 1, k += 1, at += step) {
+      r += src[at] * weights[k];
+      g += src[at + 1] * weights[k];
+      b += src[at + 2] * weights[k];
+    }
+    out[to] = clip(r);
+    out[to + 1] = clip(g);
+    out[to + 2] = clip(b);
+    out[to + 3] = 255;
+  }
+
   // One pass along x (rows first..first+rows of `src`) or along y, RGBA in and out (alpha ignored).
-  function horizontal(src, width, first, rows, outWidth, { bounds, weights, ksize }) {
+  function horizontal(src, width, first, rows, outWidth, coeffs) {
     const out = new Uint8ClampedArray(outWidth * rows * 4);
     for (let y = 0; y < rows; y += 1) {
       const row = (y + first) * width * 4;
       for (let o = 0; o < outWidth; o += 1) {
-        const start = bounds[o * 2];
-        const count = bounds[o * 2 + 1];
-        let r = ONE / 2;
-        let g = ONE / 2;
-        let b = ONE / 2;
-        for (let i = 0; i < count; i += 1) {
-          const k = weights[o * ksize + i];
-          const at = row + (start + i) * 4;
-          r += src[at] * k;
-          g += src[at + 1] * k;
-          b += src[at + 2] * k;
-        }
-        const to = (y * outWidth + o) * 4;
-        out[to] = clip(r);
-        out[to + 1] = clip(g);
-        out[to + 2] = clip(b);
-        out[to + 3] = 255;
+        weigh(src, row + coeffs.bounds[o * 2] * 4, 4, o, coeffs, out, (y * outWidth + o) * 4);
       }
     }
     return out;
   }
 
-  function vertical(src, width, outHeight, { bounds, weights, ksize }) {
+  function vertical(src, width, outHeight, coeffs) {
     const out = new Uint8ClampedArray(width * outHeight * 4);
     for (let o = 0; o < outHeight; o += 1) {
-      const start = bounds[o * 2];
-      const count = bounds[o * 2 + 1];
-      for (let x = 0; x < width; x += 1) {
-        let r = ONE / 2;
-        let g = ONE / 2;
-        let b = ONE / 2;
-        for (let i = 0; i < count; i += 1) {
-          const k = weights[o * ksize + i];
-          const at = ((start + i) * width + x) * 4;
-          r += src[at] * k;
-          g += src[at + 1] * k;
-          b += src[at + 2] * k;
-        }
-        const to = (o * width + x) * 4;
-        out[to] = clip(r);
-        out[to + 1] = clip(g);
-        out[to + 2] = clip(b);
-        out[to + 3] = 255;
-      }
+      const top = coeffs.bounds[o * 2] * width * 4;
+      for (let x = 0; x < width; x += 1) weigh(src, top + x * 4, width * 4, o, coeffs, out, (o * width + x) * 4);
     }
     return out;
   }

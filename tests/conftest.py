@@ -18,10 +18,13 @@ SHIPPED_PHOTOS = SAMPLE / "foto_contoh"
 TEST_CREDIT_LICENCE, TEST_CREDIT_LINK = "CC BY 4.0", "https://example.org/foto/"
 
 
-def copy_sheets(target: Path) -> Path:
+def copy_sheets(target: Path, source: Path = SAMPLE) -> Path:
     """The shipped sample sheets (and README) without the shipped photos, as ``target``: most tests
-    need only the sheets, and generate their own photos."""
-    shutil.copytree(SAMPLE, target, ignore=shutil.ignore_patterns(SHIPPED_PHOTOS.name))
+    need only the sheets, and generate their own photos. Only the shipped files are copied, never
+    what `make run` or a visitor left in ``collected_data/`` (feedback, labels, photos)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for shipped in [*sorted(source.glob("*.csv")), source / "README.md"]:
+        shutil.copy2(shipped, target / shipped.name)
     return target
 
 

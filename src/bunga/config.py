@@ -103,6 +103,19 @@ class Settings(BaseSettings):
     feedback_burst: int = Field(10, ge=1)
     predict_rate_per_min: float = Field(0.0, ge=0)  # /predict and /predict/image; 0: off (school groups)
     predict_burst: int = Field(120, ge=1)
+    # Answers computed on phones (POST /predictions/phone), counted per record, not per batch: a phone
+    # back from a day without signal sends at most a burst's worth at once.
+    phone_rate_per_min: float = Field(60.0, ge=0)  # 0 turns the limit off
+    phone_burst: int = Field(256, ge=1)
+    phone_clock_skew_s: float = Field(300.0, ge=0)  # how far in the future a phone's clock may be
+    # File downloads (the phone's graphs and rules, the on-phone runtime) stream from disk: their own
+    # slots per worker (never /predict's), a minimum rate instead of the request time limit, and a
+    # budget in bytes per client address (a 304 Not Modified costs nothing).
+    download_max_concurrency: int = Field(16, ge=1)
+    download_min_rate: float = Field(20_000.0, gt=0)  # bytes/s: slower than this for ...
+    download_rate_window_s: float = Field(15.0, gt=0)  # ... this long, and a download is cut off
+    download_budget_bytes: int = Field(500_000_000, ge=0)  # what one address may take at once; 0: off
+    download_refill_bytes_per_hour: int = Field(2_000_000_000, ge=1)  # and how fast that budget refills
     trusted_proxies: list[str] = ["127.0.0.1"]  # peers whose X-Forwarded-For names the client
     feedback_min_votes: int = Field(2, ge=1)  # agreeing visitor votes before a photo joins the dataset
     # --- monitoring ------------------------------------------------------------------------------

@@ -20,8 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bunga.config import Settings
 from bunga.serving.app import create_app
 from bunga.serving.schemas import PredictResponse
-from tests.conftest import SAMPLE as ROOT_SAMPLE
-from tests.conftest import TEST_CREDIT_LICENCE, TEST_CREDIT_LINK, LiveServer
+from tests.conftest import TEST_CREDIT_LICENCE, TEST_CREDIT_LINK, LiveServer, copy_sheets
 from tests.helpers import keep_outputs, onnx_constant_graph, onnx_scores_graph, photo_bytes
 
 TOKEN = "test-admin-token-123456"
@@ -487,8 +486,7 @@ def test_one_clients_measurements_wait_for_a_curator(live_server: LiveServer, tm
 
     from bunga.cli import app
 
-    data = tmp_path / "collected_data"
-    shutil.copytree(ROOT_SAMPLE, data, ignore=shutil.ignore_patterns("foto_contoh"), dirs_exist_ok=True)
+    data = copy_sheets(tmp_path / "collected_data")
     env = {"BUNGA_DATA_DIR": str(data)}
     dataset = tmp_path / "Dataset Bunga" / "flowers_dataset.csv"
     assert CliRunner().invoke(app, ["merge"], env=env).exit_code == 0
@@ -548,7 +546,7 @@ def test_photo_answers_say_how_sure_they_are(model_dir: Path, tmp_path: Path) ->
             else:
                 assert result["candidates"] == [] and result["family"] is None
             metrics = client.get("/metrics").text
-            assert f'bunga_photo_answers_total{{band="{band}"}} 1.0' in metrics
+            assert f'bunga_photo_answers_total{{arm="champion",band="{band}"}} 1.0' in metrics
     del card["bands"]
     card["not_flower"]["threshold"] = -1.0  # everything is "not a flower"
     card_path.write_text(json.dumps(card))
@@ -715,9 +713,10 @@ def test_phone_answers_are_checked_and_a_batch_sent_again_is_logged_once(
     batch sent again (the answer to the first upload was lost) adds nothing; bad records are refused."""
     url = f"{live_server.url}/predictions/phone"
     at = round(time.time() - 60, 3)
+    served = httpx.get(f"{live_server.url}/model").json()["models"]
     one = {
         "photo_sha256": "a" * 64,
-        "model_version": "3",
+        "model_version": served["photos"]["version"],
         "predicted": "sintetis_merah",
         "band": "possible",
         "top_probability": 0.7,
@@ -726,7 +725,7 @@ def test_phone_answers_are_checked_and_a_batch_sent_again_is_logged_once(
     measured = {
         "kind": "measurements",
         "measurements": [5.1, 3.5, 1.4, 0.2],
-        "model_version": "2",
+        "model_version": served["measurements"]["version"],
         "predicted": "setosa",
         "top_probability": 0.95,
         "at": at,
@@ -744,6 +743,7 @@ def test_phone_answers_are_checked_and_a_batch_sent_again_is_logged_once(
         ({**measured, "measurements": [5.1, 3.5, 1.4, 0]}, "above 0"),
         ({**measured, "photo_sha256": "a" * 64}, "no photo_sha256"),
         ({**measured, "predicted": None}, "names its species"),
+        ({**one, "model_version": "not-a-version"}, "no photos model this server served"),
     ):
         answer = httpx.post(url, json={"records": [bad]})
         assert answer.status_code == 422 and where in answer.text, answer.text
@@ -755,8 +755,9 @@ def test_phone_answers_are_checked_and_a_batch_sent_again_is_logged_once(
             "SELECT kind, version, predicted, recognised, photo_sha256, f1, f4 FROM predictions WHERE arm = 'phone'"
             " ORDER BY kind, photo_sha256"
         ).fetchall()
+    m, p = served["measurements"]["version"], served["photos"]["version"]
     assert logged == [
-        ("measurements", "2", "setosa", 1, None, 5.1, 0.2),
-        ("photos", "3", "sintetis_merah", 1, "a" * 64, None, None),
-        ("photos", "3", "sintetis_merah", 1, "b" * 64, None, None),
+        ("measurements", m, "setosa", 1, None, 5.1, 0.2),
+        ("photos", p, "sintetis_merah", 1, "a" * 64, None, None),
+        ("photos", p, "sintetis_merah", 1, "b" * 64, None, None),
     ]

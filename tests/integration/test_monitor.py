@@ -131,7 +131,7 @@ def test_a_check_reports_its_progress_per_version(model_dir: Path, tmp_path: Pat
         db, tmp_path / "inbox", Window(), Thresholds(), lambda *_: profile, lambda *step: seen.append(step)
     )
     assert [r.volume for r in reports] == [40] and list(profiles) == [("measurements", "1")]
-    assert seen == [(0, 1, "measurements v1"), (1, 1, "done")]
+    assert seen == [(0, 1, "measurements v1 (server)"), (1, 1, "done")]
 
 
 def test_served_predictions_are_logged_and_monitored(model_dir: Path, trained_workspace: Path, tmp_path: Path) -> None:

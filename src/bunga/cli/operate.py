@@ -39,7 +39,7 @@ def monitor(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bunga.inboxes import export_if_database
-    from bunga.monitor.checks import Thresholds, Window
+    from bunga.monitor.checks import SERVER, Thresholds, Window
     from bunga.monitor.report import write
     from bunga.monitor.run import log_monitoring_run, profile_lookup, run_checks
 
@@ -62,13 +62,15 @@ def monitor(
     if not reports:
         raise BungaError(f"no predictions in {s.monitor_db} for that window")
     table = Table(title="Monitoring")
-    for column in ("kind", "version", "predictions", "recognised", "est. accuracy", "live accuracy", "alarms"):
+    for column in ("kind", "version", "answers by", "predictions", "recognised", "est. accuracy", "live accuracy"):
         table.add_column(column)
+    table.add_column("alarms")
     for r in reports:
         live = f"{r.live_accuracy[0]:.0%} (n={r.live_accuracy[3]})" if r.live_accuracy else "-"
         table.add_row(
             r.kind,
             r.version,
+            r.source,
             f"{r.volume:,}",
             f"{r.recognised_rate:.0%}",
             f"{r.estimated_accuracy[0]:.0%}",
@@ -78,13 +80,17 @@ def monitor(
     console.print(table)
     for r in reports:
         for alarm in r.alarms:
-            console.print(f"[red]alarm[/red] {r.kind} v{r.version}: {alarm}", highlight=False, soft_wrap=True)
+            if r.source == SERVER:
+                console.print(f"[red]alarm[/red] {r.kind} v{r.version}: {alarm}", highlight=False, soft_wrap=True)
+            else:  # phones' answers are claims: shown, never an exit code or a reason to retrain
+                line = f"[yellow]phone answers[/yellow] {r.kind} v{r.version}: {alarm}"
+                console.print(line, highlight=False, soft_wrap=True)
     json_path, html_path = write(reports, profiles, {"last": last, "hours": hours}, out)
     console.print(f"report: {html_path} (and {json_path.name})", highlight=False)
     if log_run:
         log_monitoring_run(open_tracker(), reports, json_path, html_path)
         console.print("logged to MLflow experiment bunga-monitoring", highlight=False)
-    if any(r.alarms for r in reports):
+    if any(r.alarms for r in reports if r.source == SERVER):
         raise typer.Exit(4)
 
 

@@ -13,11 +13,14 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from bunga.monitor.log import PHONE_ARM
 from bunga.monitor.store import Store
 from bunga.schemas import FEATURES, ReferenceProfile
 
 CHUNK = 50_000
 EPS = 1e-4
+SERVER, PHONE = "server", "phone"  # whose answers a report covers: the server's arms, or phones' claims
+SOURCES = {SERVER: f"arm <> '{PHONE_ARM}'", PHONE: f"arm = '{PHONE_ARM}'"}
 
 
 @dataclass
@@ -45,6 +48,7 @@ class VersionReport:
     kind: str
     model: str
     version: str
+    source: str  # server (its champion and challenger answers) | phone (answers phones reported)
     volume: int
     class_mix: dict[str, float]
     class_mix_psi: float | None
@@ -118,8 +122,8 @@ def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 
 
 
 def window_signatures(db: Store, version: str, window: Window, limit: int = 500) -> np.ndarray:
-    """Up to ``limit`` of the newest photo signatures in the window."""
-    where, args = _where(window, "photos", version)
+    """Up to ``limit`` of the newest photo signatures the server logged in the window."""
+    where, args = _where(window, "photos", version, SERVER)
     sql = f"SELECT signature FROM predictions WHERE {where} AND signature IS NOT NULL ORDER BY ts DESC LIMIT ?"  # noqa: S608
     cap = min(limit, window.last) if window.last is not None else limit
     rows = db.execute(sql, [*args, cap]).fetchall()
@@ -138,9 +142,12 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float
     return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _where(window: Window, kind: str | None = None, version: str | None = None) -> tuple[str, list[Any]]:
-    """The WHERE clause (``?`` markers) and its arguments for a window, optionally one kind and version."""
-    clauses: list[str] = ["1 = 1"]
+def _where(
+    window: Window, kind: str | None = None, version: str | None = None, source: str | None = None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (``?`` markers) and its arguments for a window, optionally one kind, version
+    and source (the server's answers or the phones')."""
+    clauses: list[str] = [SOURCES[source]] if source is not None else ["1 = 1"]
     args: list[Any] = []
     for column, value in (("kind", kind), ("version", version)):
         if value is not None:
@@ -155,19 +162,20 @@ def _where(window: Window, kind: str | None = None, version: str | None = None) 
     return " AND ".join(clauses), args
 
 
-def _rows(db: Store, columns: str, kind: str, version: str, window: Window) -> Any:
-    where, args = _where(window, kind, version)
+def _rows(db: Store, columns: str, kind: str, version: str, source: str, window: Window) -> Any:
+    where, args = _where(window, kind, version, source)
     if window.last is not None:  # the last N: newest first, then streamed
         sql = f"SELECT {columns} FROM predictions WHERE {where} ORDER BY ts DESC LIMIT ?"  # noqa: S608
         return db.execute(sql, [*args, window.last])
     return db.execute(f"SELECT {columns} FROM predictions WHERE {where}", args)  # noqa: S608
 
 
-def versions(db: Store, window: Window) -> list[tuple[str, str, str]]:
-    """(kind, model, version) with predictions in the window."""
+def versions(db: Store, window: Window) -> list[tuple[str, str, str, str]]:
+    """(kind, model, version, source) with predictions in the window, the server's before the phones'."""
     where, args = _where(window)
-    sql = f"SELECT DISTINCT kind, model, version FROM predictions WHERE {where} ORDER BY 1, 3"  # noqa: S608
-    return [(str(k), str(m), str(v)) for k, m, v in db.execute(sql, args)]
+    source = f"CASE WHEN arm = '{PHONE_ARM}' THEN '{PHONE}' ELSE '{SERVER}' END"
+    sql = f"SELECT DISTINCT kind, model, version, {source} FROM predictions WHERE {where} ORDER BY 4 DESC, 1, 3"  # noqa: S608
+    return [(str(k), str(m), str(v), str(a)) for k, m, v, a in db.execute(sql, args)]
 
 
 def check_version(
@@ -178,8 +186,9 @@ def check_version(
     window: Window,
     profile: ReferenceProfile | None,
     thresholds: Thresholds,
+    source: str = SERVER,
 ) -> VersionReport:
-    """Stream the window once and reduce it to the report's figures."""
+    """Stream the window once (one source's answers) and reduce it to the report's figures."""
     names = list(profile.feature_quantiles) if profile and kind == "measurements" else []
     quantiles = {n: np.asarray(profile.feature_quantiles[n]) for n in names} if profile else {}
     edges = {n: q[1:-1] for n, q in quantiles.items()}
@@ -191,7 +200,7 @@ def check_version(
     volume = recognised = 0
     top_sum = top_sq = 0.0
     known_n = 0
-    cursor = _rows(db, "predicted, top_prob, recognised, f1, f2, f3, f4", kind, version, window)
+    cursor = _rows(db, "predicted, top_prob, recognised, f1, f2, f3, f4", kind, version, source, window)
     while chunk := cursor.fetchmany(CHUNK):
         data = np.asarray([r[1:3] for r in chunk], dtype=float)
         volume += len(chunk)
@@ -219,6 +228,7 @@ def check_version(
         kind=kind,
         model=model,
         version=version,
+        source=source,
         volume=volume,
         class_mix={k: v / volume for k, v in sorted(mix.items())} if volume else {},
         class_mix_psi=None,
@@ -249,7 +259,7 @@ def check_version(
         report.confidence_drift = {"ks": d, "p_value": p}
         if p < thresholds.p_value:
             report.alarms.append(f"the model's confidence changed (KS {d:.2f}, p {p:.1e})")
-    if kind == "photos" and profile.signature_sample:
+    if kind == "photos" and source == SERVER and profile.signature_sample:
         served = window_signatures(db, version, window)
         reference = np.asarray(profile.signature_sample, dtype=np.float32)
         if len(served) >= thresholds.min_volume and served.shape[1] == reference.shape[1]:
@@ -287,9 +297,9 @@ def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[floa
             continue
         predicted, answered_by = record.get("predicted"), record.get("model_version")
         if kind == "photos" and isinstance(record.get("sha256"), str):
-            row = db.execute(
-                "SELECT predicted, version FROM predictions WHERE photo_sha256 = ? AND kind = 'photos' "
-                "ORDER BY ts DESC LIMIT 1",
+            row = db.execute(  # the server's own answer: a phone's is a claim, never a fact to score
+                f"SELECT predicted, version FROM predictions WHERE photo_sha256 = ? AND kind = 'photos' "  # noqa: S608
+                f"AND {SOURCES[SERVER]} ORDER BY ts DESC LIMIT 1",
                 (record["sha256"],),
             ).fetchone()
             if row is not None:

@@ -1,12 +1,13 @@
 """The prediction log: one row per prediction, written off the request path.
 
 Requests append records to a bounded deque and never wait: when it is full the record is dropped and
-counted. Appending takes no lock and wakes nobody (a `queue.Queue` notified the writer on every
-record, which cost the event loop the GIL once per request). One background thread per worker
-wakes every `FLUSH_S`, drains the deque and writes it in batches to the store (a SQLite file in WAL mode,
-which the workers and replicas of one machine share safely, or PostgreSQL by URL) and prunes
-records older than the retention. The
-log holds no photo and no client address: a photo appears only as its sha256 (to join feedback).
+counted. Answers phones report (arm ``phone``) wait in a deque of their own, so a flood of them is
+dropped before it can push out a single server answer. Appending takes no lock and wakes nobody (a
+`queue.Queue` notified the writer on every record, which cost the event loop the GIL once per
+request). One background thread per worker wakes every `FLUSH_S`, drains the deques and writes them
+in batches to the store (a SQLite file in WAL mode, which the workers and replicas of one machine
+share safely, or PostgreSQL by URL) and prunes records older than the retention. The log holds no
+photo and no client address: a photo appears only as its sha256 (to join feedback).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def insert_sql(rows: int) -> str:
 INSERT = insert_sql(1)  # one row, for executemany (bulk loads)
 
 
+PHONE_ARM = "phone"  # answers computed on a phone and reported to /predictions/phone: a claim
+
+
 class Record(NamedTuple):
     """One prediction, as logged."""
 
@@ -52,7 +56,7 @@ class Record(NamedTuple):
     kind: str
     model: str
     version: str
-    arm: str  # champion | challenger
+    arm: str  # champion | challenger (the server's answers) | phone
     predicted: str | None  # None: not recognised
     top_prob: float
     recognised: bool
@@ -75,6 +79,7 @@ class PredictionLog:
         self.target, self.retention_s = target, retention_days * 86400.0
         self.capacity = capacity
         self.pending: deque[Record] = deque()
+        self.pending_phone: deque[Record] = deque()  # its own capacity: never takes a server row's place
         self.on_drop = on_drop
         self.dropped = 0
         self.written = 0
@@ -90,11 +95,12 @@ class PredictionLog:
 
     def add(self, record: Record) -> None:
         """Queue a record; never blocks (a full deque drops it and counts the drop)."""
-        if len(self.pending) >= self.capacity:
+        pending = self.pending_phone if record.arm == PHONE_ARM else self.pending
+        if len(pending) >= self.capacity:
             self.dropped += 1
             self.on_drop(1)
             return
-        self.pending.append(record)  # atomic under the GIL: no lock, no wake-up
+        pending.append(record)  # atomic under the GIL: no lock, no wake-up
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop."""
@@ -105,9 +111,10 @@ class PredictionLog:
         self._thread = None
 
     def _take(self) -> list[Record]:
-        """Up to BATCH records from the deque, oldest first."""
-        pending = self.pending
-        return [pending.popleft() for _ in range(min(len(pending), BATCH))]
+        """Up to BATCH records, the server's first, each deque oldest first."""
+        batch = [self.pending.popleft() for _ in range(min(len(self.pending), BATCH))]
+        phone = self.pending_phone
+        return batch + [phone.popleft() for _ in range(min(len(phone), BATCH - len(batch)))]
 
     def _run(self) -> None:
         db: Store | None = None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bunga.files import atomic_write_text
-from bunga.monitor.checks import VersionReport
+from bunga.monitor.checks import SERVER, VersionReport
 from bunga.schemas import ReferenceProfile
 
 
@@ -33,7 +33,9 @@ def as_json(reports: list[VersionReport], window: dict[str, Any]) -> dict[str, A
         {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "window": window,
-            "alarms": [f"{r.kind} v{r.version}: {a}" for r in reports for a in r.alarms],
+            "alarms": [f"{r.kind} v{r.version}: {a}" for r in reports if r.source == SERVER for a in r.alarms],
+            # answers phones reported are claims: their alarms are shown, never acted on (no retraining)
+            "phone_alarms": [f"{r.kind} v{r.version}: {a}" for r in reports if r.source != SERVER for a in r.alarms],
             "versions": [asdict(r) for r in reports],
         }
     )
@@ -82,6 +84,12 @@ def write(
         if data["alarms"]
         else "<p>No alarms.</p>"
     )
+    if data["phone_alarms"]:
+        parts.append(
+            "<p>Answers phones reported (claims, not acted on): "
+            + "; ".join(html.escape(a) for a in data["phone_alarms"])
+            + "</p>"
+        )
     for r in reports:
         live = r.live_accuracy
         live_text = (
@@ -89,7 +97,8 @@ def write(
         )
         est = r.estimated_accuracy
         parts += [
-            f"<h2>{html.escape(r.kind)}: {html.escape(r.model)} v{html.escape(r.version)}</h2>",
+            f"<h2>{html.escape(r.kind)}: {html.escape(r.model)} v{html.escape(r.version)}"
+            f"{'' if r.source == SERVER else ' (answers phones reported)'}</h2>",
             "<table>",
             f"<tr><th>predictions</th><td>{r.volume:,}</td></tr>",
             f"<tr><th>recognised</th><td>{_pct(r.recognised_rate)} "

@@ -5,12 +5,13 @@ how a run is recorded in MLflow."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bunga.bundle import read_bundle
-from bunga.monitor.checks import Thresholds, VersionReport, Window, check_version, live_accuracy, versions
+from bunga.monitor.checks import SERVER, Thresholds, VersionReport, Window, check_version, live_accuracy, versions
 from bunga.monitor.store import open_store
 from bunga.schemas import ReferenceProfile
 from bunga.tracking import Tracker
@@ -33,15 +34,16 @@ def run_checks(
     try:
         reports, profiles = [], {}
         found = versions(db, window)
-        for done, (kind, model, version) in enumerate(found):
-            progress(done, len(found), f"{kind} v{version}")
+        for done, (kind, model, version, source) in enumerate(found):
+            progress(done, len(found), f"{kind} v{version} ({source})")
             profile = profile_of(kind, model, version)
             if profile is not None:
                 profiles[(kind, version)] = profile
-            report = check_version(db, kind, model, version, window, profile, thresholds)
+            report = check_version(db, kind, model, version, window, profile, thresholds, source)
             if profile is None:
                 report.alarms.append("no reference profile for this version (trained before monitoring existed?)")
-            report.live_accuracy = live_accuracy(db, inbox, kind, version)
+            if source == SERVER:  # visitors' labels are scored against the server's answers only
+                report.live_accuracy = live_accuracy(db, inbox, kind, version)
             reports.append(report)
         progress(len(found), len(found), "done")
         return reports, profiles
@@ -74,12 +76,18 @@ def profile_lookup(model_dir: Path | None, tracker: Callable[[], Tracker], cache
     return lookup
 
 
+def metric_name(text: str) -> str:
+    """``text`` as an MLflow metric name: characters MLflow refuses (a version string comes from the
+    log, where phones and old clients put it) become ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:200]
+
+
 def log_monitoring_run(tracker: Tracker, reports: list[VersionReport], json_path: Path, html_path: Path) -> None:
     """One MLflow run per check in the ``bunga-monitoring`` experiment: figures per kind and version,
     the alarms, both reports; linked to each model version by tags."""
     with tracker.run(MONITORING_EXPERIMENT, f"monitor-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
-        tags = {f"model_version.{r.kind}": f"{r.model}/{r.version}" for r in reports}
-        run.tags({**tags, "alarms": str(sum(len(r.alarms) for r in reports))})
+        tags = {f"model_version.{r.kind}": f"{r.model}/{r.version}" for r in reports if r.source == SERVER}
+        run.tags({**tags, "alarms": str(sum(len(r.alarms) for r in reports if r.source == SERVER))})
         for r in reports:
             values = {
                 "volume": float(r.volume),
@@ -90,6 +98,7 @@ def log_monitoring_run(tracker: Tracker, reports: list[VersionReport], json_path
                 **({"live_accuracy": r.live_accuracy[0]} if r.live_accuracy else {}),
                 **{f"psi_{n}": f["psi"] for n, f in r.features.items()},
             }
-            run.metrics({f"{r.kind}_v{r.version}_{k}": v for k, v in values.items() if not math.isnan(v)})
+            prefix = metric_name(f"{r.kind}_v{r.version}" + ("" if r.source == SERVER else f"_{r.source}"))
+            run.metrics({f"{prefix}_{k}": v for k, v in values.items() if not math.isnan(v)})
         run.file(json_path, "monitoring")
         run.file(html_path, "monitoring")

@@ -108,3 +108,21 @@ def _unindexed(err: Exception) -> None:
     """A log written before phone answers were de-duplicated may hold a repeated one: the index cannot
     be made, and the log still works (repeats are then kept)."""
     log.warning("prediction log: phone answers are not de-duplicated (%s): remove repeated phone rows", err)
+
+
+def server_versions(target: str | Path) -> set[tuple[str, str]]:
+    """(kind, version) of every model version the log holds a server's answer of (phone rows do not
+    count: a phone's claim is not evidence that this deployment served a version); empty when there
+    is no log yet."""
+    try:
+        db = open_store(target, read_only=True)
+    except BungaError:
+        return set()
+    try:
+        rows = db.execute("SELECT DISTINCT kind, version FROM predictions WHERE arm <> 'phone'").fetchall()
+        return {(str(kind), str(version)) for kind, version in rows}
+    except Exception as err:  # sqlite3's or psycopg's: a log without its table yet, or one that is down
+        log.warning("prediction log: served versions not read (%s)", type(err).__name__)
+        return set()
+    finally:
+        db.close()

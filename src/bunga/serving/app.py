@@ -30,7 +30,7 @@ from bunga.serving.live_catalog import LiveCatalog, follow
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
-from bunga.serving.routes import admin, catalog, feedback, health, ondevice, page, predict, review
+from bunga.serving.routes import admin, catalog, feedback, health, ondevice, page, phone, predict, review
 from bunga.serving.schemas import PredictRequest, Problem
 from bunga.serving.store import ModelStore
 
@@ -166,10 +166,19 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.client_address = ClientAddress(settings.trusted_proxies)
     app.state.feedback_buckets = buckets(settings.feedback_rate_per_min, settings.feedback_burst)
     app.state.predict_buckets = buckets(settings.predict_rate_per_min, settings.predict_burst)
+    app.state.phone_buckets = buckets(settings.phone_rate_per_min, settings.phone_burst)
+    app.state.download_buckets = (
+        buckets(settings.download_refill_bytes_per_hour / 60, settings.download_budget_bytes)
+        if settings.download_budget_bytes
+        else None
+    )
     app.state.batcher = PhotoBatcher(settings.photo_batch_max, settings.photo_batch_wait_ms / 1000, metrics.batched)
     app.state.store = store or ModelStore(model_source(settings), list(settings.serve_kinds))
+    app.state.served_versions = phone.ServedVersions(
+        app.state.store, settings.monitor_db if settings.monitor_log else None
+    )
     app.router.routes[:0] = predict.SERVED_DIRECTLY  # matched first, before its documented twin
-    for module in (predict, catalog, feedback, health, admin, review, ondevice, page):
+    for module in (predict, catalog, feedback, health, admin, review, ondevice, phone, page):
         app.include_router(module.router)
     document_bodies(app, (PredictRequest,))
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
@@ -191,5 +200,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         max_upload=settings.max_upload_bytes,
         max_concurrency=settings.max_concurrency,
         timeout=settings.request_timeout_s,
+        max_downloads=settings.download_max_concurrency,
+        download_floor=(settings.download_min_rate, settings.download_rate_window_s),
     )
     return app

@@ -26,17 +26,18 @@ class TokenBuckets:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, when)
         self._lock = threading.Lock()
 
-    def take(self, key: str) -> float | None:
-        """Spend one token; None when allowed, else the seconds until a token is free."""
+    def take(self, key: str, cost: float = 1.0) -> float | None:
+        """Spend ``cost`` tokens; None when allowed, else the seconds until that many are saved (a cost
+        above the burst is never allowed: the wait is then for a full bucket)."""
         now = time.monotonic()
         with self._lock:
             tokens, when = self._buckets.pop(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - when) * self.rate)
-            allowed = tokens >= 1.0
-            self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+            allowed = tokens >= cost
+            self._buckets[key] = (tokens - cost if allowed else tokens, now)
             if len(self._buckets) > MAX_CLIENTS:
                 self._buckets.popitem(last=False)
-        return None if allowed else (1.0 - tokens) / self.rate
+        return None if allowed else (min(cost, self.burst) - tokens) / self.rate
 
 
 def buckets(rate_per_min: float, burst: int) -> TokenBuckets | None:
@@ -74,15 +75,18 @@ class ClientAddress:
         return peer
 
 
-def check_rate(request: Request, buckets: TokenBuckets | None, reason: str) -> None:
-    """429 with Retry-After when this client has spent its tokens (counted under ``reason``)."""
+def check_rate(
+    request: Request, buckets: TokenBuckets | None, reason: str, cost: float = 1.0, what: str = "requests"
+) -> None:
+    """429 with Retry-After when this client has spent its tokens (counted under ``reason``); ``cost``
+    is what this request spends (a request, a record, a byte), ``what`` names it in the message."""
     if buckets is None:
         return
     state = request.app.state
-    wait = buckets.take(state.client_address(request))
+    wait = buckets.take(state.client_address(request), cost)
     if wait is not None:
         state.metrics.rejected.labels(reason).inc()
         seconds = max(1, int(wait + 0.999))
         raise HTTPException(
-            429, f"too many requests from this address: try again in {seconds} s", headers={"Retry-After": str(seconds)}
+            429, f"too many {what} from this address: try again in {seconds} s", headers={"Retry-After": str(seconds)}
         )

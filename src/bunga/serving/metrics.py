@@ -26,8 +26,9 @@ class Metrics:
         self.unrecognised = Counter("bunga_unrecognised_photos", "Photos refused as unknown species", registry=r)
         self.photo_answers = Counter(
             "bunga_photo_answers",
-            "Photo answers by band (sure, possible, not_recognised, not_a_flower)",
-            ["band"],
+            "Photo answers by band (sure, possible, not_recognised, not_a_flower) and arm (champion, "
+            "challenger; phone: answers phones computed and reported, a claim)",
+            ["band", "arm"],
             registry=r,
         )
         self.feedback = Counter("bunga_feedback", "Feedback records stored", ["kind"], registry=r)
@@ -50,6 +51,7 @@ class Metrics:
             registry=r,
         )
         self.inflight = Gauge("bunga_requests_in_flight", "Requests being handled", registry=r)
+        self.downloads = Gauge("bunga_downloads_in_flight", "File downloads being sent (their own slots)", registry=r)
         self.rejected = Counter("bunga_requests_rejected", "Requests refused by a limit", ["reason"], registry=r)
         self.log_dropped = Counter(
             "bunga_prediction_log_dropped", "Prediction log records dropped (queue full or store down)", registry=r

@@ -1,5 +1,6 @@
 """One pure-ASGI guard around the app: body size, concurrency and time limits, security headers,
-and request metrics. Pure ASGI (no BaseHTTPMiddleware) keeps the hot path cheap."""
+and request metrics. Pure ASGI (no BaseHTTPMiddleware) keeps the hot path cheap. File downloads have
+their own slots and a minimum rate instead of the time limit (bunga.serving.downloads)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bunga.serving.downloads import RateFloor, is_download
 from bunga.serving.metrics import Metrics
 
 log = logging.getLogger("bunga.serving")
@@ -40,7 +42,15 @@ class Guard:
     """Limits, security headers and metrics for every HTTP request."""
 
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, max_body: int, max_upload: int, max_concurrency: int, timeout: float
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body: int,
+        max_upload: int,
+        max_concurrency: int,
+        timeout: float,
+        max_downloads: int = 16,
+        download_floor: tuple[float, float] = (20_000.0, 15.0),  # bytes/s, over this many seconds
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -48,8 +58,12 @@ class Guard:
         self.max_upload = max_upload
         self.max_concurrency = max_concurrency
         self.timeout = timeout
+        self.max_downloads = max_downloads
+        self.download_floor = download_floor
         self.inflight = 0
+        self.downloads = 0
         metrics.inflight.set_function(lambda: self.inflight)
+        metrics.downloads.set_function(lambda: self.downloads)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._extra = {csp: [*_HEADERS, (b"content-security-policy", csp.encode())] for csp in (_CSP, _DOCS_CSP)}
 
@@ -96,6 +110,9 @@ class Guard:
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await reject(413, f"request body over the limit of {limit:,} bytes", "body_size")
             self._count(scope, 413, 0.0)
+            return
+        if is_download(path):
+            await self._download(scope, receive, send_wrapper, reject, state)
             return
         if not probe and self.inflight >= self.max_concurrency:
             await reject(503, "server busy, please retry shortly", "concurrency", ((b"retry-after", b"1"),))
@@ -147,6 +164,39 @@ class Guard:
             state["status"] = 500
         finally:
             self.inflight -= 1
+            self._count(scope, state["status"] or 500, time.perf_counter() - start)
+
+    async def _download(self, scope: Scope, receive: Receive, send: Send, reject: Any, state: dict[str, Any]) -> None:
+        """A file download: its own slots (never the API's), cut off when slower than the floor."""
+        if self.downloads >= self.max_downloads:
+            await reject(
+                503, "too many downloads at once, please retry shortly", "downloads", ((b"retry-after", b"5"),)
+            )
+            self._count(scope, 503, 0.0)
+            return
+        self.downloads += 1
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(None) as deadline:
+                floor = RateFloor(deadline, *self.download_floor)
+
+                async def paced_send(message: Message) -> None:
+                    await send(message)
+                    if message["type"] == "http.response.body":
+                        floor.moved(len(message.get("body", b"")))
+
+                await self.app(scope, receive, paced_send)
+        except TimeoutError:
+            rate, window = self.download_floor
+            log.info("download of %s cut off: slower than %.0f bytes/s for %g s", scope["path"], rate, window)
+            await reject(504, f"download slower than {rate:.0f} bytes/s for {window:g} s", "slow_download")
+            state["status"] = 504
+        except Exception as err:
+            log.error("unhandled error on %s %s: %s", scope["method"], scope["path"], type(err).__name__, exc_info=err)
+            await reject(500, "internal error; it has been logged", None)
+            state["status"] = 500
+        finally:
+            self.downloads -= 1
             self._count(scope, state["status"] or 500, time.perf_counter() - start)
 
     def _count(self, scope: Scope, status: int, seconds: float) -> None:

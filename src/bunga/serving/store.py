@@ -49,6 +49,7 @@ class ModelStore:
         self.champions: dict[str, Slot] = {}
         self.challengers: dict[str, Slot] = {}
         self.errors: dict[str, str] = {}
+        self.served: dict[str, set[str]] = {}  # every version this store has loaded, per kind
         self.challenger_percent = 0.0
         self._lock = threading.Lock()
         self._random = random.Random()
@@ -119,6 +120,7 @@ class ModelStore:
                 slots[kind] = replace(old, stale_since=new.stale_since)
             return ReloadResult(kind=kind, status="unchanged", old_version=old_version, new_version=old_version)
         slots[kind] = new  # the atomic switch: one reference assignment
+        self.served.setdefault(kind, set()).add(new.version)
         release_free_heap()  # the new graph's parse buffers, freed once its session was built
         log.info("%s@%s now serves version %s (was %s)", kind, alias, new.version, old_version)
         return ReloadResult(kind=kind, status="swapped", old_version=old_version, new_version=new.version)
@@ -134,6 +136,10 @@ class ModelStore:
             else:
                 self.challengers.clear()
             self.challenger_percent = percent
+
+    def has_served(self, kind: str, version: str) -> bool:
+        """True when this store has loaded that version of a kind since it started."""
+        return version in self.served.get(kind, ())
 
     def pick(self, kind: str) -> Slot | None:
         """The slot that answers this request (the challenger for the canary share)."""

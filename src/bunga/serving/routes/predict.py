@@ -222,7 +222,7 @@ async def predict_image(
         outcome = "species" if known else "not_a_flower" if not_flower else "unknown_species"
         answer_band = band(bool(known), bool(not_flower), float(row[order[0]]), sure_threshold)
         possible = [classes[i] for i in candidates(row)] if answer_band == POSSIBLE else []
-        metrics.photo_answers.labels(answer_band).inc()
+        metrics.photo_answers.labels(answer_band, slot.card.alias or "champion").inc()
         label = logged_label(answer_band, top[0].species)
         metrics.predicted("photos", label, slot.version)
         if logger is not None:

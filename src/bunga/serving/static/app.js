@@ -158,7 +158,19 @@ function renderPhoto(answer) {
 const CHECK_EVERY_MS = 15 * 60 * 1000;
 let onDevice = null;
 let checkedAt = 0;
-async function keepOffline(quiet = false) {
+let keeping = null; // the kept model being loaded: an answer without signal waits for it
+function keepOffline(quiet = false) {
+  keeping = loadKept(quiet).finally(() => { keeping = null; });
+  return keeping;
+}
+
+// Answers without signal need the kept model: wait for one being loaded instead of saying it is missing.
+async function keptModel() {
+  if (!onDevice && keeping) await keeping;
+  return onDevice;
+}
+
+async function loadKept(quiet) {
   checkedAt = Date.now();
   try {
     if (navigator.storage && navigator.storage.persist) await navigator.storage.persist();
@@ -190,6 +202,7 @@ function checkForNewModel() {
 async function logOnPhone(record) {
   try {
     await bungaOutbox.logAnswer({ ...record, at: Date.now() / 1000 });
+    if (!retryTimer) retryTimer = setTimeout(sendQueued, retryDelay);
   } catch (_) { /* IndexedDB unavailable: the answer is shown, not logged */ }
 }
 
@@ -259,7 +272,7 @@ async function identifyPhoto(event) {
     response = await fetch("/predict/image?k=3", { method: "POST", body: form });
   } catch (_) { /* no signal: answered on the phone below, when the model is kept here */ }
   if (!response || response.status === 502 || response.status === 504) {
-    if (!onDevice) {
+    if (!(await keptModel())) {
       status("photo-status", t("noSignal"), true);
       return;
     }
@@ -293,6 +306,8 @@ async function sendFeedback(label) {
   } catch (_) { /* no signal: kept on the phone and sent later */ }
   if (!response || response.status >= 500) {
     await bungaOutbox.add(item);
+    retryDelay = RETRY_FIRST_MS;
+    if (!retryTimer) retryTimer = setTimeout(sendQueued, retryDelay);
     if ("serviceWorker" in navigator) {
       navigator.serviceWorker.ready.then((r) => r.sync && r.sync.register("bunga-feedback")).catch(() => {});
     }
@@ -306,11 +321,23 @@ async function sendFeedback(label) {
   }
 }
 
+// What is queued is sent on each visit, when the network comes back, and on a timer while anything
+// waits: a server that comes back while the phone's network stayed up fires no "online" event.
+const RETRY_FIRST_MS = 5000;
+const RETRY_MAX_MS = 5 * 60 * 1000;
+let retryDelay = RETRY_FIRST_MS;
+let retryTimer = null;
 async function sendQueued() {
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  let waiting = 0;
   try {
     const sent = await bungaOutbox.flush();
     if (sent) status("feedback-status", `${t("queuedSent")}: ${sent}`);
+    waiting = (await bungaOutbox.count()) + (await bungaOutbox.answersWaiting());
+    retryDelay = sent ? RETRY_FIRST_MS : Math.min(RETRY_MAX_MS, retryDelay * 2);
   } catch (_) { /* IndexedDB unavailable (private mode): nothing was queued */ }
+  if (waiting) retryTimer = setTimeout(sendQueued, retryDelay);
 }
 
 async function identifyMeasurements(event) {
@@ -327,7 +354,7 @@ async function identifyMeasurements(event) {
   } catch (_) { /* no signal: answered on the phone below, when the model is kept here */ }
   let prediction;
   if (!response || response.status === 502 || response.status === 504) {
-    if (!onDevice || !onDevice.measurements) {
+    if (!(await keptModel()) || !onDevice.measurements) {
       status("measure-status", t("noSignal"), true);
       return;
     }

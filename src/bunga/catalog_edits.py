@@ -10,6 +10,7 @@ import binascii
 import json
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from bunga.catalog import Catalog, SpeciesInfo
 from bunga.errors import BungaError
+from bunga.schemas import RESERVED_IDS, curator_name
 
 CATALOG = "catalog"
 SPECIES_ID = re.compile(r"^[a-z][a-z0-9_]{1,59}$")
@@ -44,22 +46,53 @@ def species_id(raw: str) -> str:
             f"species id {raw[:60]!r} is not usable as a class: "
             "2-60 characters of a-z, 0-9 and '_', starting with a letter"
         )
+    if text in RESERVED_IDS:
+        raise BungaError(f"{text!r} is a decision word, not a species id (reserved: {', '.join(sorted(RESERVED_IDS))})")
     return text
 
 
-def entry(raw_id: str, fields: dict[str, str]) -> SpeciesInfo:
-    """A validated catalogue entry from typed fields (``nama`` required; each text within its limit)."""
-    clean = {key: (fields.get(key) or "").strip() for key in TEXT_LIMITS}
+def _control(text: str) -> str | None:
+    """The first control or line-separator character in ``text`` (a tab or newline would break
+    `bunga catalog list`'s lines and the page's one-line names), or None."""
+    return next((c for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+
+
+def entry(raw_id: str, fields: dict[str, str], previous: SpeciesInfo | None = None) -> SpeciesInfo:
+    """A validated catalogue entry from typed fields (``nama`` required; each text within its limit,
+    without control characters). A field not given keeps ``previous``'s value: an edit changes only
+    what it names."""
+    kept = previous.model_dump() if previous is not None else {}
+    clean = {key: (fields[key] if key in fields else kept.get(key) or "").strip() for key in TEXT_LIMITS}
     if not clean["nama"]:
         raise BungaError("a species needs its name (nama) in Bahasa Indonesia")
     for key, limit in TEXT_LIMITS.items():
         if len(clean[key]) > limit:
             raise BungaError(f"{key} is {len(clean[key])} characters, over the limit of {limit}")
+        if (bad := _control(clean[key])) is not None:
+            raise BungaError(f"{key} holds a control character ({bad!r}): one line of plain text")
     return SpeciesInfo(id=species_id(raw_id), **clean)
 
 
+def edit(
+    base: Catalog, inbox: _EditSource, raw_id: str, fields: dict[str, str], reference_jpeg: bytes | None, curator: str
+) -> tuple[SpeciesInfo, str, str]:
+    """A curator's edit of one species over what is in force (``base`` with the inbox's edits): the
+    validated entry and (file name, text) of its record. Fields not given and a reference photo not
+    given are kept from the entry in force."""
+    sid = species_id(raw_id)
+    edits = latest([e for _, data in inbox.catalog_files() if (e := parse(data)) is not None])
+    previous = edits.get(sid)
+    info = entry(sid, fields, previous.info if previous else base.entries.get(sid))
+    jpeg = reference_jpeg if reference_jpeg is not None else (previous.reference_jpeg if previous else None)
+    name, text = record(info, curator, jpeg)
+    return info, name, text
+
+
 def record(info: SpeciesInfo, curator: str, reference_jpeg: bytes | None = None) -> tuple[str, str]:
-    """(file name relative to the inbox, text) of a new catalogue edit."""
+    """(file name relative to the inbox, text) of a new catalogue edit; the name is built from
+    validated parts only (a species id and a curator name; ValueError otherwise)."""
+    species_id(info.id)
+    curator_name(curator)
     at_ns = time.time_ns()
     body = {
         "kind": "species",
@@ -69,7 +102,7 @@ def record(info: SpeciesInfo, curator: str, reference_jpeg: bytes | None = None)
         "time": datetime.fromtimestamp(at_ns / 1e9, UTC).isoformat(timespec="microseconds"),
         "reference_jpeg": base64.b64encode(reference_jpeg).decode() if reference_jpeg else None,
     }
-    name = f"{CATALOG}/{info.id}-{at_ns}-{curator[:32]}.json"
+    name = f"{CATALOG}/{info.id}-{at_ns}-{curator}.json"
     return name, json.dumps(body, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bunga.schemas import curator_name
 
 DataKind = Literal["measurements", "photos"]
 DATA_KINDS: tuple[DataKind, ...] = ("measurements", "photos")
@@ -87,7 +90,10 @@ class Settings(BaseSettings):
     # fast per photo at batch 1 as at batch 32, and batching measured no gain (see the README).
     photo_batch_max: int = Field(1, ge=1, le=256)
     photo_batch_wait_ms: float = Field(0.0, ge=0, le=1000)
-    reload_interval_s: float = Field(0.0, ge=0)
+    # How often each worker checks the registry aliases (or the exported folder) for a new champion and
+    # swaps it in: a model promoted by `bunga pipeline` reaches visitors within this many seconds,
+    # without a restart. 0 turns polling off (POST /admin/reload then swaps).
+    reload_interval_s: float = Field(10.0, ge=0)
     # how often each worker re-reads curators' catalogue edits from the inbox (new species, edits)
     catalog_refresh_s: float = Field(2.0, gt=0)
     # --- abuse limits on the public endpoints ----------------------------------------------------
@@ -99,6 +105,11 @@ class Settings(BaseSettings):
     # The inbox in PostgreSQL instead of the folder (replicas that share no disk; bunga.inboxes). Heroku's
     # DATABASE_URL feeds it too: the prediction log and the inbox then share the add-on's database.
     inbox_db: str | None = Field(None, validation_alias=AliasChoices("BUNGA_INBOX_DB", "DATABASE_URL", "inbox_db"))
+    # The PostgreSQL inbox: connections per worker process, and how long a request waits on the
+    # database (a lock held elsewhere, a busy pool) before it is answered 503 + Retry-After; statements
+    # run at most 4x that, and a session idle in a transaction (a frozen holder) is ended after 4x that.
+    inbox_db_pool: int = Field(4, ge=1, le=100)
+    inbox_db_wait_s: float = Field(3.0, gt=0, le=60)
     feedback_rate_per_min: float = Field(6.0, ge=0)  # per client; 0 turns the limit off
     feedback_burst: int = Field(10, ge=1)
     predict_rate_per_min: float = Field(0.0, ge=0)  # /predict and /predict/image; 0: off (school groups)
@@ -116,6 +127,9 @@ class Settings(BaseSettings):
     download_rate_window_s: float = Field(15.0, gt=0)  # ... this long, and a download is cut off
     download_budget_bytes: int = Field(500_000_000, ge=0)  # what one address may take at once; 0: off
     download_refill_bytes_per_hour: int = Field(2_000_000_000, ge=1)  # and how fast that budget refills
+    # Wrong admin or curator tokens per client: past the burst, 429 + Retry-After before any comparison.
+    signin_failures_per_min: float = Field(5.0, ge=0)  # 0 turns the limit off
+    signin_failures_burst: int = Field(10, ge=1)
     trusted_proxies: list[str] = ["127.0.0.1"]  # peers whose X-Forwarded-For names the client
     feedback_min_votes: int = Field(2, ge=1)  # agreeing visitor votes before a photo joins the dataset
     # --- monitoring ------------------------------------------------------------------------------
@@ -138,6 +152,17 @@ class Settings(BaseSettings):
         if value is not None and value != "" and len(value) < 16:
             raise ValueError("BUNGA_ADMIN_TOKEN must be at least 16 characters (or unset)")
         return value or None
+
+    @field_validator("curators")
+    @classmethod
+    def _curators_named_and_hashed(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, digest in value.items():
+            curator_name(name)
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", digest.strip()):
+                raise ValueError(
+                    f"BUNGA_CURATORS[{name!r}] must be the sha256 (64 hex digits) of a token: bunga curator add"
+                )
+        return {name: digest.strip().lower() for name, digest in value.items()}
 
     @field_validator("review_url_key")
     @classmethod

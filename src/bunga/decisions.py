@@ -6,11 +6,14 @@ ones stay (an undo is a later decision). ``label`` gives the photo a species; ``
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+
+from bunga.schemas import curator_name
 
 DECISIONS = "decisions"
 Kind = Literal["label", "not_a_flower", "reject"]
@@ -37,7 +40,11 @@ class Decision:
 
 
 def record(sha256: str, decision: Kind, label: str | None, curator: str) -> tuple[str, str]:
-    """(file name relative to the inbox, text) of a new decision record."""
+    """(file name relative to the inbox, text) of a new decision record; the name is built from
+    validated parts only (a sha256 and a curator name; ValueError otherwise)."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"not a photo's sha256: {sha256[:70]!r}")
+    curator_name(curator)
     at_ns = time.time_ns()
     body = {
         "kind": "decision",
@@ -48,7 +55,7 @@ def record(sha256: str, decision: Kind, label: str | None, curator: str) -> tupl
         "at_ns": at_ns,
         "time": datetime.fromtimestamp(at_ns / 1e9, UTC).isoformat(timespec="microseconds"),
     }
-    name = f"{DECISIONS}/{sha256}-{at_ns}-{curator[:32]}.json"
+    name = f"{DECISIONS}/{sha256}-{at_ns}-{curator}.json"
     return name, json.dumps(body, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -10,15 +10,26 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bunga.errors import BungaError
 from bunga.files import atomic_write_bytes, atomic_write_text, sha256_bytes
 
 PHOTOS = "photos"
 MEASUREMENTS = "measurements"
+RECORD_NAME = re.compile(r"^[a-z]+/[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")  # <folder>/<file>: one level, no '..'
+
+
+def inside(inbox: Path, name: str) -> Path:
+    """Where the record ``name`` lives in the inbox folder; BungaError for a name that would leave it
+    (an absolute path, a '..', a deeper folder): a name stored in a database is never trusted."""
+    if not RECORD_NAME.match(name) or ".." in name:
+        raise BungaError(f"inbox record name {name[:80]!r} is not <folder>/<file> inside the inbox: refused")
+    return inbox / name
 
 
 def record_text(**fields: Any) -> tuple[str, str]:

@@ -6,10 +6,11 @@ is exported to the directory layout, byte for byte, before a merge (see ``export
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,9 +19,10 @@ from bunga.catalog_edits import CATALOG
 from bunga.decisions import DECISIONS
 from bunga.errors import BungaError
 from bunga.files import atomic_write_bytes, atomic_write_text, sha256_bytes
-from bunga.postgres import connect
+from bunga.postgres import Pool, PoolExhausted
 from bunga.quota import CLAIMED, InboxQuota, Reservation, refusal
 
+log = logging.getLogger("bunga.inbox")
 CLAIM_WAITS, CLAIM_WAIT_S = 200, 0.05  # how long a retry waits for another try of its upload to finish
 RECORD_BYTES = 2_000  # what a metadata record counts against the byte quota
 INBOX_LOCK = 0x62756E6769  # "bungi": the advisory lock that serialises the quota check and the insert
@@ -28,6 +30,22 @@ INBOX_LOCK = 0x62756E6769  # "bungi": the advisory lock that serialises the quot
 
 class InboxFull(BungaError):
     """Storing this would go over the inbox's quota; the message says which."""
+
+
+class InboxConflict(BungaError):
+    """A retry of an upload (its Idempotency-Key) that says something else than the upload stored."""
+
+
+def same_upload(stored: bytes, label: str | None) -> None:
+    """InboxConflict when the record stored under an upload's key gives another label than its retry."""
+    try:
+        kept = json.loads(stored).get("label")
+    except (ValueError, AttributeError):
+        return
+    if kept != label:
+        raise InboxConflict(
+            f"this Idempotency-Key was used for an upload labelled {kept!r}, not {label!r}: use a new key"
+        )
 
 
 class InboxUnavailable(BungaError):
@@ -111,8 +129,10 @@ class DirectoryInbox:
         if record_id is None:
             return self._within_quota(nbytes, 2, write, data, suffix, label, sha=sha, **meta)
         claim = f"{sha}-{record_id}"
+        stored = self.folder / inbox.PHOTOS / f"{claim}.json"
         for _ in range(CLAIM_WAITS):
-            if (self.folder / inbox.PHOTOS / f"{claim}.json").is_file():
+            if stored.is_file():
+                same_upload(stored.read_bytes(), label)
                 return sha  # this upload was stored before: a retry
             held = self.quota.reserve(nbytes, 2, claim)
             if held != CLAIMED:  # a reservation, or why the inbox is full
@@ -130,10 +150,10 @@ class DirectoryInbox:
         return self.quota.usage()
 
     def store_decision(self, name: str, text: str) -> None:
-        atomic_write_text(self.folder / name, text)
+        atomic_write_text(inbox.inside(self.folder, name), text)
 
     def store_catalog_edit(self, name: str, text: str) -> None:
-        atomic_write_text(self.folder / name, text)
+        atomic_write_text(inbox.inside(self.folder, name), text)
 
     def catalog_files(self, skip: frozenset[str] = frozenset()) -> list[tuple[str, bytes]]:
         out = []
@@ -173,53 +193,52 @@ class PostgresInbox:
     relative name and exact bytes), so a quota check and the insert that follows it are one
     transaction under an advisory lock, on every replica at once."""
 
-    def __init__(self, url: str, max_bytes: int, max_files: int) -> None:
+    def __init__(self, url: str, max_bytes: int, max_files: int, pool_size: int = 4, wait_s: float = 3.0) -> None:
         self.url, self.max_bytes, self.max_files = url, max_bytes, max_files
-        self._local = threading.local()
+        self.pool = Pool(url, pool_size, wait_s)  # bounded per worker; every session carries bunga's timeouts
         self._schema_ready = False  # made on first use: a database that is down must not stop serving
-
-    def _connection(self) -> Any:
-        """One connection per thread (serving calls from its threadpool), reopened when it broke."""
-        import psycopg2
-
-        connection = getattr(self._local, "connection", None)
-        if connection is None or connection.closed:
-            try:
-                connection = connect(self.url)
-            except psycopg2.Error as err:
-                raise InboxUnavailable(f"the feedback database does not answer ({type(err).__name__})") from None
-            self._local.connection = connection
-        if not self._schema_ready:
-            with connection, connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INBOX_LOCK,))
-                for statement in SCHEMA.split(";"):
-                    cursor.execute(statement)
-            self._schema_ready = True
-        return connection
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
+        """A cursor in one transaction on a pooled connection (committed, or rolled back on an error);
+        InboxUnavailable when the database does not answer, a lock stays held past the wait (a frozen
+        holder), or every connection stays busy."""
         import psycopg2
 
         try:
-            connection = self._connection()
-        except psycopg2.Error as err:
-            raise InboxUnavailable(f"the feedback database failed ({type(err).__name__})") from None
-        try:
-            with connection, connection.cursor() as cursor:  # commits, or rolls back on any error
-                yield cursor
-        except psycopg2.Error as err:
-            with contextlib.suppress(psycopg2.Error):
-                connection.close()
-            raise InboxUnavailable(f"the feedback database failed ({type(err).__name__})") from None
+            with self.pool.connection() as connection:
+                try:
+                    if not self._schema_ready:
+                        with connection, connection.cursor() as cursor:
+                            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INBOX_LOCK,))
+                            for statement in SCHEMA.split(";"):
+                                cursor.execute(statement)
+                        self._schema_ready = True
+                    with connection, connection.cursor() as cursor:  # commits, or rolls back on any error
+                        yield cursor
+                except psycopg2.Error as err:
+                    with contextlib.suppress(psycopg2.Error):
+                        connection.close()  # never handed out again
+                    raise InboxUnavailable(f"the feedback database failed ({type(err).__name__})") from None
+        except PoolExhausted as err:
+            raise InboxUnavailable(str(err)) from None
+        except psycopg2.Error as err:  # could not connect
+            raise InboxUnavailable(f"the feedback database does not answer ({type(err).__name__})") from None
 
-    def _store(self, rows: list[tuple[str, str, str | None, bytes]]) -> None:
+    def _store(
+        self, rows: list[tuple[str, str, str | None, bytes]], check_retry: Callable[[bytes], None] | None = None
+    ) -> None:
         """Insert ``rows`` (name, kind, sha256, bytes) within the quota, in one transaction; a row whose
-        name is already stored (the same photo again) is kept once and costs nothing."""
+        name is already stored (the same photo again) is kept once and costs nothing. ``check_retry``
+        sees a record row already stored (a retry) and may refuse it."""
         with self._transaction() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INBOX_LOCK,))
-            cursor.execute("SELECT name FROM inbox_files WHERE name = ANY(%s)", ([r[0] for r in rows],))
-            present = {name for (name,) in cursor.fetchall()}
+            cursor.execute("SELECT name, kind, data FROM inbox_files WHERE name = ANY(%s)", ([r[0] for r in rows],))
+            found = cursor.fetchall()
+            present = {name for name, _, _ in found}
+            for _, kind, data in found:
+                if kind == "record" and check_retry is not None:
+                    check_retry(bytes(data))
             new = [r for r in rows if r[0] not in present]
             cursor.execute("SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM inbox_files")
             used, files = cursor.fetchone()
@@ -239,7 +258,11 @@ class PostgresInbox:
         photo = f"{sha}.{suffix}"
         text, digest = inbox.record_text(kind="photos", sha256=sha, photo=photo, label=label, **meta)
         record = f"{inbox.PHOTOS}/{sha}-{record_id or digest[:16]}.json"  # a retry's rows are present: kept once
-        self._store([(f"{inbox.PHOTOS}/{photo}", "photo", sha, data), (record, "record", sha, text.encode())])
+        rows: list[tuple[str, str, str | None, bytes]] = [
+            (f"{inbox.PHOTOS}/{photo}", "photo", sha, data),
+            (record, "record", sha, text.encode()),
+        ]
+        self._store(rows, (lambda stored: same_upload(stored, label)) if record_id else None)
         return sha
 
     def store_measurement(self, values: list[float], label: str, **meta: Any) -> str:
@@ -307,7 +330,11 @@ class PostgresInbox:
             cursor.execute("SELECT name, data FROM inbox_files ORDER BY name")
             while rows := cursor.fetchmany(100):
                 for name, data in rows:
-                    target = folder / name
+                    try:
+                        target = inbox.inside(folder, name)
+                    except BungaError as err:  # a row written by something other than bunga: never followed
+                        log.warning("%s", err)
+                        continue
                     if target.is_file() and target.read_bytes() == bytes(data):
                         continue
                     atomic_write_bytes(target, bytes(data))
@@ -315,9 +342,14 @@ class PostgresInbox:
         return written
 
 
-def open_inbox(folder: Path, url: str | None, max_bytes: int, max_files: int) -> DirectoryInbox | PostgresInbox:
-    """The database inbox when ``url`` is set, otherwise the folder."""
-    return PostgresInbox(url, max_bytes, max_files) if url else DirectoryInbox(folder, max_bytes, max_files)
+def open_inbox(
+    folder: Path, url: str | None, max_bytes: int, max_files: int, pool_size: int = 4, wait_s: float = 3.0
+) -> DirectoryInbox | PostgresInbox:
+    """The database inbox when ``url`` is set (``pool_size`` connections per process, waits of at most
+    ``wait_s``), otherwise the folder."""
+    if url:
+        return PostgresInbox(url, max_bytes, max_files, pool_size, wait_s)
+    return DirectoryInbox(folder, max_bytes, max_files)
 
 
 def export_if_database(folder: Path, url: str | None) -> int:

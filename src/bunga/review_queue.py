@@ -1,7 +1,8 @@
-"""The review queue: the inbox's visitor photos with their votes, the answer the visitor was given
-(model version, top species and band, stored with the feedback record) and the decision in force.
-Built from the inbox's record files alone, so a directory inbox and a database inbox give the same
-queue."""
+"""The review queue: the inbox's visitor photos with their votes, the server's own answer for each
+(model version, band and species, computed when the photo arrived and stored with the feedback
+record), what the visitor's page claimed it was told (shown as the visitor's claim, never trusted) and
+the decision in force. Built from the inbox's record files alone, so a directory inbox and a database
+inbox give the same queue."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bunga import decisions
 from bunga.decisions import Decision
+from bunga.schemas import NOT_A_FLOWER
 
 BAND_ORDER = {"possible": 0, "not_recognised": 1, "not_a_flower": 2, "sure": 3}  # the doubtful first
 
@@ -22,18 +24,30 @@ class QueueItem:
     sha256: str
     received: str  # when the first record of it arrived (ISO time)
     votes: Counter[str] = field(default_factory=Counter)  # label -> distinct voters ("" for "I don't know")
-    predicted: str | None = None
-    band: str | None = None
-    model_version: str | None = None
+    answer_species: str | None = None  # the server's answer (None: not recognised, or a record from before)
+    answer_band: str | None = None
+    answer_version: str | None = None
+    predicted: str | None = None  # what the visitor's page claimed the model said: a claim
+    band: str | None = None  # the band the visitor's page claimed
     decision: Decision | None = None
 
     @property
+    def model_version(self) -> str | None:
+        """The version that gave the server's answer."""
+        return self.answer_version
+
+    @property
     def proposed(self) -> str | None:
-        """The label a curator accepts with one key: the visitors' most voted one, else the model's."""
-        named = [(n, label) for label, n in self.votes.items() if label]
+        """What one key accepts: ``not_a_flower`` when the server saw no flower; else the visitors'
+        most voted species; else their agreement that it is no flower; else the server's species."""
+        if self.answer_band == NOT_A_FLOWER:
+            return NOT_A_FLOWER
+        named = [(n, label) for label, n in self.votes.items() if label and label != NOT_A_FLOWER]
         if named:
             return max(named)[1]
-        return self.predicted if self.predicted and not self.predicted.startswith("_") else None
+        if self.votes.get(NOT_A_FLOWER):
+            return NOT_A_FLOWER
+        return self.answer_species
 
 
 def build(files: list[tuple[str, bytes]]) -> dict[str, QueueItem]:
@@ -60,7 +74,7 @@ def build(files: list[tuple[str, bytes]]) -> dict[str, QueueItem]:
         label, voter = record.get("label"), record.get("voter")
         who = voter if isinstance(voter, str) else name  # records without a voter count once each
         voters.setdefault(sha, {})[who] = label if isinstance(label, str) else ""  # one voter, one (latest) vote
-        for key in ("predicted", "band", "model_version"):
+        for key in ("answer_species", "answer_band", "answer_version", "predicted", "band"):
             value = record.get(key)
             if isinstance(value, str) and value and getattr(item, key) is None:
                 setattr(item, key, value[:100])
@@ -73,5 +87,6 @@ def build(files: list[tuple[str, bytes]]) -> dict[str, QueueItem]:
 
 
 def ordered(items: list[QueueItem]) -> list[QueueItem]:
-    """Doubtful answers first ("possible", then not recognised, ...), oldest first within a band."""
-    return sorted(items, key=lambda i: (BAND_ORDER.get(i.band or "", 4), i.received))
+    """Doubtful answers first by the server's band ("possible", then not recognised, ...; records
+    from before the server answered last), oldest first within a band."""
+    return sorted(items, key=lambda i: (BAND_ORDER.get(i.answer_band or "", 4), i.received))

@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 FEATURES: tuple[str, ...] = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+# Who decides: a curator's name, wherever it enters (the BUNGA_CURATORS token map, the review page,
+# a Label Studio import). Record file names are built from it, so it holds no path separator, dot run
+# or control character.
+CURATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+CURATOR_RULE = "1-64 characters of A-Z, a-z, 0-9, '_' and '-', starting with a letter or digit"
+# Words that are decisions or answers, never species: refused as a species id wherever one enters
+# (catalogue edits, photo folders, labels, Label Studio choices). other_flowers is the pool of species
+# the garden does not name (outlier exposure): a class the model learns and never answers.
+NOT_A_FLOWER, REJECT, UNRECOGNISED, OTHER_FLOWERS = "not_a_flower", "reject", "unrecognised", "other_flowers"
+RESERVED_IDS = frozenset({NOT_A_FLOWER, REJECT, UNRECOGNISED, "not_recognised", OTHER_FLOWERS})
+
+
+def curator_name(raw: str) -> str:
+    """``raw`` when it is a valid curator name; ValueError saying the rule otherwise."""
+    if not CURATOR_NAME.match(raw):
+        raise ValueError(f"curator name {raw[:40]!r} is not valid: {CURATOR_RULE}")
+    return raw
 
 
 def _finite(value: float) -> float:

@@ -178,6 +178,10 @@ def test_page_says_when_a_photo_is_not_a_flower(browser: object, model_dir: Path
         assert page.locator("#photo-result .unknown").inner_text() == "Foto ini tidak tampak seperti bunga"
         assert page.locator("#photo-result .card, #photo-result meter, #photo-result .suggestions").count() == 0
         page.screenshot(path=str(ARTIFACTS / "page-not-a-flower.png"), full_page=True)
+        page.click("#confirm")  # "yes, right": a vote that the photo shows no flower, not "don't know"
+        page.wait_for_selector("#feedback-status:has-text('Terima kasih')")
+        (record,) = (tmp_path / "d" / "feedback" / "photos").glob("*.json")
+        assert json.loads(record.read_text())["label"] == "not_a_flower"
         page.click("#lang")
         page.click("#identify")
         page.wait_for_function(
@@ -200,3 +204,29 @@ def test_page_says_when_it_is_not_sure(browser: object, model_dir: Path, tmp_pat
         page.click("#lang")
         page.click("#identify")
         page.wait_for_function("document.querySelector('#photo-result .possible')?.innerText.startsWith('Not sure')")
+
+
+def test_the_correction_list_starts_afresh_offers_the_catalogue_and_works_offline(
+    browser: object, sure_server: LiveServer, synthetic_photos: Path
+) -> None:
+    """The visitor's correction list: the served species first, then the whole catalogue (a species the
+    model was never taught, Kembang sepatu, too); a new photo starts with no choice; and after one
+    visit the list is there with the server gone."""
+    page, errors = open_page(browser, sure_server.url)
+    photos = sorted((synthetic_photos / "sintetis_merah").glob("*.jpg"))[:2]
+    page.set_input_files("#photo", str(photos[0]))
+    page.click("#identify")
+    page.wait_for_selector("#feedback-form:not([hidden])")
+    options = page.locator("#correct option").evaluate_all("(os) => os.map((o) => o.value)")
+    assert options[0] == "" and "hibiscus_rosa_sinensis" in options and "sintetis_merah" in options[:6]
+    page.select_option("#correct", "hibiscus_rosa_sinensis")
+    page.set_input_files("#photo", str(photos[1]))  # the next photo: the last choice does not carry over
+    assert page.locator("#correct").input_value() == "" and page.locator("#feedback-form").is_hidden()
+    page.evaluate("async () => { await navigator.serviceWorker.ready; return true; }")
+    assert not errors, errors
+    page.close()
+    sure_server.stop()
+    offline = browser.new_page()  # type: ignore[attr-defined]
+    offline.goto(sure_server.url)  # the service worker answers the page; the list comes from the phone
+    offline.wait_for_function("document.querySelectorAll('#correct option').length > 5")
+    assert "hibiscus_rosa_sinensis" in offline.locator("#correct option").evaluate_all("(os) => os.map((o) => o.value)")

@@ -41,9 +41,11 @@ def test_a_curator_reviews_30_photos_by_keyboard(browser: object, model_dir: Pat
         page.wait_for_selector("#item:not([hidden])")
         assert page.locator("#progress").inner_text() == "30 tersisa"
         assert "Bunga sintetis merah" in page.locator("#proposed").inner_text()
-        assert "(Belum pasti)" in page.locator("#answer").inner_text()  # the band the visitor was shown
-        page.wait_for_function("document.querySelectorAll('#species button').length >= 9")
-        ids = [page.locator("#species button").nth(i).get_attribute("data-species") for i in range(9)]
+        assert page.locator("#answer").inner_text().startswith("Model: ")  # the server's own answer ...
+        assert "(Belum pasti)" in page.locator("#claimed").inner_text()  # ... and, marked, what the page claimed
+        page.locator("#species button").nth(1).wait_for()  # the photo species, each with a key
+        keyed = min(9, page.locator("#species button").count())
+        ids = [page.locator("#species button").nth(i).get_attribute("data-species") for i in range(keyed)]
         pick = next(i for i, s in enumerate(ids) if s and s != "sintetis_merah")  # another species, by its number
         other = ids[pick]
         page.wait_for_function("document.querySelector('#photo').naturalWidth > 0")
@@ -103,6 +105,12 @@ def test_a_curator_adds_a_species_on_the_page_and_labels_a_photo_with_it(
         page.wait_for_selector("#status:has-text('Spesies tersimpan: Kembang sepatu (kembang_sepatu)')")
         button = page.locator("#species button[data-species='kembang_sepatu']")
         button.wait_for()
+        # a photo species: among the keyed ones, right after the served model's, with its thumbnail
+        assert button.inner_text()[0].isdigit(), button.inner_text()
+        assert page.locator("#species li:has(button[data-species='kembang_sepatu']) img").count() == 1
+        assert page.locator("#species button[data-species='setosa']").count() == 0  # measurement-only: searched
+        page.fill("#species-search", "seto")
+        page.locator("#species-more button[data-species='setosa']").wait_for()
         assert httpx.get(f"{server.url}/review/queue", headers={"Authorization": f"Bearer {TOKEN}"}).json()
         button.click()
         page.wait_for_selector("#empty:not([hidden])")

@@ -574,8 +574,12 @@ def test_review_api_needs_a_curator_and_keeps_every_decision(model_dir: Path, tm
         assert client.get("/review/queue", headers={"Authorization": "Bearer wrong"}).status_code == 403
         ani, admin = {"Authorization": f"Bearer {curator_token}"}, {"Authorization": f"Bearer {TOKEN}"}
         (entry,) = client.get("/review/queue", headers=ani).json()
-        assert entry["sha256"] == sha and entry["proposed"] == "sintetis_ungu" and entry["band"] == "possible"
-        assert client.get("/review/queue?band=sure", headers=ani).json() == []
+        assert entry["sha256"] == sha and entry["claimed_band"] == "possible"  # the page's claim, shown as one
+        # proposed from the server's own answer: "not a flower" when it saw none, else the visitor's vote
+        assert entry["proposed"] == ("not_a_flower" if entry["band"] == "not_a_flower" else "sintetis_ungu")
+        other = next(b for b in ("sure", "possible") if b != entry["band"])
+        assert client.get(f"/review/queue?band={other}", headers=ani).json() == []
+        assert client.get(f"/review/queue?band={entry['band']}", headers=ani).json() == [entry]
         assert client.get(f"/review/photos/{sha}", headers=ani).content == photo["file"][1]
         decide = lambda body, who: client.post("/review/decisions", json=body, headers=who)  # noqa: E731
         assert decide({"sha256": sha, "decision": "label", "label": "bunga_palsu"}, ani).status_code == 422

@@ -120,6 +120,38 @@ def test_drift_alarms_and_false_alarm_rate_on_generated_windows(model_dir: Path,
     assert alarms["petal_length"] == 20 and alarms["sepal_width"] == 20, alarms
 
 
+def test_windows_of_genuine_rows_rarely_alarm(model_dir: Path, trained_workspace: Path, tmp_path: Path) -> None:
+    """200 windows of 40 rows resampled from the training data, answered by the model: sampling noise
+    (an empty PSI bin is 1.5 % likely per bin at 40 rows) raises at most 5 false alarms (2.5 %)."""
+    from bunga.predict import Predictor
+
+    profile = read_bundle(model_dir / "measurements")[0].profile
+    assert profile is not None
+    predictor = Predictor(model_dir / "measurements")
+    with (trained_workspace / "Dataset Bunga" / "flowers_dataset.csv").open() as handle:
+        rows = np.asarray([[float(r[f]) for f in FEATURES] for r in csv.DictReader(handle)])
+    rng = np.random.default_rng(4)
+    alarms = 0
+    for trial in range(200):
+        x = rows[rng.integers(0, len(rows), 40)]
+        probabilities = predictor.predict_proba(x)
+        db = tmp_path / f"w{trial}.db"
+        log = PredictionLog(db, 50, 90)
+        log.start()
+        for i, row in enumerate(probabilities):
+            label = predictor.classes[int(row.argmax())]
+            log.add(
+                Record(
+                    time.time(), "measurements", "m", "1", "champion", label, float(row.max()), True, None, 1.0, *x[i]
+                )
+            )
+        log.close()
+        with sqlite3.connect(db) as conn:
+            alarms += bool(check_version(conn, "measurements", "m", "1", Window(), profile, Thresholds()).alarms)
+    print(f"false alarms on genuine windows of 40: {alarms} of 200")
+    assert alarms <= 5, alarms
+
+
 def test_a_check_reports_its_progress_per_version(model_dir: Path, tmp_path: Path) -> None:
     """`bunga monitor` draws its progress bar from these calls: one per version, then done."""
     profile = read_bundle(model_dir / "measurements")[0].profile

@@ -712,3 +712,115 @@ def test_a_retry_on_another_replica_is_recorded_once(pg_cluster: PgCluster, mode
     with psycopg2.connect(url) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT kind, COUNT(*) FROM inbox_files WHERE sha256 IS NOT NULL GROUP BY kind ORDER BY kind")
         assert cursor.fetchall() == [("photo", 1), ("record", 1)]
+
+
+def test_a_frozen_lock_holder_gets_fast_503s_and_is_ended(
+    pg_cluster: PgCluster, model_dir: Path, tmp_path: Path
+) -> None:
+    """A session of bunga's (its timeouts) takes the inbox's advisory lock and freezes: uploads answer
+    503 + Retry-After within a few seconds (not at the 20 s request limit), and the server ends the
+    frozen session after 4 x BUNGA_INBOX_DB_WAIT_S, releasing the lock: uploads succeed again."""
+    import asyncio
+
+    from bunga.inboxes import INBOX_LOCK
+    from bunga.postgres import connect, timeouts
+    from tests.helpers import photo_bytes
+
+    url, servers = _pg_inbox_servers(pg_cluster, model_dir, tmp_path, BUNGA_INBOX_DB_WAIT_S="1")
+    try:
+        assert (
+            asyncio.run(_upload(servers[0].url, [(servers[0].url, photo_bytes("sintetis_merah", 1))], 1))[0][0] == 201
+        )
+        frozen = connect(url, timeouts(1.0))
+        with frozen.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INBOX_LOCK,))  # and never commits
+        photos = [(servers[i % 2].url, photo_bytes("sintetis_merah", 10 + i)) for i in range(10)]
+        started = time.monotonic()
+        answers = asyncio.run(_upload(url, photos, 10))
+        assert [status for status, _ in answers] == [503] * 10, answers
+        assert time.monotonic() - started < 8, "uploads waited on the lock"
+        answer = httpx.post(
+            f"{servers[0].url}/feedback", files={"file": ("x.jpg", photo_bytes("sintetis_merah", 99), "image/jpeg")}
+        )
+        assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1
+        time.sleep(5)  # past 4 x 1 s idle in the transaction: the server ended the frozen session
+        later = asyncio.run(_upload(url, [(servers[1].url, photo_bytes("sintetis_merah", 50))], 1))
+        assert later[0][0] == 201, later
+        with contextlib.suppress(Exception):
+            frozen.close()
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_each_worker_holds_a_bounded_pool_of_inbox_connections(
+    pg_cluster: PgCluster, model_dir: Path, tmp_path: Path
+) -> None:
+    """80 uploads, 40 at a time, to two workers: at most 2 x BUNGA_INBOX_DB_POOL (4) inbox sessions
+    open at any moment, and every upload stored."""
+    import asyncio
+
+    import psycopg2
+
+    from tests.helpers import photo_bytes
+
+    url = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/mlflow"
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "a"), "BUNGA_INBOX_DB": url, "BUNGA_MONITOR_LOG": "false"}
+    server = LiveServer(env, ["--model-dir", str(model_dir), "--workers", "2"], tmp_path)
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        with psycopg2.connect(url) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                while not stop.is_set():
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'mlflow' AND pid <> pg_backend_pid()"
+                    )
+                    peak = max(peak, cursor.fetchone()[0])
+                    time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        photos = [(server.url, photo_bytes("sintetis_kuning", 200 + i)) for i in range(80)]
+        answers = asyncio.run(_upload(url, photos, 40))
+    finally:
+        stop.set()
+        watcher.join()
+        server.stop()
+    assert [status for status, _ in answers].count(201) == 80, answers
+    assert 1 <= peak <= 8, peak
+
+
+def test_an_inbox_row_named_outside_the_inbox_is_never_written_by_the_merge(
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    """A row in the database inbox whose name would leave the inbox folder (written by anything but
+    bunga) is refused by the merge's export; the rest is exported."""
+    import psycopg2
+    from typer.testing import CliRunner
+
+    from bunga.cli import app
+    from bunga.inboxes import PostgresInbox
+
+    url = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/mlflow"
+    inbox = PostgresInbox(url, 10**9, 10**6)
+    inbox.store_decision(f"decisions/{'a' * 64}-1-ani.json", "{}\n")
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        for name in ("decisions/../../../app.json", "/tmp/evil.json", "catalog/sub/x.json"):
+            cursor.execute(
+                "INSERT INTO inbox_files (name, kind, sha256, data, bytes) VALUES (%s, 'decision', NULL, %s, 2)",
+                (name, b"{}"),
+            )
+    work = tmp_path / "work"
+    work.mkdir()
+    merged = CliRunner().invoke(app, ["merge", "--data-dir", str(work / "collected_data")], env={"BUNGA_INBOX_DB": url})
+    assert merged.exit_code in (0, 1), merged.output
+    assert (work / "collected_data" / "feedback" / "decisions" / f"{'a' * 64}-1-ani.json").is_file()
+    assert not (work / "collected_data" / "app.json").exists() and not (work / "app.json").exists()
+    assert (
+        not Path("/tmp/evil.json").exists() and not (work / "collected_data" / "feedback" / "catalog" / "sub").exists()
+    )

@@ -144,7 +144,7 @@ def _exported_metrics() -> set[str]:
     m.latency.labels("/x").observe(0.1)
     m.predictions.labels("photos", "x", "1").inc()
     m.rejected.labels("x").inc()
-    m.photo_answers.labels("sure").inc()
+    m.photo_answers.labels("sure", "champion").inc()
     m.model_version.labels("photos", "champion", "n", "1").set(1)
     from prometheus_client import generate_latest
 

@@ -28,30 +28,39 @@ def _inbox() -> DirectoryInbox | PostgresInbox:
 @friendly
 def add(
     species_id: Annotated[str, typer.Argument(help="Class id, e.g. kembang_sepatu (2-60 of a-z, 0-9, '_')")],
-    nama: Annotated[str, typer.Option(help="Name in Bahasa Indonesia")],
-    latin: Annotated[str, typer.Option(help="Latin name")] = "",
-    famili: Annotated[str, typer.Option(help="Family, e.g. Malvaceae")] = "",
-    deskripsi: Annotated[str, typer.Option(help="Description in Bahasa Indonesia")] = "",
-    description: Annotated[str, typer.Option(help="Description in English")] = "",
+    nama: Annotated[str | None, typer.Option(help="Name in Bahasa Indonesia (required for a new species)")] = None,
+    latin: Annotated[str | None, typer.Option(help="Latin name")] = None,
+    famili: Annotated[str | None, typer.Option(help="Family, e.g. Malvaceae")] = None,
+    deskripsi: Annotated[str | None, typer.Option(help="Description in Bahasa Indonesia")] = None,
+    description: Annotated[str | None, typer.Option(help="Description in English")] = None,
     photo: Annotated[Path | None, typer.Option(help="A reference photo (JPEG, PNG or WebP)")] = None,
-    curator: Annotated[str | None, typer.Option(help="Who adds it [default: cli:<user>]")] = None,
+    curator: Annotated[str | None, typer.Option(help="Who adds it [default: cli-<user>]")] = None,
 ) -> None:
-    """Add a species (or edit one: the latest edit wins, the earlier ones are kept) in the inbox the
-    service reads: running services show it within seconds, the next merge writes it into the dataset."""
+    """Add a species, or edit one: an edit changes only the fields it gives (the rest, the reference
+    photo included, stay as they are); the latest edit wins and the earlier ones are kept. Running
+    services show it within seconds, the next merge writes it into the dataset."""
     from bunga import catalog_edits
+    from bunga.catalog import load_catalog
     from bunga.errors import BungaError
     from bunga.imaging import ImageRejected, thumbnail_jpeg
+    from bunga.schemas import curator_name
 
-    fields = {"nama": nama, "latin": latin, "famili": famili, "deskripsi": deskripsi, "description": description}
-    info = catalog_edits.entry(species_id, fields)
+    given = {"nama": nama, "latin": latin, "famili": famili, "deskripsi": deskripsi, "description": description}
+    fields = {key: value for key, value in given.items() if value is not None}
     jpeg = None
     if photo is not None:
         try:
             jpeg = thumbnail_jpeg(photo, settings().image_max_pixels, 320)
         except (ImageRejected, OSError) as err:
             raise BungaError(f"--photo {photo}: {err}") from None
-    name, text = catalog_edits.record(info, curator or f"cli:{getpass.getuser()}", jpeg)
-    _inbox().store_catalog_edit(name, text)
+    try:
+        who = curator_name(curator or f"cli-{getpass.getuser()}"[:64])
+    except ValueError as err:
+        raise BungaError(f"--curator: {err}", 2) from None
+    inbox = _inbox()
+    base = load_catalog(settings().catalog_file)
+    info, name, text = catalog_edits.edit(base, inbox, species_id, fields, jpeg, who)
+    inbox.store_catalog_edit(name, text)
     console.print(f"{info.id} ({info.nama}) recorded in the catalogue; run `bunga merge` to put it in the dataset")
 
 

@@ -194,14 +194,15 @@ def review_import(
     from bunga.data.review import import_labels
 
     if sheet.suffix.lower() == ".json":
-        from bunga import catalog_edits, label_studio
+        from bunga import catalog_edits, label_studio, review_queue
         from bunga.catalog import load_catalog
         from bunga.inboxes import open_inbox
 
         s = settings()
         inbox = open_inbox(s.inbox_dir, s.inbox_db, s.inbox_max_bytes, s.inbox_max_files)
         in_force = catalog_edits.current(load_catalog(s.catalog_file), inbox)
-        records = label_studio.read_export(sheet, set(in_force.entries))
+        photos = set(review_queue.build(inbox.review_files()))
+        records = label_studio.read_export(sheet, set(in_force.entries), photos)
         for name, text in records:
             inbox.store_decision(name, text)
         console.print(f"{len(records)} decisions recorded from Label Studio; run `bunga merge` to apply them")

@@ -12,6 +12,7 @@ from pathlib import Path
 from bunga.data.tabular import normalise
 from bunga.files import atomic_write_text
 from bunga.imaging import IMAGE_SUFFIXES, REFUSED_SUFFIXES, ImageRejected, PhotoInfo, load_photo
+from bunga.schemas import NOT_A_FLOWER, OTHER_FLOWERS, RESERVED_IDS
 
 # Folders whose name is not a label: photos directly inside them wait for a curator.
 UNLABELLED_FOLDERS = frozenset(
@@ -143,7 +144,8 @@ def is_photo_name(path: Path) -> bool:
 class VoteRule:
     """When visitors' votes label a photo by themselves: agreeing votes from at least ``min_votes``
     different voters, none disagreeing, for a label in ``known`` (None: any label). Otherwise a
-    curator decides. A vote without a voter pseudonym counts as its own voter."""
+    curator decides. A vote without a voter pseudonym counts as its own voter. Agreeing votes for
+    ``not_a_flower`` give that label, which the merge turns into a rejection, never a class."""
 
     min_votes: int = 2
     known: frozenset[str] | None = None
@@ -155,7 +157,7 @@ class VoteRule:
         if len(labels) != 1 or len({voter for _, voter in ballot}) < self.min_votes:
             return None
         label = labels.pop()
-        return label if self.known is None or label in self.known else None
+        return label if self.known is None or label in self.known or label == NOT_A_FLOWER else None
 
 
 def find_photo(
@@ -215,3 +217,15 @@ def check_photo(photo: PhotoFile, max_pixels: int, min_side: int, cache: CheckCa
         cache.known[photo.sha256] = info
         cache.added += 1
     return CheckedPhoto(photo, info, None)
+
+
+def reserved_reason(photo: PhotoFile, voted: bool) -> str | None:
+    """Why a photo whose label is a decision word stays out of the dataset (None for a class label):
+    visitors who agreed it is no flower, or a folder named after a decision (``other_flowers`` is the
+    one reserved id that is a class: the pool of species the garden does not name)."""
+    label = photo.label
+    if label is None or label not in RESERVED_IDS or label == OTHER_FLOWERS:
+        return None
+    if label == NOT_A_FLOWER and voted:
+        return "visitors agreed: not a flower"
+    return f"its label {label!r} is a decision word, not a species (folder {photo.source.rsplit('/', 1)[0]!r})"

@@ -367,6 +367,12 @@ class Merger:
             else c
             for c in checked
         ]
+        checked = [  # a decision word as a label (visitors' "not a flower", a folder named "reject"): never a class
+            replace(c, reason=why)
+            if c.reason is None and (why := photos.reserved_reason(c.photo, c.photo.sha256 in self.votes))
+            else c
+            for c in checked
+        ]
         collected = {(c.photo.sha256, c.photo.label) for c in checked}
         garden: list[photos.CheckedPhoto] = []
         for path in photos.iter_files(o.dataset_dir):

@@ -15,10 +15,11 @@ from scipy import stats
 
 from bunga.monitor.log import PHONE_ARM
 from bunga.monitor.store import Store
-from bunga.schemas import FEATURES, ReferenceProfile
+from bunga.schemas import FEATURES, NOT_A_FLOWER, ReferenceProfile
 
 CHUNK = 50_000
 EPS = 1e-4
+PSI_BINS = 10
 SERVER, PHONE = "server", "phone"  # whose answers a report covers: the server's arms, or phones' claims
 SOURCES = {SERVER: f"arm <> '{PHONE_ARM}'", PHONE: f"arm = '{PHONE_ARM}'"}
 
@@ -70,6 +71,19 @@ def psi(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def shares_p_value(window: np.ndarray, reference: np.ndarray, n: int, reference_n: int) -> float:
+    """How likely the window's shares are under the reference's, from sampling noise alone (Pearson's
+    chi-square on the counts, the reference's own sample size counted as for KS). PSI alone cannot
+    tell: on 40 rows and 10 bins one empty bin (1.5 % likely each) gives a PSI near 0.7, so a PSI over
+    the alarm level raises an alarm only when noise is unlikely to explain it."""
+    kept = reference > 0
+    if n == 0 or kept.sum() < 2:
+        return 1.0
+    expected = n * reference[kept]
+    chi2 = float(np.sum((n * window[kept] - expected) ** 2 / expected)) * reference_n / (n + reference_n)
+    return float(stats.chi2.sf(chi2, int(kept.sum()) - 1))
+
+
 def reference_cdf(quantiles: np.ndarray, at: np.ndarray) -> np.ndarray:
     """The reference's CDF at ``at``, from its evenly spaced quantiles (ties handled)."""
     return (np.searchsorted(quantiles, at, side="right") - 1).clip(0) / (len(quantiles) - 1)
@@ -88,17 +102,22 @@ def binned_ks(counts: np.ndarray, quantiles: np.ndarray, reference_n: int) -> tu
     return d, float(stats.kstwo.sf(d, max(1, round(effective))))
 
 
-def binned_psi(counts: np.ndarray, quantiles: np.ndarray, bins: int = 10) -> float:
-    """PSI over ``bins`` bins cut at the reference's quantiles (the fine counts are cut at every
-    reference quantile, so coarse edges fall on fine ones)."""
+def binned_shares(counts: np.ndarray, quantiles: np.ndarray, bins: int = PSI_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """The window's and the reference's shares over ``bins`` bins cut at the reference's quantiles (the
+    fine counts are cut at every reference quantile, so coarse edges fall on fine ones)."""
     n = counts.sum()
-    if n == 0:
-        return 0.0
     step = (len(quantiles) - 1) // bins
     index = np.arange(step, len(quantiles) - 1, step)  # inner quantile positions of the coarse edges
-    window = np.diff(np.concatenate([[0.0], np.cumsum(counts)[index - 1] / n, [1.0]]))
+    window = np.diff(np.concatenate([[0.0], np.cumsum(counts)[index - 1] / max(n, 1), [1.0 if n else 0.0]]))
     reference = np.diff(np.concatenate([[0.0], reference_cdf(quantiles, quantiles[index]), [1.0]]))
-    return psi(window, reference)
+    return window, reference
+
+
+def binned_psi(counts: np.ndarray, quantiles: np.ndarray, bins: int = PSI_BINS) -> float:
+    """PSI over ``bins`` bins cut at the reference's quantiles."""
+    if counts.sum() == 0:
+        return 0.0
+    return psi(*binned_shares(counts, quantiles, bins))
 
 
 def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 0) -> tuple[float, float]:
@@ -245,14 +264,19 @@ def check_version(
     classes = list(profile.class_priors)
     window_mix = np.asarray([mix.get(c, 0) for c in classes], dtype=float) / max(1, sum(mix.get(c, 0) for c in classes))
     report.class_mix_psi = psi(window_mix, np.asarray([profile.class_priors[c] for c in classes]))
-    if report.class_mix_psi > thresholds.psi:
-        report.alarms.append(f"class mix moved (PSI {report.class_mix_psi:.2f} > {thresholds.psi})")
+    in_classes = sum(mix.get(c, 0) for c in classes)
+    priors = np.asarray([profile.class_priors[c] for c in classes])
+    mix_p = shares_p_value(window_mix, priors, in_classes, profile.n)
+    if report.class_mix_psi > thresholds.psi and mix_p < thresholds.p_value:
+        report.alarms.append(f"class mix moved (PSI {report.class_mix_psi:.2f} > {thresholds.psi}, p {mix_p:.1e})")
     for n in names:
         counts = feature_counts[n]
-        value_psi = binned_psi(counts, quantiles[n])
+        shares = binned_shares(counts, quantiles[n])
+        value_psi = psi(*shares)
         d, p = binned_ks(counts, quantiles[n], profile.n)
-        report.features[n] = {"psi": value_psi, "ks": d, "p_value": p}
-        if value_psi > thresholds.psi or p < thresholds.p_value:
+        psi_p = shares_p_value(*shares, int(counts.sum()), profile.n)
+        report.features[n] = {"psi": value_psi, "ks": d, "p_value": p, "psi_p_value": psi_p}
+        if (value_psi > thresholds.psi and psi_p < thresholds.p_value) or p < thresholds.p_value:
             report.alarms.append(f"{n} drifted (PSI {value_psi:.2f}, KS {d:.2f}, p {p:.1e})")
     if len(top_edges):
         d, p = binned_ks(top_counts, top_quantiles, profile.n)
@@ -279,10 +303,11 @@ def check_version(
 
 
 def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[float, float, float, int] | None:
-    """Share of visitors' labelled feedback that agrees with what the model answered, for one version.
+    """Share of visitors' labelled feedback that agrees with what the server answered, for one version.
 
-    Photo feedback is joined to the logged prediction of the same photo (by sha256); measurement
-    feedback carries the model's answer and version itself."""
+    The server's answer is the one it stored with the feedback (computed when the photo or the values
+    arrived), or for older photo records its logged answer to the same photo (by sha256; phones' rows
+    never count). What the visitor's page claims it was told (``predicted``) is never scored."""
     folder = inbox / kind
     if not folder.is_dir():
         return None
@@ -293,10 +318,10 @@ def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[floa
         except (OSError, ValueError):
             continue
         label = record.get("label") if isinstance(record, dict) else None
-        if not isinstance(label, str) or not label:
+        if not isinstance(label, str) or not label or label == NOT_A_FLOWER:
             continue
-        predicted, answered_by = record.get("predicted"), record.get("model_version")
-        if kind == "photos" and isinstance(record.get("sha256"), str):
+        predicted, answered_by = record.get("answer_species"), record.get("answer_version")
+        if answered_by is None and kind == "photos" and isinstance(record.get("sha256"), str):
             row = db.execute(  # the server's own answer: a phone's is a claim, never a fact to score
                 f"SELECT predicted, version FROM predictions WHERE photo_sha256 = ? AND kind = 'photos' "  # noqa: S608
                 f"AND {SOURCES[SERVER]} ORDER BY ts DESC LIMIT 1",
@@ -304,7 +329,7 @@ def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[floa
             ).fetchone()
             if row is not None:
                 predicted, answered_by = row
-        if answered_by != version or predicted is None:
+        if answered_by != version:
             continue
         total += 1
         right += int(predicted == label)

@@ -160,13 +160,19 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         else None
     )
     app.state.inbox = open_inbox(
-        settings.inbox_dir, settings.inbox_db, settings.inbox_max_bytes, settings.inbox_max_files
+        settings.inbox_dir,
+        settings.inbox_db,
+        settings.inbox_max_bytes,
+        settings.inbox_max_files,
+        settings.inbox_db_pool,
+        settings.inbox_db_wait_s,
     )
     app.state.catalog = LiveCatalog(load_catalog(settings.catalog_file), app.state.inbox)
     app.state.client_address = ClientAddress(settings.trusted_proxies)
     app.state.feedback_buckets = buckets(settings.feedback_rate_per_min, settings.feedback_burst)
     app.state.predict_buckets = buckets(settings.predict_rate_per_min, settings.predict_burst)
     app.state.phone_buckets = buckets(settings.phone_rate_per_min, settings.phone_burst)
+    app.state.signin_failures = buckets(settings.signin_failures_per_min, settings.signin_failures_burst)
     app.state.download_buckets = (
         buckets(settings.download_refill_bytes_per_hour / 60, settings.download_budget_bytes)
         if settings.download_budget_bytes

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from bunga.config import Settings
 from bunga.inboxes import InboxUnavailable
+from bunga.serving.limits import TokenBuckets, too_many
 from bunga.serving.live_catalog import LiveCatalog
 from bunga.serving.metrics import Metrics
 from bunga.serving.store import ModelStore
@@ -52,7 +53,27 @@ CatalogDep = Annotated[LiveCatalog, Depends(get_catalog)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
+def _signing_in(request: Request) -> str:
+    """This client's key for failed sign-ins; 429 + Retry-After while it has used up its tries (a
+    guesser is slowed down before any token is compared)."""
+    state = request.app.state
+    client = str(state.client_address(request))
+    failures: TokenBuckets | None = state.signin_failures
+    if failures is not None and (wait := failures.waiting(client)) is not None:
+        raise too_many(request, wait, "signin_failures", "failed sign-ins")
+    return client
+
+
+def _failed(request: Request, client: str, detail: str) -> HTTPException:
+    """A 403 for a wrong token, charged to the client's failed sign-ins."""
+    failures: TokenBuckets | None = request.app.state.signin_failures
+    if failures is not None:
+        failures.take(client)
+    return HTTPException(403, detail)
+
+
 def require_admin(
+    request: Request,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header(description="Bearer <BUNGA_ADMIN_TOKEN>")] = None,
 ) -> None:
@@ -64,25 +85,29 @@ def require_admin(
         raise HTTPException(
             401, "admin token required (Authorization: Bearer ...)", headers={"WWW-Authenticate": "Bearer"}
         )
+    client = _signing_in(request)
     scheme, _, given = authorization.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise HTTPException(403, "wrong admin token")
+        raise _failed(request, client, "wrong admin token")
 
 
 AdminDep = Depends(require_admin)
 
 
 def require_curator(
+    request: Request,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header(description="Bearer <a curator's token>")] = None,
 ) -> str:
-    """The signed-in curator's name (tokens compared by their sha256, in constant time); 401/403."""
+    """The signed-in curator's name (tokens compared by their sha256, in constant time); 401/403, and
+    429 + Retry-After once a client has failed too many times."""
     if not settings.curators and not settings.admin_token:
         raise HTTPException(404, "the review page is disabled: set BUNGA_CURATORS (or BUNGA_ADMIN_TOKEN)")
     if not authorization:
         raise HTTPException(
             401, "curator token required (Authorization: Bearer ...)", headers={"WWW-Authenticate": "Bearer"}
         )
+    client = _signing_in(request)
     scheme, _, given = authorization.partition(" ")
     given = given.strip()
     if scheme.lower() == "bearer" and given:
@@ -92,7 +117,7 @@ def require_curator(
                 return name
         if settings.admin_token and hmac.compare_digest(given.encode(), settings.admin_token.encode()):
             return "admin"
-    raise HTTPException(403, "not a curator's token")
+    raise _failed(request, client, "not a curator's token")
 
 
 CuratorDep = Annotated[str, Depends(require_curator)]

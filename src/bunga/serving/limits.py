@@ -39,6 +39,14 @@ class TokenBuckets:
                 self._buckets.popitem(last=False)
         return None if allowed else (min(cost, self.burst) - tokens) / self.rate
 
+    def waiting(self, key: str) -> float | None:
+        """The seconds until ``key`` has a token again (nothing spent), or None when it has one."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, when = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - when) * self.rate)
+        return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
 
 def buckets(rate_per_min: float, burst: int) -> TokenBuckets | None:
     """Buckets for a rate limit, or None when the limit is off (rate 0)."""
@@ -75,6 +83,15 @@ class ClientAddress:
         return peer
 
 
+def too_many(request: Request, seconds: float, reason: str, what: str) -> HTTPException:
+    """429 with Retry-After (counted under ``reason``)."""
+    request.app.state.metrics.rejected.labels(reason).inc()
+    wait = max(1, int(seconds + 0.999))
+    return HTTPException(
+        429, f"too many {what} from this address: try again in {wait} s", headers={"Retry-After": str(wait)}
+    )
+
+
 def check_rate(
     request: Request, buckets: TokenBuckets | None, reason: str, cost: float = 1.0, what: str = "requests"
 ) -> None:
@@ -82,11 +99,6 @@ def check_rate(
     is what this request spends (a request, a record, a byte), ``what`` names it in the message."""
     if buckets is None:
         return
-    state = request.app.state
-    wait = buckets.take(state.client_address(request), cost)
+    wait = buckets.take(request.app.state.client_address(request), cost)
     if wait is not None:
-        state.metrics.rejected.labels(reason).inc()
-        seconds = max(1, int(wait + 0.999))
-        raise HTTPException(
-            429, f"too many {what} from this address: try again in {seconds} s", headers={"Retry-After": str(seconds)}
-        )
+        raise too_many(request, wait, reason, what)

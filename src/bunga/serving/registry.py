@@ -6,6 +6,7 @@ neither MLflow nor its dependencies; a local store (sqlite:, file:) goes through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ class Resolved:
     alias: str
     run_id: str | None
     stale_since: str | None = None  # the registry was unreachable since then: this is the last good bundle
+    fingerprint: str | None = None  # what the bundle is (a folder's card, hashed): unchanged -> nothing to load
 
 
 class ModelSource(Protocol):
@@ -59,9 +61,11 @@ class FolderSource:
 
     def resolve(self, kind: str, alias: str) -> Resolved | None:
         folder = self.root / kind if alias == "champion" else self.root / f"{kind}-{alias}"
-        if not (folder / CARD_FILE).is_file():
+        try:
+            card = (folder / CARD_FILE).read_bytes()  # small: a poll reads it, never the graph
+        except OSError:
             return None
-        return Resolved(folder, None, alias, None)
+        return Resolved(folder, None, alias, None, fingerprint=hashlib.sha256(card).hexdigest())
 
     def describe(self) -> str:
         return f"folder {self.root}"

@@ -33,6 +33,7 @@ class Slot:
     card: ModelCard
     stale_since: str | None = None  # served from local disk while the registry is unreachable
     warnings: tuple[str, ...] = ()  # why it was checked less than a current bundle (shown in /model)
+    fingerprint: str | None = None  # the source's fingerprint of the bundle it was loaded from
 
     @property
     def version(self) -> str:
@@ -64,6 +65,8 @@ class ModelStore:
             same = (current.version, current.card.run_id) == (resolved.version, resolved.run_id)
             if same:  # nothing new to load: keep it (and say whether the registry answered)
                 return replace(current, stale_since=resolved.stale_since)
+        if current is not None and resolved.fingerprint is not None and resolved.fingerprint == current.fingerprint:
+            return current  # the same folder bundle: a poll costs one small read, not a load
         predictor = Predictor(resolved.folder, threads=1 if kind == "measurements" else None)
         if predictor.kind != kind:
             raise BungaError(f"{resolved.folder} holds a {predictor.kind} model, not a {kind} model")
@@ -82,7 +85,7 @@ class ModelStore:
         )
         for warning in warnings:
             log.warning("%s model %s: %s", kind, card.version, warning)
-        return Slot(predictor, card, resolved.stale_since, tuple(warnings))
+        return Slot(predictor, card, resolved.stale_since, tuple(warnings), resolved.fingerprint)
 
     def reload(self) -> list[ReloadResult]:
         """Re-resolve every alias and swap what changed; one reload at a time."""

@@ -17,6 +17,7 @@ router = APIRouter(
     responses={
         401: {"description": "No token"},
         403: {"description": "Wrong token"},
+        429: {"description": "Too many wrong tokens from this address (see Retry-After)"},
         404: {"description": "Admin disabled"},
     },
 )

@@ -8,18 +8,22 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bunga.config import Settings
+from bunga.imaging import INPUT_SIZE
 from bunga.inbox import voter
-from bunga.inboxes import Inbox, InboxFull, InboxUnavailable
-from bunga.models.bands import BANDS
+from bunga.inboxes import Inbox, InboxConflict, InboxFull, InboxUnavailable
+from bunga.models.bands import BANDS, band, recognised
+from bunga.schemas import NOT_A_FLOWER
 from bunga.serving.deps import inbox_unavailable, known_species
 from bunga.serving.limits import check_rate
-from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
+from bunga.serving.photos import Upload, decode_uploads, multipart_openapi, read_form
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
+from bunga.serving.store import Slot
 
 router = APIRouter(tags=["feedback"])
 _KEY = re.compile(r"^[A-Za-z0-9_\-]{8,100}$")
@@ -28,7 +32,10 @@ _LABEL = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
 FEEDBACK_BODY = multipart_openapi(
     {
         "file": {"type": "string", "format": "binary", "description": "The photo"},
-        "label": {"type": "string", "description": "Class id, or empty for 'I don't know'"},
+        "label": {
+            "type": "string",
+            "description": "Class id; 'not_a_flower' to agree that the photo shows no flower; empty for 'I don't know'",
+        },
         "predicted": {"type": "string", "description": "What the model said (optional)"},
         "band": {"type": "string", "description": "The answer's band as the visitor saw it (optional)"},
     },
@@ -38,7 +45,8 @@ FEEDBACK_BODY = multipart_openapi(
 
 def _label(raw: str | None, known: set[str]) -> str | None:
     """A visitor's label must name a species the catalogue or the served model knows: one anonymous
-    vote never creates a species (a curator adds it to the catalogue first)."""
+    vote never creates a species (a curator adds it to the catalogue first). ``not_a_flower`` (only in
+    ``known`` for photos) is a visitor agreeing that a photo shows no flower: a vote, never a class."""
     label = (raw or "").strip().lower().replace(" ", "_")
     if not label:
         return None
@@ -57,6 +65,8 @@ async def _store(request: Request, write: Callable[..., str], *args: Any, **kw: 
     except InboxFull as full:
         state.metrics.rejected.labels("inbox_quota").inc()
         raise HTTPException(507, f"{full}: feedback is not being accepted now, please try again later") from None
+    except InboxConflict as err:
+        raise HTTPException(422, str(err)) from None
     except InboxUnavailable as err:
         raise inbox_unavailable(request, err) from None
     except OSError as err:
@@ -82,6 +92,27 @@ async def _voter(request: Request) -> str:
 def _version(request: Request, kind: str) -> str | None:
     slot = request.app.state.store.champions.get(kind)
     return slot.version if slot else None
+
+
+async def _photo_answer(request: Request, slot: Slot | None, upload: Upload) -> dict[str, str | None]:
+    """What the serving model answers for this photo now (one photo, ~12 ms): stored in the record, so
+    the review queue and live accuracy never rely on what the visitor's page claims it was told."""
+    if slot is None:
+        return {}
+    scores = await request.app.state.batcher.score(slot.predictor, upload.tensor[None].astype(np.float32))
+    row = scores.probabilities[0]
+    sure = slot.card.bands.sure_threshold if slot.card.bands is not None else None
+    answer_band = band(bool(scores.recognised[0]), bool(scores.not_flower[0]), float(row.max()), sure)
+    species = slot.predictor.classes[int(row.argmax())] if recognised(answer_band) else None
+    return {"answer_version": slot.version, "answer_band": answer_band, "answer_species": species}
+
+
+def _measurement_answer(slot: Slot | None, row: list[float]) -> dict[str, str | None]:
+    """What the serving measurement model answers for these values now."""
+    if slot is None:
+        return {}
+    (species,) = slot.predictor.predict(np.asarray([row], dtype=np.float32))
+    return {"answer_version": slot.version, "answer_species": species}
 
 
 @router.post(
@@ -130,9 +161,10 @@ async def feedback(
             request.app.state.inbox.store_measurement,
             record.as_row(),
             label,
-            predicted=record.predicted,
+            predicted=record.predicted,  # what the visitor's page claims it was told
             model_version=_version(request, "measurements"),
             voter=await _voter(request),
+            **_measurement_answer(slot, record.as_row()),
         )
         request.app.state.metrics.feedback.labels("measurements").inc()
         return FeedbackResponse(stored=True, kind="measurements", id=specimen, label=label)
@@ -141,26 +173,29 @@ async def feedback(
         if not _KEY.match(idempotency_key):
             raise HTTPException(422, "Idempotency-Key: 8-100 characters of A-Z, a-z, 0-9, '-' and '_'")
         record_id = "k" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:15]
+    slot = store.champions.get("photos")
     form = await read_form(request, 1)
     try:
-        (upload,) = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes)
+        size = slot.predictor.input_size if slot else INPUT_SIZE
+        (upload,) = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes, size)
         raw_label, predicted, shown_band = form.get("label"), form.get("predicted"), form.get("band")
     finally:
         await form.close()
-    label = _label(raw_label if isinstance(raw_label, str) else None, known_species(request))
+    label = _label(raw_label if isinstance(raw_label, str) else None, known_species(request) | {NOT_A_FLOWER})
     predicted_text = predicted[:100] if isinstance(predicted, str) else None
-    band = shown_band if isinstance(shown_band, str) and shown_band in BANDS else None  # as the visitor saw it
+    claimed_band = shown_band if isinstance(shown_band, str) and shown_band in BANDS else None
     sha = await _store(
         request,
         request.app.state.inbox.store_photo,
         upload.data,
         upload.info.suffix,
         label,
-        predicted=predicted_text,
-        band=band,
+        predicted=predicted_text,  # what the visitor's page claims it was told (shown to curators as such)
+        band=claimed_band,
         record_id=record_id,
         model_version=_version(request, "photos"),
         voter=await _voter(request),
+        **await _photo_answer(request, slot, upload),
     )
     request.app.state.metrics.feedback.labels("photos").inc()
     return FeedbackResponse(stored=True, kind="photos", id=sha, label=label)

@@ -31,6 +31,7 @@ router = APIRouter(
     responses={
         401: {"description": "No curator token"},
         403: {"description": "Not a curator's token"},
+        429: {"description": "Too many wrong tokens from this address (see Retry-After)"},
         404: {"description": "Review disabled (no curator configured), or no such photo"},
         503: {"description": "The inbox's database does not answer"},
     },
@@ -43,11 +44,18 @@ class QueueEntry(BaseModel):
 
     sha256: str
     received: str
-    proposed: str | None = Field(description="The label one key accepts: the visitors' most voted, else the model's")
-    votes: dict[str, int] = Field(description="Label -> distinct visitors ('' is 'I don't know')")
-    predicted: str | None
-    band: str | None = Field(description="The answer's band as the visitor saw it (records before bands: null)")
-    model_version: str | None
+    proposed: str | None = Field(
+        description="What one key accepts: not_a_flower when the server saw no flower, else the visitors' most "
+        "voted species, else their 'not a flower', else the server's species"
+    )
+    votes: dict[str, int] = Field(
+        description="Label -> distinct visitors ('' is 'I don't know', 'not_a_flower' agrees there is no flower)"
+    )
+    species: str | None = Field(description="The server's own answer when the photo arrived (null: not recognised)")
+    band: str | None = Field(description="The server's band for the photo (records from before it answered: null)")
+    model_version: str | None = Field(description="The version that gave the server's answer")
+    claimed_species: str | None = Field(description="What the visitor's page claimed the model said (a claim)")
+    claimed_band: str | None = Field(description="The band the visitor's page claimed (a claim)")
     decision: str | None = None
     decided_label: str | None = None
     decided_by: str | None = None
@@ -84,13 +92,16 @@ async def page() -> FileResponse:
 @router.get("/queue", response_model=list[QueueEntry], summary="Photos waiting for a curator")
 async def queue(
     request: Request,
+    response: Response,
     curator: CuratorDep,
     band: Annotated[str | None, Query(description="Only this band")] = None,
     species: Annotated[str | None, Query(description="Only photos proposed as this species")] = None,
     since: Annotated[str | None, Query(description="Only photos received at or after this ISO time")] = None,
     decided: Annotated[bool, Query(description="Also photos already decided")] = False,
 ) -> list[QueueEntry]:
-    """Undecided photos, doubtful bands first ("possible", then not recognised, ...), oldest first."""
+    """Undecided photos, doubtful bands first by the server's band ("possible", then not recognised,
+    ...), oldest first. Never cached (it changes with every decision)."""
+    response.headers["Cache-Control"] = "no-store"
     with _answering(request):
         files = await run_in_threadpool(_inbox(request).review_files)
     items = review_queue.build(files)
@@ -98,7 +109,7 @@ async def queue(
         i
         for i in review_queue.ordered(list(items.values()))
         if (decided or i.decision is None)
-        and (band is None or i.band == band)
+        and (band is None or i.answer_band == band)
         and (species is None or i.proposed == species)
         and (since is None or i.received >= since)
     ]
@@ -108,9 +119,11 @@ async def queue(
             received=i.received,
             proposed=i.proposed,
             votes=dict(i.votes),
-            predicted=i.predicted,
-            band=i.band,
+            species=i.answer_species,
+            band=i.answer_band,
             model_version=i.model_version,
+            claimed_species=i.predicted,
+            claimed_band=i.band,
             decision=i.decision.decision if i.decision else None,
             decided_label=i.decision.label if i.decision else None,
             decided_by=i.decision.curator if i.decision else None,
@@ -134,7 +147,7 @@ async def photo(
         if not signed_ok(settings.review_url_key, sha256, expires, signature):
             raise HTTPException(403, "this photo link is not valid (expired, altered, or signing is off)")
     else:
-        require_curator(settings, authorization)
+        require_curator(request, settings, authorization)
     with _answering(request):
         found = await run_in_threadpool(_inbox(request).photo, sha256)
     if found is None:
@@ -145,9 +158,10 @@ async def photo(
 
 
 @router.post("/decisions", status_code=201, summary="Decide one photo")
-async def decide(request: Request, curator: CuratorDep, body: DecisionRequest) -> dict[str, str]:
+async def decide(request: Request, response: Response, curator: CuratorDep, body: DecisionRequest) -> dict[str, str]:
     """Saved at once, atomically, with the curator and the time; a later decision on the same photo
     wins (the earlier one is kept). ``label`` must name a species the catalogue or the model knows."""
+    response.headers["Cache-Control"] = "no-store"
     label = (body.label or "").strip().lower().replace(" ", "_") or None
     if body.decision == "label" and label not in known_species(request):
         raise HTTPException(422, f"unknown species {str(label)[:100]!r}: add it to the catalogue first")
@@ -206,13 +220,15 @@ async def add_species(request: Request, curator: CuratorDep, settings: SettingsD
     if len(data) > settings.max_upload_bytes:
         raise HTTPException(413, f"the reference photo is over the limit of {settings.max_upload_bytes:,} bytes")
     try:
-        info = catalog_edits.entry(fields.get("id", ""), fields)
         jpeg = await run_in_threadpool(thumbnail_jpeg, data, settings.serve_max_pixels, 320) if data else None
+        with _answering(request):
+            info, name, text = await run_in_threadpool(
+                catalog_edits.edit, catalog.base, _inbox(request), fields.get("id", ""), fields, jpeg, curator
+            )
     except BungaError as err:
         raise HTTPException(422, str(err)) from None
     except ImageRejected as err:
         raise HTTPException(rejection_status(err), f"reference photo: {err}") from None
-    name, text = catalog_edits.record(info, curator, jpeg)
     with _answering(request):
         await run_in_threadpool(_inbox(request).store_catalog_edit, name, text)
         await run_in_threadpool(catalog.refresh)  # this worker at once; the others within seconds

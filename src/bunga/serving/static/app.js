@@ -245,18 +245,26 @@ function fillCorrections() {
   select.value = current;
 }
 
+// The species a visitor may name in a correction: the model's first, then the rest of the catalogue
+// (curators' additions included) by name. Kept on the phone, so the list is there without signal too.
+const CLASSES_KEY = "bunga-species-list";
 async function loadClasses() {
   try {
     const [model, species] = await Promise.all([fetch("/model"), fetch("/species")]);
-    const classes = model.ok ? ((await model.json()).models.photos || { classes: [] }).classes : [];
-    const catalog = species.ok ? await species.json() : [];
+    if (!model.ok || !species.ok) throw new Error("no list");
+    const classes = ((await model.json()).models.photos || { classes: [] }).classes;
+    const catalog = await species.json();
     const byId = Object.fromEntries(catalog.map((s) => [s.id, s]));
-    speciesClasses = [ // the model's species, then those curators added that it does not know yet
-      ...classes.map((id) => byId[id] || { id, nama: id.replaceAll("_", " ") }),
-      ...catalog.filter((s) => s.added && !classes.includes(s.id)),
-    ];
-    fillCorrections();
-  } catch (_) { /* the page still works without the list */ }
+    const rest = catalog.filter((s) => !classes.includes(s.id)).sort((a, b) => a.nama.localeCompare(b.nama));
+    speciesClasses = [...classes.map((id) => byId[id] || { id, nama: id.replaceAll("_", " ") }), ...rest]
+      .map((s) => ({ id: s.id, nama: s.nama, name: s.name || "" }));
+    localStorage.setItem(CLASSES_KEY, JSON.stringify(speciesClasses));
+  } catch (_) { // no signal: the list kept from the last visit
+    try {
+      speciesClasses = JSON.parse(localStorage.getItem(CLASSES_KEY) || "[]");
+    } catch (__) { speciesClasses = []; }
+  }
+  fillCorrections();
 }
 
 async function identifyPhoto(event) {
@@ -266,6 +274,7 @@ async function identifyPhoto(event) {
   form.append("file", lastPhoto, lastPhoto.name || "photo.jpg");
   status("photo-status", t("working"));
   $("feedback-form").hidden = true;
+  $("correct").value = ""; // a new photo: no correction chosen yet
   status("feedback-status", "");
   let response = null;
   try {
@@ -425,6 +434,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("photo").addEventListener("change", () => {
     lastPhoto = $("photo").files[0] || null;
     $("identify").disabled = !lastPhoto;
+    $("feedback-form").hidden = true; // the last photo's answer and correction do not carry over
+    $("correct").value = "";
     if (lastPhoto) {
       $("preview").src = URL.createObjectURL(lastPhoto);
       $("preview").alt = lastPhoto.name || "";
@@ -433,8 +444,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("photo-form").addEventListener("submit", identifyPhoto);
   $("confirm").addEventListener("click", () => {
+    // "Yes, right": the species named, or agreement that the photo shows no flower (a vote, never a class)
     const result = lastAnswer && lastAnswer.results[0];
-    sendFeedback(result && result.recognised ? result.top[0].species : "");
+    const agreed = result && result.recognised ? result.top[0].species : "";
+    sendFeedback(result && result.outcome === "not_a_flower" ? "not_a_flower" : agreed);
   });
   $("feedback-form").addEventListener("submit", (e) => { e.preventDefault(); sendFeedback($("correct").value); });
   $("measure-form").addEventListener("submit", identifyMeasurements);

@@ -13,7 +13,8 @@ const TEXT = {
     switchTo: "Switch to English", addSpecies: "Tambah spesies ke katalog", spId: "Kode spesies (huruf kecil, _)",
     spNama: "Nama (Bahasa Indonesia)", spLatin: "Nama Latin", spFamili: "Famili",
     spDeskripsi: "Deskripsi (Bahasa Indonesia)", spDescription: "Deskripsi (Inggris)", spPhoto: "Foto rujukan",
-    spSave: "Simpan spesies", spSaved: "Spesies tersimpan",
+    spSave: "Simpan spesies", spSaved: "Spesies tersimpan", searchSpecies: "Cari spesies lain di katalog",
+    visitorSaid: "Halaman pengunjung mengklaim", notFlowerProposed: "Bukan bunga",
   },
   en: {
     title: "Review visitors' photos", token: "Curator token", signin: "Sign in", filterBand: "Show",
@@ -25,7 +26,8 @@ const TEXT = {
     switchTo: "Ganti ke Bahasa Indonesia", addSpecies: "Add a species to the catalogue",
     spId: "Species id (lower case, _)", spNama: "Name (Bahasa Indonesia)", spLatin: "Latin name", spFamili: "Family",
     spDeskripsi: "Description (Bahasa Indonesia)", spDescription: "Description (English)", spPhoto: "Reference photo",
-    spSave: "Save species", spSaved: "Species saved",
+    spSave: "Save species", spSaved: "Species saved", searchSpecies: "Search the rest of the catalogue",
+    visitorSaid: "The visitor's page claims", notFlowerProposed: "Not a flower",
   },
 };
 let lang = localStorage.getItem("bunga-lang") === "en" ? "en" : "id";
@@ -59,35 +61,47 @@ function name(id) {
   return entry ? entry.nama : (id || "").replaceAll("_", " ");
 }
 
+function choice(s, index) {
+  const item = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "secondary";
+  button.dataset.species = s.id;
+  button.textContent = `${index !== null && index < 9 ? `${index + 1}. ` : ""}${s.nama}`;
+  button.addEventListener("click", () => decide("label", s.id));
+  if (s.photo) {
+    const img = document.createElement("img");
+    img.src = s.photo;
+    img.alt = "";
+    img.loading = "lazy";
+    img.addEventListener("error", () => img.remove()); // a species without a reference photo yet
+    item.append(img);
+  }
+  item.append(button);
+  return item;
+}
+
+// Photo species first, each with a key and a thumbnail: the served model's, then those curators added
+// (the next model learns them). The rest of the catalogue (measurement-only species and others) is
+// found by typing in the search box.
+let others = [];
 async function loadSpecies() {
   const [model, catalog] = await Promise.all([fetch("/model"), fetch("/species")]);
   const served = model.ok ? ((await model.json()).models.photos || { classes: [] }).classes : [];
   const entries = catalog.ok ? await catalog.json() : [];
   const byId = Object.fromEntries(entries.map((s) => [s.id, s]));
-  species = [
-    ...served.map((id) => ({ ...(byId[id] || { id, nama: id }), photo: `/species/${id}/photo` })),
-    ...entries.filter((s) => !served.includes(s.id)),
-  ];
-  const list = $("species");
-  list.replaceChildren();
-  species.forEach((s, i) => {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "secondary";
-    button.dataset.species = s.id;
-    button.textContent = `${i < 9 ? `${i + 1}. ` : ""}${s.nama}`;
-    button.addEventListener("click", () => decide("label", s.id));
-    if (s.photo) {
-      const img = document.createElement("img");
-      img.src = s.photo;
-      img.alt = "";
-      img.loading = "lazy";
-      item.append(img);
-    }
-    item.append(button);
-    list.append(item);
-  });
+  const added = entries.filter((s) => s.added && !served.includes(s.id));
+  species = [...served.map((id) => byId[id] || { id, nama: id }), ...added]
+    .map((s) => ({ ...s, photo: `/species/${s.id}/photo` }));
+  others = entries.filter((s) => !species.some((p) => p.id === s.id)).sort((a, b) => a.nama.localeCompare(b.nama));
+  $("species").replaceChildren(...species.map((s, i) => choice(s, i)));
+  searchSpecies();
+}
+
+function searchSpecies() {
+  const typed = $("species-search").value.trim().toLowerCase();
+  const found = typed ? others.filter((s) => `${s.id} ${s.nama} ${s.latin || ""}`.toLowerCase().includes(typed)) : [];
+  $("species-more").replaceChildren(...found.slice(0, 20).map((s) => choice(s, null)));
 }
 
 async function loadQueue() {
@@ -113,12 +127,17 @@ async function show() {
   $("progress").textContent = `${queue.length} ${t("left")}`;
   if (!current) return;
   const bands = { sure: "bandSure", possible: "bandPossible", not_recognised: "bandNotRecognised", not_a_flower: "bandNotFlower" };
-  const shown = current.band ? ` (${t(bands[current.band] || current.band)})` : "";
-  const answer = current.predicted ? `${t("model")}: ${name(current.predicted)}${shown}` : "";
+  const bandName = (b) => t(bands[b] || b);
+  // the server's own answer when the photo arrived; the visitor's page's claim beside it, marked as such
+  const said = current.species ? name(current.species) : "";
+  const answer = current.band ? `${t("model")}: ${[said, `(${bandName(current.band)})`].filter(Boolean).join(" ")}` : "";
   $("answer").textContent = answer;
-  const votes = Object.entries(current.votes).map(([label, n]) => `${label ? name(label) : t("dontKnow")} × ${n}`);
+  const claim = [current.claimed_species ? name(current.claimed_species) : "", current.claimed_band ? `(${bandName(current.claimed_band)})` : ""];
+  $("claimed").textContent = claim.some(Boolean) ? `${t("visitorSaid")}: ${claim.filter(Boolean).join(" ")}` : "";
+  const voteName = (label) => (label === "not_a_flower" ? t("notFlowerProposed") : label ? name(label) : t("dontKnow"));
+  const votes = Object.entries(current.votes).map(([label, n]) => `${voteName(label)} × ${n}`);
   $("votes").textContent = votes.length ? `${t("votes")}: ${votes.join(", ")}` : "";
-  $("proposed").textContent = current.proposed ? name(current.proposed) : t("nothingProposed");
+  $("proposed").textContent = current.proposed ? voteName(current.proposed) : t("nothingProposed");
   $("accept").textContent = `${t("accept")} (Enter)`;
   $("accept").disabled = !current.proposed;
   $("item").dataset.sha = current.sha256;
@@ -141,7 +160,9 @@ function decide(decision, label = null) {
 async function decideNow(decision, label) {
   const current = queue[0];
   if (!current) return;
-  if (decision === "accept") [decision, label] = ["label", current.proposed];
+  if (decision === "accept") {
+    [decision, label] = current.proposed === "not_a_flower" ? ["not_a_flower", null] : ["label", current.proposed];
+  }
   if (decision === "label" && !label) return;
   const response = await api("/review/decisions", {
     method: "POST",
@@ -184,10 +205,14 @@ $("accept").addEventListener("click", () => decide("accept"));
 $("not-flower").addEventListener("click", () => decide("not_a_flower"));
 $("reject").addEventListener("click", () => decide("reject"));
 $("band-filter").addEventListener("change", loadQueue);
+$("species-search").addEventListener("input", searchSpecies);
 $("species-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = new FormData($("species-form"));
   if (!$("sp-file").files.length) form.delete("file");
+  for (const [key, value] of [...form.entries()]) { // an empty field keeps what the species has
+    if (typeof value === "string" && !value.trim()) form.delete(key);
+  }
   const response = await api("/review/species", { method: "POST", body: form });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {

@@ -95,10 +95,11 @@ def test_a_flood_of_phone_rows_never_drops_a_server_row(tmp_path: Path) -> None:
     """(d) the log's queue is full of phone rows: the next server answers are still kept."""
     dropped: list[int] = []
     log = PredictionLog(tmp_path / "m.db", 100, 90, dropped.append)  # not started: nothing drains
+    now = time.time()  # within the log's retention: the writer prunes older rows
     for i in range(300):
-        log.add(Record(1e9 + i, "photos", "p", "1", PHONE_ARM, "x", 0.5, True, 0.1, 0.0, photo_sha256=f"{i:064x}"))
+        log.add(Record(now - i, "photos", "p", "1", PHONE_ARM, "x", 0.5, True, 0.1, 0.0, photo_sha256=f"{i:064x}"))
     for i in range(50):
-        log.add(Record(2e9 + i, "measurements", "m", "1", "champion", "setosa", 0.9, True, None, 1.0))
+        log.add(Record(now - i, "measurements", "m", "1", "champion", "setosa", 0.9, True, None, 1.0))
     assert log.dropped == 200 and sum(dropped) == 200  # phone rows only
     log.start()
     log.close()
@@ -143,8 +144,8 @@ def test_live_accuracy_scores_the_servers_answer_never_a_phones(tmp_path: Path) 
     _write(
         db,
         [
-            Record(1000.0, "photos", "p", "1", "champion", "rose", 0.9, True, 0.1, 5.0, photo_sha256=sha),
-            Record(2000.0, "photos", "p", "1", PHONE_ARM, "tulip", 0.9, True, 0.1, 0.0, photo_sha256=sha),
+            Record(time.time() - 60, "photos", "p", "1", "champion", "rose", 0.9, True, 0.1, 5.0, photo_sha256=sha),
+            Record(time.time() - 30, "photos", "p", "1", PHONE_ARM, "tulip", 0.9, True, 0.1, 0.0, photo_sha256=sha),
         ],
     )
     inbox = tmp_path / "inbox"

@@ -50,8 +50,9 @@ pipeline: $(VENV)/.run-installed ## Merge -> train -> evaluate -> gate -> promot
 serve: $(VENV)/.run-installed ## Serve the current champions
 	$(BIN)/bunga serve --host $(HOST) --port $(PORT)
 
-lint: $(VENV)/.dev-installed ## ruff
-	$(BIN)/ruff check src tests benchmarks scripts *.py
+lint: $(VENV)/.dev-installed ## ruff, and the import layers (lint-imports: contracts in pyproject.toml)
+	$(BIN)/ruff check src tests benchmarks scripts research *.py
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.dev-installed ## mypy --strict on src/
 	$(BIN)/mypy
@@ -70,7 +71,7 @@ $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.dev-installed $(VENV)/.run-installed
 
 bench: $(VENV)/.bench-installed ## Speed, memory and accuracy benchmarks -> benchmarks/RESULTS.md
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks
 
 clean: ## Remove the venv, caches and local MLflow store
 	rm -rf $(VENV) web/node_modules $(ORT) .pytest_cache .mypy_cache .ruff_cache mlflow.db mlartifacts .bunga-cache bunga-model bunga-monitor.db* monitoring

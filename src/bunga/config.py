@@ -99,10 +99,10 @@ class Settings(BaseSettings):
     # --- abuse limits on the public endpoints ----------------------------------------------------
     inbox_max_bytes: int = Field(2_000_000_000, ge=0)  # feedback stored in all, photos and records
     # Counts files, not uploads: a photo upload stores 2 (the photo and its record; 1 when the photo is
-    # already there), a measurement 1. Held across the workers of one machine (bunga.quota), or by the
+    # already there), a measurement 1. Held across the workers of one machine (bunga.garden.quota), or by the
     # database's transaction with BUNGA_INBOX_DB.
     inbox_max_files: int = Field(50_000, ge=0)
-    # The inbox in PostgreSQL instead of the folder (replicas that share no disk; bunga.inboxes). Heroku's
+    # The inbox in PostgreSQL instead of the folder (replicas that share no disk; bunga.garden.inbox). Heroku's
     # DATABASE_URL feeds it too: the prediction log and the inbox then share the add-on's database.
     inbox_db: str | None = Field(None, validation_alias=AliasChoices("BUNGA_INBOX_DB", "DATABASE_URL", "inbox_db"))
     # The PostgreSQL inbox: connections per worker process, and how long a request waits on the

@@ -22,6 +22,14 @@ NOT_A_FLOWER, REJECT, UNRECOGNISED, OTHER_FLOWERS = "not_a_flower", "reject", "u
 RESERVED_IDS = frozenset({NOT_A_FLOWER, REJECT, UNRECOGNISED, "not_recognised", OTHER_FLOWERS})
 
 
+_SEPARATORS = re.compile(r"[\s.\-/]+")
+
+
+def normalise(text: str) -> str:
+    """A header or species spelling as a name: lower-case, trimmed, words joined with underscores."""
+    return _SEPARATORS.sub("_", text.strip().lower()).strip("_")
+
+
 def curator_name(raw: str) -> str:
     """``raw`` when it is a valid curator name; ValueError saying the rule otherwise."""
     if not CURATOR_NAME.match(raw):

@@ -199,7 +199,7 @@ def test_a_kill_inside_a_curators_decision_leaves_it_whole_or_absent(
     import hashlib
     import json
 
-    from bunga import decisions
+    from bunga.garden import decisions
 
     token = "a-curators-token-0000000003"
     data = tmp_path / "collected_data"

@@ -16,7 +16,7 @@ import httpx
 from typer.testing import CliRunner
 
 from bunga.cli import app
-from bunga.label_studio import labelling_config
+from bunga.garden.label_studio import labelling_config
 from tests.conftest import LiveServer, copy_sheets
 from tests.helpers import photo_bytes
 from tests.integration.test_label_studio import _export_task

@@ -14,7 +14,7 @@ import httpx
 from typer.testing import CliRunner
 
 from bunga.cli import app
-from bunga.label_studio import signature
+from bunga.garden.label_studio import signature
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes
 

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bunga.config import Settings
-from bunga.inbox import SALT_FILE
-from bunga.quota import LEDGER, LOCK
+from bunga.garden.quota import LEDGER, LOCK
+from bunga.garden.records import SALT_FILE
 from bunga.serving.app import create_app
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes
@@ -236,14 +236,14 @@ def test_a_record_that_cannot_be_written_takes_its_photo_back(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Injected at the write call: the metadata record fails after the photo was written."""
-    import bunga.inbox
+    import bunga.garden.records
 
     def no_space(path: Path, text: str) -> None:
         raise OSError(28, "No space left on device")
 
     data = tmp_path / "collected_data"
     with _client(model_dir, data) as c:
-        monkeypatch.setattr(bunga.inbox, "atomic_write_text", no_space)
+        monkeypatch.setattr(bunga.garden.records, "atomic_write_text", no_space)
         full = c.post("/feedback", files=_photo(5), data={"label": "sintetis_merah"})
         assert full.status_code == 507
         assert _files(data) == []

@@ -166,7 +166,7 @@ def test_existing_dataset_folder_is_accepted_as_it_is(synthetic_photos: Path, tm
 
 
 def test_feedback_records_label_photos(tmp_path: Path) -> None:
-    from bunga.inbox import store_measurement, store_photo
+    from bunga.garden.records import store_measurement, store_photo
 
     inbox = tmp_path / "collected_data" / "feedback"
     photos = []

@@ -722,7 +722,7 @@ def test_a_frozen_lock_holder_gets_fast_503s_and_is_ended(
     frozen session after 4 x BUNGA_INBOX_DB_WAIT_S, releasing the lock: uploads succeed again."""
     import asyncio
 
-    from bunga.inboxes import INBOX_LOCK
+    from bunga.garden.database_inbox import INBOX_LOCK
     from bunga.postgres import connect, timeouts
     from tests.helpers import photo_bytes
 
@@ -804,7 +804,7 @@ def test_an_inbox_row_named_outside_the_inbox_is_never_written_by_the_merge(
     from typer.testing import CliRunner
 
     from bunga.cli import app
-    from bunga.inboxes import PostgresInbox
+    from bunga.garden.database_inbox import PostgresInbox
 
     url = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/mlflow"
     inbox = PostgresInbox(url, 10**9, 10**6)

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bunga import catalog_edits
 from bunga.catalog import Catalog, SpeciesInfo, load_catalog
 from bunga.cli import app
 from bunga.errors import BungaError
+from bunga.garden import catalog_edits
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes
 

@@ -20,8 +20,8 @@ from bunga.cli import app
 from bunga.monitor.checks import SERVER, Thresholds, Window, live_accuracy
 from bunga.monitor.log import PHONE_ARM, PredictionLog, Record
 from bunga.monitor.run import run_checks
-from bunga.promotion import report_alarms
 from bunga.schemas import FEATURES, ReferenceProfile
+from bunga.training.promotion import report_alarms
 from tests.conftest import LiveServer
 from tests.integration.test_monitor import _draw
 

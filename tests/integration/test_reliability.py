@@ -241,8 +241,8 @@ with TestClient(create_app(settings)) as client:
     assert client.post("/predict/image", files={{"file": ("a.jpg", photo_bytes(), "image/jpeg")}}).status_code == 200
     sent = client.post("/feedback", files={{"file": ("a.jpg", photo_bytes(), "image/jpeg")}}, data={{"label": ""}})
     assert sent.status_code == 201
-heavy = ["torch", "sklearn", "pandas", "mlflow", "skops", "joblib", "cloudpickle", "bunga.data"]
-heavy += ["bunga.train", "bunga.photo_training", "bunga.promotion", "bunga.monitor.checks", "bunga.monitor.run"]
+heavy = ["torch", "sklearn", "pandas", "mlflow", "skops", "joblib", "cloudpickle", "bunga.data", "bunga.training"]
+heavy += ["bunga.monitor.checks", "bunga.monitor.run"]
 print(sorted(m for m in heavy if m in sys.modules))
 """
     result = subprocess.run(

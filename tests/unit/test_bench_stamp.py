@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from benchmarks.common import commit
+from benchmarks.harness.common import commit
 
 
 def _git(root: Path, *args: str) -> None:

@@ -10,7 +10,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from bunga.data.dataset import check_classes, holdout_mask
 from bunga.errors import BungaError
-from bunga.evaluate import auroc, evaluate, gate
+from bunga.models.metrics import auroc
+from bunga.training.evaluate import evaluate, gate
 
 CLASSES = ["a", "b", "c"]
 labels = st.lists(st.sampled_from(CLASSES), min_size=1, max_size=60)

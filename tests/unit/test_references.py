@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bunga.data.images import read_attribution
-from bunga.models.references import typical_indices
+from bunga.training.references import typical_indices
 
 
 def test_attribution_rows_become_credits_keyed_by_source(tmp_path: Path) -> None:

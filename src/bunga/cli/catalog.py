@@ -11,14 +11,14 @@ import typer
 from bunga.cli.common import app, console, friendly, settings
 
 if TYPE_CHECKING:
-    from bunga.inboxes import DirectoryInbox, PostgresInbox
+    from bunga.garden.inbox import Inbox
 
 catalog_app = typer.Typer(help="Add species to the catalogue, list it.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 
 
-def _inbox() -> DirectoryInbox | PostgresInbox:
-    from bunga.inboxes import open_inbox
+def _inbox() -> Inbox:
+    from bunga.garden.inbox import open_inbox
 
     s = settings()
     return open_inbox(s.inbox_dir, s.inbox_db, s.inbox_max_bytes, s.inbox_max_files)
@@ -39,9 +39,9 @@ def add(
     """Add a species, or edit one: an edit changes only the fields it gives (the rest, the reference
     photo included, stay as they are); the latest edit wins and the earlier ones are kept. Running
     services show it within seconds, the next merge writes it into the dataset."""
-    from bunga import catalog_edits
     from bunga.catalog import load_catalog
     from bunga.errors import BungaError
+    from bunga.garden import catalog_edits
     from bunga.imaging import ImageRejected, thumbnail_jpeg
     from bunga.schemas import curator_name
 
@@ -69,8 +69,8 @@ def add(
 def show() -> None:
     """Every species in force (id, name, family; tab-separated): the packaged catalogue with curators'
     edits applied."""
-    from bunga import catalog_edits
     from bunga.catalog import load_catalog
+    from bunga.garden import catalog_edits
 
     catalog = catalog_edits.current(load_catalog(settings().catalog_file), _inbox())
     for info in catalog.all():

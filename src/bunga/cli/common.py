@@ -18,7 +18,7 @@ from bunga.errors import BungaError
 
 if TYPE_CHECKING:
     from bunga.tracking import Tracker
-    from bunga.train import TrainConfig
+    from bunga.training.train import TrainConfig
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -103,7 +103,7 @@ def resolve_kinds(kind: str, dataset_dir: Path) -> list[DataKind]:
 
 
 def train_config(kind: DataKind, **overrides: Any) -> TrainConfig:
-    from bunga.train import TrainConfig
+    from bunga.training.train import TrainConfig
 
     s = settings()
     return TrainConfig(

@@ -40,7 +40,7 @@ def merge(
     from bunga.data.merge import MergeOptions
     from bunga.data.merge import merge as run_merge
     from bunga.data.tabular import load_aliases
-    from bunga.inboxes import export_if_database
+    from bunga.garden.inbox import export_if_database
 
     s = settings()
     policy = impute or s.missing_policy
@@ -143,7 +143,7 @@ def review_export(
 ) -> None:
     """Write a review queue to a sheet with a label column to fill in (measurements: a species or 'reject'),
     or the photo queue as a Label Studio import file with its labelling configuration."""
-    from bunga.data.review import export_measurements, export_queue
+    from bunga.garden.review_sheets import export_measurements, export_queue
 
     if kind == "label-studio":
         count, config = _export_label_studio(out, base_url, days)
@@ -165,10 +165,10 @@ def _export_label_studio(out: Path, base_url: str | None, days: float) -> tuple[
     """The undecided visitor photos as Label Studio tasks (``out``) and its labelling config (.xml)."""
     import json
 
-    from bunga import catalog_edits, label_studio, review_queue
     from bunga.catalog import load_catalog
     from bunga.files import atomic_write_text
-    from bunga.inboxes import open_inbox
+    from bunga.garden import catalog_edits, label_studio, review_queue
+    from bunga.garden.inbox import open_inbox
 
     s = settings()
     if not base_url or not s.review_url_key:
@@ -191,12 +191,12 @@ def review_import(
 ) -> None:
     """Record the labels of a filled review sheet as new raw data (or a Label Studio JSON export as review
     decisions); the next merge applies them."""
-    from bunga.data.review import import_labels
+    from bunga.garden.review_sheets import import_labels
 
     if sheet.suffix.lower() == ".json":
-        from bunga import catalog_edits, label_studio, review_queue
         from bunga.catalog import load_catalog
-        from bunga.inboxes import open_inbox
+        from bunga.garden import catalog_edits, label_studio, review_queue
+        from bunga.garden.inbox import open_inbox
 
         s = settings()
         inbox = open_inbox(s.inbox_dir, s.inbox_db, s.inbox_max_bytes, s.inbox_max_files)

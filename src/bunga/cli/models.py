@@ -27,9 +27,9 @@ from bunga.config import DATA_KINDS, DataKind
 from bunga.errors import BungaError, GateRefused
 
 if TYPE_CHECKING:
-    from bunga.promotion import Decision
     from bunga.schemas import EvaluationReport
-    from bunga.train import Candidate
+    from bunga.training.promotion import Decision
+    from bunga.training.train import Candidate
 
 
 def print_report(report: EvaluationReport, title: str) -> None:
@@ -53,8 +53,8 @@ def print_report(report: EvaluationReport, title: str) -> None:
 def train_one(kind: DataKind, **overrides: Any) -> Candidate:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from bunga.photo_training import train_photos
-    from bunga.train import train_measurements
+    from bunga.training.photos import train_photos
+    from bunga.training.train import train_measurements
 
     cfg = train_config(kind, **overrides)
     tracker = open_tracker()
@@ -128,7 +128,7 @@ def evaluate_cmd(
     """Evaluate a registered model version on the test split or on any labelled data."""
     from bunga.data.dataset import measurement_sheet, photo_folder
     from bunga.data.tabular import load_aliases
-    from bunga.promotion import current_test_set, evaluate_version, fetch
+    from bunga.training.promotion import current_test_set, evaluate_version, fetch
 
     if kind not in DATA_KINDS:
         raise BungaError(f"--kind takes measurements or photos, not {kind!r}", 2)
@@ -169,7 +169,7 @@ def promote_cmd(
     dry_run: Annotated[bool, typer.Option(help="Run the gate, move nothing")] = False,
 ) -> None:
     """Gate a candidate against the champion; on a pass it becomes champion (exit 3 when refused)."""
-    from bunga.promotion import promote
+    from bunga.training.promotion import promote
 
     refused = []
     for k in resolve_kinds(kind, settings().dataset_dir):
@@ -185,7 +185,7 @@ def promote_cmd(
 @friendly
 def rollback_cmd(kind: Annotated[str, typer.Option("--kind", "-k", help="measurements or photos")]) -> None:
     """Swap 'champion' and 'previous' (undo the last promotion)."""
-    from bunga.promotion import rollback
+    from bunga.training.promotion import rollback
 
     if kind not in DATA_KINDS:
         raise BungaError(f"--kind takes measurements or photos, not {kind!r}", 2)
@@ -237,7 +237,7 @@ def pipeline(
 ) -> None:
     """merge -> train -> evaluate -> gate -> promote; exits 3 with the reason when the gate refuses."""
     from bunga.data.merge import load_manifest
-    from bunga.promotion import promote, retrain_reason
+    from bunga.training.promotion import promote, retrain_reason
 
     merge(data_dir=None, dataset_dir=None, impute=impute)
     refused: list[str] = []

@@ -11,11 +11,11 @@ import numpy as np
 
 from bunga.data.images import iter_files
 from bunga.data.merge import DATASET_CSV, IMAGES_CSV, load_manifest
-from bunga.data.tabular import AliasBook, Row, SheetReader, normalise
+from bunga.data.tabular import AliasBook, Row, SheetReader
 from bunga.errors import BungaError
 from bunga.files import sha256_file
 from bunga.imaging import IMAGE_SUFFIXES
-from bunga.schemas import FEATURES
+from bunga.schemas import FEATURES, normalise
 
 
 @dataclass

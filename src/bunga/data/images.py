@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bunga.data.tabular import normalise
 from bunga.files import atomic_write_text
 from bunga.imaging import IMAGE_SUFFIXES, REFUSED_SUFFIXES, ImageRejected, PhotoInfo, load_photo
-from bunga.schemas import NOT_A_FLOWER, OTHER_FLOWERS, RESERVED_IDS
+from bunga.schemas import NOT_A_FLOWER, OTHER_FLOWERS, RESERVED_IDS, normalise
 
 # Folders whose name is not a label: photos directly inside them wait for a curator.
 UNLABELLED_FOLDERS = frozenset(
@@ -33,7 +31,6 @@ UNLABELLED_FOLDERS = frozenset(
         "tanpa_label",
     }
 )
-LABEL_HEADER = ("sha256", "label")
 
 
 @dataclass(frozen=True)
@@ -70,25 +67,6 @@ def read_attribution(path: Path, folder: str) -> dict[str, tuple[str, str]]:
         if match:
             credits[prefix + match.group(1)] = (match.group(3), match.group(2))
     return credits
-
-
-def is_label_sheet(header: list[str], columns: tuple[str, str] = LABEL_HEADER) -> bool:
-    """True when a CSV header is a label sheet (``sha256,label`` for photos, or ``columns``) rather
-    than measurements."""
-    return tuple(normalise(h.lstrip("\ufeff")) for h in header[:2]) == columns
-
-
-def read_label_sheet(path: Path, key: str = "sha256") -> dict[str, str]:
-    """``key`` -> label from a curator's or the review command's label sheet (empty labels skipped;
-    photo sha256s lower-cased)."""
-    labels: dict[str, str] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle):
-            value = (row.get(key) or "").strip()
-            label = normalise(row.get("label") or "")
-            if value and label:
-                labels[value.lower() if key == "sha256" else value] = label
-    return labels
 
 
 Vote = tuple[str | None, str | None]  # (label or None for "I don't know", voter pseudonym or None)

@@ -16,21 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bunga import catalog_edits
-from bunga import decisions as curator_decisions
 from bunga.catalog import Catalog, dump_catalog, load_catalog
 from bunga.data import images as photos
-from bunga.data import measurement_review as curation
 from bunga.data.manifest import combine_digests, write_manifest
-from bunga.data.tabular import BLANK, AliasBook, Rejected, Row, SheetError, SheetReader, normalise
+from bunga.data.tabular import BLANK, AliasBook, Rejected, Row, SheetError, SheetReader
 from bunga.errors import BungaError
 from bunga.files import atomic_copy, atomic_open, atomic_write_text, remove_stale_temps, safe_cell, sha256_file
-from bunga.schemas import FEATURES, FileEntry, FileKind, Manifest
+from bunga.garden import catalog_edits, label_sheets
+from bunga.garden import decisions as curator_decisions
+from bunga.garden import measurement_review as curation
+from bunga.garden.label_sheets import REVIEW_CSV
+from bunga.schemas import FEATURES, FileEntry, FileKind, Manifest, normalise
 
 DATASET_CSV = "flowers_dataset.csv"
 REJECTED_CSV = "rejected.csv"
 IMAGES_CSV = "images.csv"
-REVIEW_CSV = "review_queue.csv"
 REVIEW_DIR = "_review"
 CATALOG_FILE = "species.yaml"
 DATASET_COLUMNS = ("specimen_id", *FEATURES, "species", "source", "line")
@@ -236,9 +236,9 @@ class Merger:
             if suffix in {".csv", ".tsv"}:
                 kind = "measurements"
                 header = _first_row(path)
-                if header is not None and photos.is_label_sheet(header):
+                if header is not None and label_sheets.is_label_sheet(header):
                     kind = "labels"
-                    self.curated.update(photos.read_label_sheet(path))
+                    self.curated.update(label_sheets.read_label_sheet(path))
                 elif header is not None and curation.is_decision_sheet(header):
                     kind = "labels"
                     self.decisions.update(curation.read_decisions(path))

@@ -13,11 +13,10 @@ from pathlib import Path
 import yaml
 
 from bunga.errors import BungaError
-from bunga.schemas import FEATURES
+from bunga.schemas import FEATURES, normalise
 
 REQUIRED = ("specimen_id", *FEATURES, "species")
 _UNIT = re.compile(r"^(?P<base>.*?)[_\s]*[\(\[]?(?P<unit>mm|cm)[\)\]]?$")
-_SEPARATORS = re.compile(r"[\s.\-/]+")
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "-", "?", "--"}
 _DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_BYTES = 65536
@@ -55,11 +54,6 @@ class Rejected:
     line: int
     reason: str
     specimen_id: str = ""
-
-
-def normalise(text: str) -> str:
-    """Lower-case, trim and join words with underscores."""
-    return _SEPARATORS.sub("_", text.strip().lower()).strip("_")
 
 
 def load_aliases(classes: list[str], extra: Path | None = None) -> AliasBook:

@@ -15,13 +15,13 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from bunga.errors import BungaError
-from bunga.evaluate import auroc
 from bunga.files import atomic_write_bytes
 from bunga.imaging import photo_tensor
 from bunga.models.backbone import DEFAULT, IMAGENET_CLASSES, Backbone, backbone_id, weights_path
 from bunga.models.export import onnx_session
 from bunga.models.linear_svm import LinearModel, Problem, fit
 from bunga.models.lite_graph import build_once
+from bunga.models.metrics import auroc
 from bunga.models.not_flower import IMAGENET_OUTPUT
 from bunga.models.signature import SIGNATURE_DIM, SIGNATURE_OUTPUT, projection, signatures
 from bunga.models.unit_rows import l2_normalise

@@ -22,7 +22,7 @@ from bunga import __version__
 from bunga.catalog import load_catalog
 from bunga.config import Settings, get_settings
 from bunga.files import STALE_TEMP_S, remove_stale_temps
-from bunga.inboxes import open_inbox
+from bunga.garden.inbox import open_inbox
 from bunga.monitor.log import PredictionLog
 from bunga.serving.batching import PhotoBatcher
 from bunga.serving.limits import ClientAddress, buckets

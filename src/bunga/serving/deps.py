@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 
 from bunga.config import Settings
-from bunga.inboxes import InboxUnavailable
+from bunga.garden.inbox import InboxUnavailable
 from bunga.serving.limits import TokenBuckets, too_many
 from bunga.serving.live_catalog import LiveCatalog
 from bunga.serving.metrics import Metrics

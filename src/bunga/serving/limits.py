@@ -1,5 +1,5 @@
 """Abuse limits on the public endpoints: per-client token buckets (the inbox's quota is in
-bunga.quota and bunga.inboxes).
+bunga.garden.quota and bunga.garden.inbox).
 
 The buckets live in each worker process: with N workers a client gets at most N times its rate.
 """

@@ -9,9 +9,9 @@ import logging
 
 from starlette.concurrency import run_in_threadpool
 
-from bunga import catalog_edits
 from bunga.catalog import Catalog
-from bunga.inboxes import Inbox
+from bunga.garden import catalog_edits
+from bunga.garden.inbox import Inbox
 
 log = logging.getLogger("bunga.serving")
 

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bunga.config import Settings
+from bunga.garden.inbox import Inbox, InboxConflict, InboxFull, InboxUnavailable
+from bunga.garden.records import voter
 from bunga.imaging import INPUT_SIZE
-from bunga.inbox import voter
-from bunga.inboxes import Inbox, InboxConflict, InboxFull, InboxUnavailable
 from bunga.models.bands import BANDS, band, recognised
 from bunga.schemas import NOT_A_FLOWER
 from bunga.serving.deps import inbox_unavailable, known_species

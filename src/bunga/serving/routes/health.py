@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from bunga.inboxes import Inbox, InboxUnavailable
+from bunga.garden.inbox import Inbox, InboxUnavailable
 from bunga.serving.deps import MetricsDep, StoreDep
 from bunga.serving.schemas import Health, InboxUsage, ModelInfo, ModelsResponse
 from bunga.serving.store import Slot

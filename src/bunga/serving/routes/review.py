@@ -1,5 +1,5 @@
 """The staff review page and its API: the queue of visitors' photos no curator has decided, each
-photo, and one decision per request, saved at once (bunga.decisions). Curators sign in with their own
+photo, and one decision per request, saved at once (bunga.garden.decisions). Curators sign in with their own
 token (``BUNGA_CURATORS``; the admin token too), sent in the Authorization header, never in a URL."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from bunga import catalog_edits, decisions, review_queue
 from bunga.catalog import SpeciesInfo
 from bunga.errors import BungaError
+from bunga.garden import catalog_edits, decisions, review_queue
+from bunga.garden.inbox import Inbox, InboxUnavailable
+from bunga.garden.label_studio import signed_ok
 from bunga.imaging import ImageRejected, thumbnail_jpeg
-from bunga.inboxes import Inbox, InboxUnavailable
-from bunga.label_studio import signed_ok
 from bunga.serving.deps import CatalogDep, CuratorDep, SettingsDep, inbox_unavailable, known_species, require_curator
 from bunga.serving.photos import read_form, rejection_status
 from bunga.serving.routes.page import STATIC

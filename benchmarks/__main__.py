@@ -1,0 +1,5 @@
+"""`python -m benchmarks` (`make bench`): every benchmark in one run (benchmarks.harness.run)."""
+
+from benchmarks.harness.run import main
+
+main()

@@ -1,0 +1,1 @@
+"""Running and reporting: `make bench` (run), RESULTS.md and the README's table (report, summary), and the helpers every benchmark shares (results and timing, servers, load, a trained workspace, peak memory of a command)."""

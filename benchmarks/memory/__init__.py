@@ -1,0 +1,1 @@
+"""Memory: serving RSS and install size against peers, and the clean peak-memory launcher."""

@@ -1,0 +1,1 @@
+"""Serving and its peers: throughput and latency of the API against FastAPI floors, BentoML and `mlflow models serve`, photo latency and batching, the soak run, identification on the phone, the cost of the ASGI stack and of the log."""

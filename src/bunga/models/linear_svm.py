@@ -127,9 +127,11 @@ def minimise(
         while True:
             trial = x + step * direction
             trial_value, trial_grad = objective(trial)
-            if trial_value <= value + 1e-4 * step * slope or step < 1e-12:
+            if trial_value <= value + 1e-4 * step * slope:
                 break
             step /= 2
+            if step < 1e-12:  # no step along the best direction lowers the value: float precision's
+                return x  # optimum (halving on for every remaining step cost 40 evaluations each)
         s, y = trial - x, trial_grad - grad
         sy = float(s @ y)
         if sy > 1e-12 * float(y @ y):

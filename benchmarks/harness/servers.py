@@ -155,7 +155,7 @@ BENTOML = ["bentoml==1.4.40", "onnxruntime", "numpy"]
 def bentoml_serve(name: str, graph: Path, classes: list[str], workers: int) -> Server:
     """BentoML 1.4 (its own venv) serving ``graph`` with onnxruntime: benchmarks/bentoml_service.py."""
     interpreter = peer_venv("bentoml-venv", BENTOML, "bentoml", {"BENTOML_DO_NOT_TRACK": "True"})
-    service = Path(__file__).resolve().parent
+    service = Path(__file__).resolve().parent.parent / "serving"  # where bentoml_service.py lives
     argv = [str(interpreter), "-m", "bentoml", "serve", "bentoml_service:Flowers", "--port", "{port}"]
     env = {
         "BUNGA_BENCH_ONNX": str(graph),

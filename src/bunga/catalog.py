@@ -18,6 +18,7 @@ class SpeciesInfo(BaseModel):
 
     id: str
     nama: str
+    name: str = ""  # the common name in English, where there is one
     latin: str = ""
     famili: str = ""
     deskripsi: str = ""

@@ -90,8 +90,15 @@ def test_visitor_identifies_a_photo_and_sends_feedback(
     page.set_input_files("#photo", str(photo))
     page.click("#identify")
     page.wait_for_selector("#photo-result .card.top", timeout=30_000)
-    assert page.locator("#photo-result .card.top h2").inner_text() == "Bunga sintetis merah"
-    assert page.locator("#photo-result meter").count() == 3
+    # a sure answer: the name, large, and no percentage unless the visitor opens the details
+    assert page.locator("#photo-result .card.top h2.answer-name").inner_text() == "Bunga sintetis merah"
+    assert "%" not in page.locator("#photo-result").inner_text()
+    page.click("#photo-result details summary")
+    assert (
+        page.locator("#photo-result details meter").count() == 3 and "%" in page.locator("#photo-result").inner_text()
+    )
+    # the page scrolled to the answer: it starts inside the phone's screen
+    assert 0 <= page.evaluate("document.querySelector('#photo-result').getBoundingClientRect().top") < 900
     # each card shows the model's reference photo of the species, credited, inside the card at phone width
     top_ref = page.locator("#photo-result .card.top figure.reference")
     page.wait_for_function("document.querySelector('#photo-result .card.top img')?.naturalWidth > 0")
@@ -100,7 +107,7 @@ def test_visitor_identifies_a_photo_and_sends_feedback(
     assert top_ref.locator("a").get_attribute("href").startswith(f"{TEST_CREDIT_LINK}sintetis_merah_")
     card_box, img_box = page.locator("#photo-result .card.top").bounding_box(), top_ref.locator("img").bounding_box()
     assert card_box["x"] <= img_box["x"] and img_box["x"] + img_box["width"] <= card_box["x"] + card_box["width"]
-    assert page.locator("#photo-result .card figure.reference").count() == 3
+    assert page.locator("#photo-result .card figure.reference").count() == 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-photo-result.png"), full_page=True)
     page.click("#confirm")
@@ -111,7 +118,8 @@ def test_visitor_identifies_a_photo_and_sends_feedback(
     page.click("#lang")
     assert page.locator("h1").inner_text() == "Identify flowers at Kebun Raya ITERA"
     assert top_ref.locator("figcaption").inner_text().startswith(f"Photo: {TEST_CREDIT_LICENCE}")
-    assert top_ref.locator("img").get_attribute("alt") == "Reference photo: Bunga sintetis merah"
+    assert top_ref.locator("img").get_attribute("alt") == "Reference photo: Synthetic red flower"
+    assert page.locator("#photo-result .card.top h2").inner_text() == "Synthetic red flower"  # English names
     page.click("#tab-measure")
     for field, value in {
         "sepal_length": "5.1",
@@ -122,7 +130,9 @@ def test_visitor_identifies_a_photo_and_sends_feedback(
         page.fill(f"#{field}", value)
     page.click("#measure-form button[type=submit]")
     page.wait_for_selector("#measure-result .card.top")
-    assert page.locator("#measure-result .card.top h2").inner_text() == "Iris setosa"
+    assert (
+        page.locator("#measure-result .card.top h2").inner_text() == "Bristle-pointed iris"
+    )  # English mode: the English name
     page.screenshot(path=str(ARTIFACTS / "page-measurements.png"), full_page=True)
     assert not errors, errors
 
@@ -190,15 +200,17 @@ def test_page_says_when_a_photo_is_not_a_flower(browser: object, model_dir: Path
 
 
 def test_page_says_when_it_is_not_sure(browser: object, model_dir: Path, tmp_path: Path) -> None:
-    """A recognised photo below the sure threshold: worded as a guess, the candidates with their
-    probabilities, never one name stated as the answer."""
+    """A recognised photo below the sure threshold: worded as a guess, the candidates in order in
+    words ("paling mungkin", "mungkin juga"), no percentage, never one name stated as the answer."""
     never_sure = lambda card: card["bands"].update(sure_threshold=1.01)  # noqa: E731
     with answered_page(browser, model_dir, tmp_path, never_sure, "#photo-result .possible", "sintetis_merah") as page:
         assert page.locator("#photo-result .possible").inner_text().startswith("Belum pasti")
         assert page.locator("#photo-result .card.top").count() == 0  # no name stated as the answer
         cards = page.locator("#photo-result .card")
-        assert 1 <= cards.count() <= 3 and page.locator("#photo-result meter").count() == cards.count()
+        assert 1 <= cards.count() <= 3 and "%" not in page.locator("#photo-result").inner_text()
         assert cards.first.locator("h3").inner_text() == "Bunga sintetis merah"
+        words = [cards.nth(i).locator(".likelihood").inner_text().lower() for i in range(cards.count())]
+        assert words == ["paling mungkin"] + ["mungkin juga"] * (cards.count() - 1), words
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "page-possible.png"), full_page=True)
         page.click("#lang")

@@ -421,3 +421,31 @@ def test_kill_9_loses_at_most_the_last_moment_of_the_log(model_dir: Path, tmp_pa
         again.stop()  # a clean stop writes what is queued
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == kept + 1
+
+
+OLD_SCHEMA = """CREATE TABLE predictions (
+    ts REAL NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, arm TEXT NOT NULL,
+    predicted TEXT, top_prob REAL NOT NULL, recognised INTEGER NOT NULL, abstain_score REAL,
+    latency_ms REAL, f1 REAL, f2 REAL, f3 REAL, f4 REAL, photo_sha256 TEXT, signature BLOB
+)"""
+
+
+def test_a_log_made_before_bands_gains_the_column_and_counts_bands(tmp_path: Path) -> None:
+    """A log whose table was made before answers carried their band: the next writer adds the column
+    (old rows keep NULL), new rows record their band, and the monitor counts bands per version."""
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(OLD_SCHEMA)
+        conn.execute("INSERT INTO predictions VALUES (?, 'photos', 'p', '1', 'champion', 'x', 0.9, 1, 0.1, 1.0, "
+                     "NULL, NULL, NULL, NULL, NULL, NULL)", (time.time() - 10,))  # fmt: skip
+    log = PredictionLog(db, 100, 90)
+    log.start()
+    for n, band in enumerate(["sure", "sure", "possible", "not_a_flower"]):
+        log.add(Record(time.time(), "photos", "p", "1", "champion", "x", 0.9, band != "not_a_flower", 0.1, 1.0,
+                       photo_sha256=f"{n:064x}", band=band))  # fmt: skip
+    log.close()
+    with sqlite3.connect(db) as conn:
+        bands = conn.execute("SELECT band FROM predictions ORDER BY ts").fetchall()
+        assert [b for (b,) in bands] == [None, "sure", "sure", "possible", "not_a_flower"]
+        report = check_version(conn, "photos", "p", "1", Window(), None, Thresholds())
+    assert report.band_shares == {"not_a_flower": 0.25, "possible": 0.25, "sure": 0.5}

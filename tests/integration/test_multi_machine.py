@@ -753,46 +753,40 @@ def test_a_frozen_lock_holder_gets_fast_503s_and_is_ended(
             server.stop()
 
 
-def test_each_worker_holds_a_bounded_pool_of_inbox_connections(
-    pg_cluster: PgCluster, model_dir: Path, tmp_path: Path
-) -> None:
-    """80 uploads, 40 at a time, to two workers: at most 2 x BUNGA_INBOX_DB_POOL (4) inbox sessions
-    open at any moment, and every upload stored."""
-    import asyncio
+def test_each_worker_holds_a_bounded_pool_of_inbox_connections(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """40 threads of one worker store photos at once while another session holds the inbox's lock
+    for 1.5 s (every store waits at once): at most BUNGA_INBOX_DB_POOL (4) inbox sessions are open
+    (one per waiting thread before: 40), and every photo is stored once the lock is free."""
+    from concurrent.futures import ThreadPoolExecutor
 
     import psycopg2
 
+    from bunga.garden.database_inbox import INBOX_LOCK, PostgresInbox
     from tests.helpers import photo_bytes
 
     url = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/mlflow"
-    env = {"BUNGA_DATA_DIR": str(tmp_path / "a"), "BUNGA_INBOX_DB": url, "BUNGA_MONITOR_LOG": "false"}
-    server = LiveServer(env, ["--model-dir", str(model_dir), "--workers", "2"], tmp_path)
-    peak = 0
-    stop = threading.Event()
-
-    def watch() -> None:
-        nonlocal peak
-        with psycopg2.connect(url) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                while not stop.is_set():
-                    cursor.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'mlflow' AND pid <> pg_backend_pid()"
-                    )
-                    peak = max(peak, cursor.fetchone()[0])
-                    time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        photos = [(server.url, photo_bytes("sintetis_kuning", 200 + i)) for i in range(80)]
-        answers = asyncio.run(_upload(url, photos, 40))
-    finally:
-        stop.set()
-        watcher.join()
-        server.stop()
-    assert [status for status, _ in answers].count(201) == 80, answers
-    assert 1 <= peak <= 8, peak
+    inbox = PostgresInbox(url, 10**9, 10**6, pool_size=4, wait_s=10.0)
+    inbox.store_photo(photo_bytes("sintetis_kuning", 199), "jpg", None)  # the table exists
+    holder = psycopg2.connect(url)
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'mlflow' AND pid <> pg_backend_pid() AND pid <> %s"
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INBOX_LOCK,))
+    photos = [photo_bytes("sintetis_kuning", 200 + i) for i in range(40)]
+    with ThreadPoolExecutor(40) as pool, psycopg2.connect(url) as watcher:
+        watcher.autocommit = True
+        stored = [pool.submit(inbox.store_photo, photo, "jpg", None) for photo in photos]
+        peak = 0
+        deadline = time.monotonic() + 1.5
+        with watcher.cursor() as cursor:
+            while time.monotonic() < deadline:
+                cursor.execute(sql, (holder.get_backend_pid(),))
+                peak = max(peak, cursor.fetchone()[0])
+                time.sleep(0.02)
+        holder.commit()  # the lock is free: the waiting stores go on
+        shas = [future.result(timeout=60) for future in stored]
+    holder.close()
+    assert len(set(shas)) == 40 and shas[0] in _stored(url)
+    assert 1 <= peak <= 4, peak
 
 
 def test_an_inbox_row_named_outside_the_inbox_is_never_written_by_the_merge(

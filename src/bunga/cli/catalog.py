@@ -29,6 +29,7 @@ def _inbox() -> Inbox:
 def add(
     species_id: Annotated[str, typer.Argument(help="Class id, e.g. kembang_sepatu (2-60 of a-z, 0-9, '_')")],
     nama: Annotated[str | None, typer.Option(help="Name in Bahasa Indonesia (required for a new species)")] = None,
+    name: Annotated[str | None, typer.Option(help="Common name in English")] = None,
     latin: Annotated[str | None, typer.Option(help="Latin name")] = None,
     famili: Annotated[str | None, typer.Option(help="Family, e.g. Malvaceae")] = None,
     deskripsi: Annotated[str | None, typer.Option(help="Description in Bahasa Indonesia")] = None,
@@ -45,7 +46,8 @@ def add(
     from bunga.imaging import ImageRejected, thumbnail_jpeg
     from bunga.schemas import curator_name
 
-    given = {"nama": nama, "latin": latin, "famili": famili, "deskripsi": deskripsi, "description": description}
+    given = {"nama": nama, "name": name, "latin": latin, "famili": famili, "deskripsi": deskripsi}
+    given["description"] = description
     fields = {key: value for key, value in given.items() if value is not None}
     jpeg = None
     if photo is not None:

@@ -24,7 +24,7 @@ from bunga.schemas import RESERVED_IDS, curator_name
 
 CATALOG = "catalog"
 SPECIES_ID = re.compile(r"^[a-z][a-z0-9_]{1,59}$")
-TEXT_LIMITS = {"nama": 100, "latin": 100, "famili": 60, "deskripsi": 1000, "description": 1000}
+TEXT_LIMITS = {"nama": 100, "name": 100, "latin": 100, "famili": 60, "deskripsi": 1000, "description": 1000}
 
 
 @dataclass(frozen=True)

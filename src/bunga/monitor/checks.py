@@ -14,7 +14,7 @@ import numpy as np
 from scipy import stats
 
 from bunga.monitor.log import PHONE_ARM
-from bunga.monitor.store import Store
+from bunga.monitor.store import Store, columns
 from bunga.schemas import FEATURES, NOT_A_FLOWER, ReferenceProfile
 
 CHUNK = 50_000
@@ -61,6 +61,7 @@ class VersionReport:
     confidence_drift: dict[str, float] = field(default_factory=dict)  # ks, p of the top probability
     signature_drift: dict[str, float] = field(default_factory=dict)  # photos: mmd, p, n
     live_accuracy: tuple[float, float, float, int] | None = None  # estimate, low, high, n
+    band_shares: dict[str, float] = field(default_factory=dict)  # photos: share of answers per logged band
     alarms: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -256,6 +257,8 @@ def check_version(
         mean_top_prob=mean_top,
         estimated_accuracy=(mean_top, max(0.0, mean_top - half), min(1.0, mean_top + half)),
     )
+    if kind == "photos" and volume:
+        report.band_shares = band_shares(db, version, source, window)
     if profile is None or volume == 0:
         return report
     if volume < thresholds.min_volume:
@@ -300,6 +303,23 @@ def check_version(
                 f"more photos not recognised: {refused / volume:.0%} against {1 - expected:.0%} at training (p {p:.1e})"
             )
     return report
+
+
+def band_shares(db: Store, version: str, source: str, window: Window) -> dict[str, float]:
+    """Share of a version's photo answers in each band the log recorded (rows logged before the log
+    kept the band are left out; an old log read without migrating has none)."""
+    if "band" not in columns(db):
+        return {}
+    where, args = _where(window, "photos", version, source)
+    if window.last is not None:  # the last N rows, then their bands
+        inner = f"SELECT band FROM predictions WHERE {where} ORDER BY ts DESC LIMIT ?"  # noqa: S608
+        sql = f"SELECT band, COUNT(*) FROM ({inner}) AS w WHERE band IS NOT NULL GROUP BY band"  # noqa: S608
+        args = [*args, window.last]
+    else:
+        sql = f"SELECT band, COUNT(*) FROM predictions WHERE {where} AND band IS NOT NULL GROUP BY band"  # noqa: S608
+    counts = {str(b): int(n) for b, n in db.execute(sql, args).fetchall()}
+    total = sum(counts.values())
+    return {b: n / total for b, n in sorted(counts.items())} if total else {}
 
 
 def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[float, float, float, int] | None:

@@ -30,9 +30,9 @@ PRUNE_EVERY_S = 3600.0
 
 COLUMNS = (
     "ts, kind, model, version, arm, predicted, top_prob, recognised, abstain_score, "
-    "latency_ms, f1, f2, f3, f4, photo_sha256, signature"
+    "latency_ms, f1, f2, f3, f4, photo_sha256, signature, band"
 )
-ROW = "(" + ", ".join("?" * 16) + ")"
+ROW = "(" + ", ".join("?" * 17) + ")"
 STATEMENT_ROWS = 250  # rows per INSERT: 4,000 parameters, under every SQLite's and PostgreSQL's limit
 
 
@@ -68,6 +68,7 @@ class Record(NamedTuple):
     f4: float | None = None
     photo_sha256: str | None = None
     signature: bytes | None = None  # photos: the monitoring signature, float16
+    band: str | None = None  # photos: sure | possible | not_recognised | not_a_flower
 
 
 class PredictionLog:

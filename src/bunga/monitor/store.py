@@ -17,7 +17,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     ts {real} NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, arm TEXT NOT NULL,
     predicted TEXT, top_prob {real} NOT NULL, recognised INTEGER NOT NULL, abstain_score {real},
-    latency_ms {real}, f1 {real}, f2 {real}, f3 {real}, f4 {real}, photo_sha256 TEXT, signature {blob}
+    latency_ms {real}, f1 {real}, f2 {real}, f3 {real}, f4 {real}, photo_sha256 TEXT, signature {blob},
+    band TEXT
 );
 CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
 CREATE INDEX IF NOT EXISTS predictions_sha ON predictions (photo_sha256)
@@ -32,6 +33,9 @@ PHONE_INDEX = (
 
 
 SCHEMA_LOCK = 0x62756E6761  # "bunga": the advisory lock that serialises creating the schema
+# Columns added after a log's table was first made (CREATE TABLE IF NOT EXISTS leaves an existing
+# table as it was): each is added at start-up when missing, old rows hold NULL.
+MIGRATIONS = (("band", "TEXT"),)
 
 
 def is_url(target: str | Path) -> bool:
@@ -79,6 +83,8 @@ def open_store(target: str | Path, read_only: bool = False) -> Store:
             store.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
             for statement in SCHEMA.format(real="DOUBLE PRECISION", blob="BYTEA").split(";"):
                 store.execute(statement)
+            for column, kind in MIGRATIONS:
+                store.execute(f"ALTER TABLE predictions ADD COLUMN IF NOT EXISTS {column} {kind}")
             store.execute("SAVEPOINT phone_index")
             try:
                 store.execute(PHONE_INDEX)
@@ -97,6 +103,10 @@ def open_store(target: str | Path, read_only: bool = False) -> Store:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA.format(real="REAL", blob="BLOB"))
+    present = {row[1] for row in db.execute("PRAGMA table_info(predictions)")}
+    for column, kind in MIGRATIONS:
+        if column not in present:
+            db.execute(f"ALTER TABLE predictions ADD COLUMN {column} {kind}")
     try:
         db.execute(PHONE_INDEX)
     except sqlite3.DatabaseError as err:
@@ -126,3 +136,12 @@ def server_versions(target: str | Path) -> set[tuple[str, str]]:
         return set()
     finally:
         db.close()
+
+
+def columns(db: Store) -> set[str]:
+    """The columns the log's table has (an old log read without migrating may lack new ones); ``db``
+    may also be a plain sqlite3 connection."""
+    if getattr(db, "postgres", False):
+        sql = "SELECT column_name FROM information_schema.columns WHERE table_name = 'predictions'"
+        return {str(name) for (name,) in db.execute(sql).fetchall()}
+    return {str(row[1]) for row in db.execute("PRAGMA table_info(predictions)").fetchall()}

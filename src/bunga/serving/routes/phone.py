@@ -109,7 +109,7 @@ def _logged(record: PhoneAnswer, model: str) -> Record:
         record.at, "photos", model, record.model_version, PHONE_ARM,
         logged_label(answer_band, record.predicted or ""),  # recognised: named (checked before)
         record.top_probability, recognised(answer_band), record.abstain_score, 0.0,
-        photo_sha256=record.photo_sha256,
+        photo_sha256=record.photo_sha256, band=answer_band,
     )  # fmt: skip
 
 

@@ -243,6 +243,7 @@ async def predict_image(
                     latency_ms,
                     photo_sha256=sha,
                     signature=signature,
+                    band=answer_band,
                 )
             )
         if not known:

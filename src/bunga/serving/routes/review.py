@@ -176,7 +176,8 @@ async def decide(request: Request, response: Response, curator: CuratorDep, body
 
 SPECIES_FIELDS = {
     "id": {"type": "string", "description": "Class id: 2-60 of a-z, 0-9, '_' (spaces become '_')"},
-    "nama": {"type": "string", "description": "Name in Bahasa Indonesia (required)"},
+    "nama": {"type": "string", "description": "Name in Bahasa Indonesia (required for a new species)"},
+    "name": {"type": "string", "description": "Name in English"},
     "latin": {"type": "string"},
     "famili": {"type": "string"},
     "deskripsi": {"type": "string", "description": "Description in Bahasa Indonesia"},

@@ -22,6 +22,7 @@ const TEXT = {
     offlineReady: "Siap dipakai tanpa sinyal", offlineFailed: "Tidak bisa disimpan untuk dipakai tanpa sinyal",
     noSignal: "Tidak ada sinyal, dan model belum disimpan di ponsel ini.",
     queued: "Tidak ada sinyal: masukan disimpan di ponsel dan dikirim saat ada sinyal.", queuedSent: "Masukan tertunda terkirim",
+    mostLikely: "paling mungkin", alsoPossible: "mungkin juga", details: "Rincian (peluang menurut model)",
   },
   en: {
     title: "Identify flowers at Kebun Raya ITERA", tabPhoto: "Photo", tabMeasure: "Measurements",
@@ -43,6 +44,7 @@ const TEXT = {
     offlineReady: "Ready to use without signal", offlineFailed: "Could not be kept for use without signal",
     noSignal: "No signal, and the model is not kept on this phone yet.",
     queued: "No signal: your feedback is kept on this phone and sent when there is signal.", queuedSent: "Queued feedback sent",
+    mostLikely: "most likely", alsoPossible: "also possible", details: "Details (the model's probabilities)",
   },
 };
 
@@ -88,7 +90,7 @@ function reference(candidate) {
   // The model's typical training photo of the species, with its credit when the licence asks for one.
   const ref = candidate.reference;
   if (!ref) return null;
-  const img = el("img", { src: ref.url, alt: `${t("referencePhoto")}: ${candidate.info.nama}`, loading: "lazy" });
+  const img = el("img", { src: ref.url, alt: `${t("referencePhoto")}: ${displayName(candidate.info)}`, loading: "lazy" });
   const figure = el("figure", { class: "reference" }, img);
   if (ref.licence || ref.link) {
     const caption = el("figcaption", {}, `${t("photoCredit")}: ${ref.licence || ""}`.trim());
@@ -100,21 +102,35 @@ function reference(candidate) {
   return figure;
 }
 
-function speciesCard(candidate, top) {
+// The species' common name in the page's language (English where the catalogue has one).
+const displayName = (info) => (lang === "en" && info.name ? info.name : info.nama);
+
+function speciesCard(candidate, top, word = null) {
+  // One species: its name (large when it is the sure answer), what the catalogue says, its reference
+  // photo. No percentage: the words say how sure the answer is; the figures are under "details".
   const info = candidate.info;
-  const pct = Math.round(candidate.probability * 100);
-  const heading = el(top ? "h2" : "h3", {}, info.nama);
-  const meter = el("meter", { min: "0", max: "100", value: String(pct), "aria-label": `${t("confidence")} ${pct}%` });
+  const heading = el(top ? "h2" : "h3", { class: top ? "answer-name" : "" }, displayName(info));
   const card = el("article", { class: top ? "card top" : "card" });
   const figure = reference(candidate);
   if (figure) card.append(figure);
+  if (word) card.append(el("p", { class: "likelihood" }, word));
   card.append(heading);
   if (info.latin && info.latin !== "-") card.append(el("p", { class: "latin" }, info.latin));
-  card.append(el("div", { class: "bar" }, meter, el("span", {}, `${pct}%`)));
   if (info.famili && info.famili !== "-") card.append(el("p", {}, `${t("family")}: ${info.famili}`));
   const text = lang === "id" ? info.deskripsi : info.description || info.deskripsi;
   if (text) card.append(el("p", {}, text));
   return card;
+}
+
+function details(candidates) {
+  // The model's probabilities, on request only.
+  const list = el("ul", {});
+  candidates.forEach((c) => {
+    const pct = Math.round(c.probability * 100);
+    const meter = el("meter", { min: "0", max: "100", value: String(pct), "aria-label": `${t("confidence")} ${pct}%` });
+    list.append(el("li", {}, `${displayName(c.info)} `, meter, ` ${pct}%`));
+  });
+  return el("details", { class: "details" }, el("summary", {}, t("details")), list);
 }
 
 function suggestions(candidates) {
@@ -122,7 +138,7 @@ function suggestions(candidates) {
   const list = el("ul", { class: "suggestions" });
   candidates.forEach((c) => {
     const latin = c.info.latin && c.info.latin !== "-" ? ` (${c.info.latin})` : "";
-    const item = el("li", {}, `${c.info.nama}${latin}`);
+    const item = el("li", {}, `${displayName(c.info)}${latin}`);
     const figure = reference(c);
     if (figure) item.prepend(figure);
     list.append(item);
@@ -130,17 +146,21 @@ function suggestions(candidates) {
   return list;
 }
 
-function renderPhoto(answer) {
+function renderPhoto(answer, fresh = false) {
   const box = $("photo-result");
   box.replaceChildren();
   const result = answer.results[0];
   if (result.band === "possible") {
-    // A guess: the candidates with their probabilities, never one name stated as the answer.
+    // A guess: the candidates in order, in words ("most likely", "also possible"), never one name
+    // stated as the answer and never a percentage in front.
     box.append(el("p", { class: "possible", role: "status" }, t("possible")));
     if (result.family) box.append(el("p", { class: "family" }, `${t("possibleFamily")} ${result.family}`));
-    result.top.filter((c) => result.candidates.includes(c.species)).forEach((c) => box.append(speciesCard(c, false)));
+    const shown = result.top.filter((c) => result.candidates.includes(c.species));
+    const list = el("ol", { class: "candidates" });
+    shown.forEach((c, i) => list.append(el("li", {}, speciesCard(c, false, t(i === 0 ? "mostLikely" : "alsoPossible")))));
+    box.append(list, details(result.top));
   } else if (result.recognised) {
-    result.top.forEach((c, i) => box.append(speciesCard(c, i === 0)));
+    box.append(speciesCard(result.top[0], true), details(result.top));
   } else if (result.outcome === "not_a_flower") {
     box.append(el("p", { class: "unknown", role: "alert" }, t("notFlower")), el("p", {}, t("notFlowerHint")));
   } else {
@@ -150,6 +170,7 @@ function renderPhoto(answer) {
   const where = result.computed === "phone" ? t("onPhone") : t("onServer");
   box.append(el("p", { class: "hint", id: "computed" }, `${t("model")}: ${result.model_name} v${result.model_version}, ${where}`));
   $("feedback-form").hidden = false;
+  if (fresh) box.scrollIntoView({ block: "start" }); // a phone shows the answer, not only the banner above it
 }
 
 // Identification without signal: the graphs and their answer rules kept on the phone (ondevice.js).
@@ -241,7 +262,7 @@ function fillCorrections() {
   const select = $("correct");
   const current = select.value;
   select.replaceChildren(el("option", { value: "" }, t("dontKnow")));
-  speciesClasses.forEach((c) => select.append(el("option", { value: c.id }, c.nama)));
+  speciesClasses.forEach((c) => select.append(el("option", { value: c.id }, displayName(c))));
   select.value = current;
 }
 
@@ -287,7 +308,7 @@ async function identifyPhoto(event) {
     }
     lastAnswer = await identifyOnPhone();
     status("photo-status", "");
-    renderPhoto(lastAnswer);
+    renderPhoto(lastAnswer, true);
     return;
   }
   if (!response.ok) {
@@ -296,7 +317,7 @@ async function identifyPhoto(event) {
   }
   lastAnswer = await response.json();
   status("photo-status", "");
-  renderPhoto(lastAnswer);
+  renderPhoto(lastAnswer, true);
 }
 
 async function sendFeedback(label) {

@@ -2,9 +2,9 @@
 garden adds photos, and what a pool of other flowers (outlier exposure) buys, on
 ../shared/data/oxford102_dev (development only, never shipped).
 
-Protocol, per split (5 splits, seeded): 19 species held out (untaught), 20 species form the pool (10
-photos each, one class ``other_flowers``), the other 40 are known; known photos 70/30 into training
-and test. Photos per known species in training: as they come (21), 40 and 80 (each training photo's
+Protocol, per split (5 splits, seeded): 16 species are known (as many as the hidden garden collection
+of the issue, where the head saturated), 19 held out (untaught), 20 form the pool (10 photos each, one
+class ``other_flowers``); known photos 70/30 into training and test. Photos per known species in training: as they come (21), 40 and 80 (each training photo's
 mirror image and 60-80 % crops of it and of its mirror, embedded by bunga's Lite0 graph; test photos
 are never augmented). Heads on the unit-length embeddings: ``svm`` (bunga's today: class-balanced
 linear SVM, strength and temperature by 3-fold CV) and ``logreg`` (multinomial logistic regression,
@@ -38,7 +38,7 @@ from bunga.predict import serving_session
 
 OXFORD = SHARED_FLOWERS.parent / "oxford102_dev"
 POOL = "other_flowers"
-SPLITS, HELD_OUT, POOL_SPECIES, POOL_PHOTOS, TEST_SHARE, PRECISION = 5, 19, 20, 10, 0.3, 0.97
+SPLITS, KNOWN, HELD_OUT, POOL_SPECIES, POOL_PHOTOS, TEST_SHARE, PRECISION = 5, 16, 19, 20, 10, 0.3, 0.97
 PER_SPECIES = (None, 40, 80)  # training photos per known species: as they come, then augmented
 VARIANT = "efficientnet-lite0"
 
@@ -207,7 +207,7 @@ def one_split(x: np.ndarray, views: np.ndarray, y: np.ndarray, seed: int) -> dic
     species = np.unique(y)
     chosen = rng.permutation(species)
     held, pool = set(chosen[:HELD_OUT]), set(chosen[HELD_OUT : HELD_OUT + POOL_SPECIES])
-    known_species = [s for s in species if s not in held and s not in pool]
+    known_species = sorted(chosen[HELD_OUT + POOL_SPECIES : HELD_OUT + POOL_SPECIES + KNOWN])
     test = np.zeros(len(y), dtype=bool)
     for name in known_species:
         rows = np.flatnonzero(y == name)
@@ -261,7 +261,7 @@ def main() -> dict[str, Any]:
         for label in splits[0]
     }
     out = {
-        "protocol": f"oxford102_dev: {79 - HELD_OUT - POOL_SPECIES} known / {HELD_OUT} untaught / {POOL_SPECIES} "
+        "protocol": f"oxford102_dev: {KNOWN} known / {HELD_OUT} untaught / {POOL_SPECIES} "
         f"pool species ({POOL_PHOTOS} photos each), {SPLITS} splits; sure answers judged on the 45:37 mix",
         **results,
     }

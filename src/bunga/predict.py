@@ -14,7 +14,7 @@ from bunga.errors import BungaError
 from bunga.imaging import INPUT_SIZE
 from bunga.models.not_flower import IMAGENET_OUTPUT, NotFlowerRule, refusal_score
 from bunga.models.signature import SIGNATURE_OUTPUT
-from bunga.schemas import ModelCard
+from bunga.schemas import OTHER_FLOWERS, ModelCard
 
 
 def serving_session(path: Path, threads: int | None) -> Any:
@@ -56,6 +56,8 @@ class Predictor:
         except Exception as err:  # onnxruntime raises its own exception types
             raise BungaError(f"{model_path} cannot be loaded by onnxruntime: {type(err).__name__}") from err
         self.classes = list(self.card.classes)
+        # the other_flowers pool's index: a class the model learned so that it can say "none of mine"
+        self.pool = self.classes.index(OTHER_FLOWERS) if OTHER_FLOWERS in self.classes else None
         self._outputs = [o.name for o in self.session.get_outputs()]
         nf = self.card.not_flower
         self._not_flower = None
@@ -103,6 +105,8 @@ class Predictor:
         best = probs.max(axis=1) if abstention.method == "max_prob" else sims.max(axis=1)
         scores = 1.0 - best
         recognised = (scores <= abstention.threshold) & ~not_flower
+        if self.pool is not None:  # the other_flowers pool won: a flower the model must never name
+            recognised &= probs.argmax(axis=1) != self.pool
         return PhotoScores(probs, recognised, scores, not_flower, flower_scores, signatures)
 
     def describe(self) -> ModelCard:

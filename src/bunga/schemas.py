@@ -141,6 +141,9 @@ class EvaluationReport(BaseModel):
     confusion_matrix: list[list[int]]
     model_version: str | None = None
     dataset_digest: str | None = None
+    # photos with an other_flowers pool: the share of the named species' test photos whose answer was
+    # the pool (refused as "not recognised"); the macro averages cover the named species only
+    lost_to_pool: float | None = None
 
 
 class GateDecision(BaseModel):

@@ -15,7 +15,7 @@ from bunga.data.tabular import AliasBook, Row, SheetReader
 from bunga.errors import BungaError
 from bunga.files import sha256_file
 from bunga.imaging import IMAGE_SUFFIXES
-from bunga.schemas import FEATURES, normalise
+from bunga.schemas import FEATURES, OTHER_FLOWERS, normalise
 
 
 @dataclass
@@ -138,14 +138,23 @@ MIN_PHOTOS_PER_SPECIES = 5  # fewer and a species is held back from photo traini
 
 
 def hold_back_scarce(data: PhotoSet, minimum: int = MIN_PHOTOS_PER_SPECIES) -> tuple[PhotoSet, dict[str, int]]:
-    """The photos of the species that have at least ``minimum``, and the species held back with their
-    counts (a species a curator just added waits for photos instead of failing the whole training)."""
+    """The photos to train on, and the species held back with their counts: a species with fewer than
+    ``minimum`` photos (one a curator just added) is not named yet: its photos join the other_flowers
+    pool (flowers the model learns never to name) instead of failing the whole training; a pool that
+    is itself under ``minimum`` is left out."""
     labels = data.y.astype(str)
     classes, counts = np.unique(labels, return_counts=True)
-    scarce = {str(c): int(n) for c, n in zip(classes.tolist(), counts.tolist(), strict=True) if n < minimum}
-    if not scarce:
-        return data, {}
-    return data.subset(~np.isin(labels, list(scarce))), scarce
+    scarce = {
+        str(c): int(n)
+        for c, n in zip(classes.tolist(), counts.tolist(), strict=True)
+        if n < minimum and c != OTHER_FLOWERS
+    }
+    pooled = np.where(np.isin(labels, list(scarce)), OTHER_FLOWERS, labels)
+    kept = PhotoSet(data.paths, data.shas, pooled, data.digest, data.source, data.credits)
+    in_pool = int((pooled == OTHER_FLOWERS).sum())
+    if 0 < in_pool < minimum:  # too few to learn a pool from: left out, as a scarce species was
+        return kept.subset(pooled != OTHER_FLOWERS), {**scarce, OTHER_FLOWERS: in_pool}
+    return kept, scarce
 
 
 def check_classes(labels: np.ndarray, kind: str, minimum: int) -> list[str]:

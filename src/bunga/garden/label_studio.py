@@ -19,7 +19,7 @@ from xml.sax.saxutils import quoteattr
 from bunga.errors import BungaError
 from bunga.garden import decisions
 from bunga.garden.review_queue import QueueItem
-from bunga.schemas import NOT_A_FLOWER, REJECT, RESERVED_IDS, curator_name
+from bunga.schemas import NOT_A_FLOWER, OTHER_FLOWERS, REJECT, RESERVED_IDS, curator_name
 
 FROM_NAME, TO_NAME = "species", "image"
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -47,7 +47,7 @@ def photo_url(base_url: str, key: str, sha256: str, expires: int) -> str:
 def labelling_config(species: list[str]) -> str:
     """The Label Studio labelling configuration (XML) for these species plus the two decisions."""
     named = [s for s in dict.fromkeys(species) if s not in RESERVED_IDS]  # a decision word is never a species
-    choices = "".join(f"    <Choice value={quoteattr(s)}/>\n" for s in [*named, NOT_A_FLOWER, REJECT])
+    choices = "".join(f"    <Choice value={quoteattr(s)}/>\n" for s in [*named, OTHER_FLOWERS, NOT_A_FLOWER, REJECT])
     return (
         "<View>\n"
         f'  <Image name="{TO_NAME}" value="$image"/>\n'
@@ -144,7 +144,7 @@ def read_export(path: Path, known: set[str], photos: set[str]) -> list[tuple[str
             choice = _choice(annotation, where)
             if choice is None:
                 continue
-            if choice not in (NOT_A_FLOWER, REJECT) and choice not in known:
+            if choice not in (NOT_A_FLOWER, REJECT, OTHER_FLOWERS) and choice not in known:
                 raise BungaError(f"{where} chose {choice[:60]!r}, not a species in the catalogue")
             when = str(annotation.get("updated_at") or annotation.get("created_at") or "")
             if sha not in chosen or when >= chosen[sha][0]:

@@ -84,15 +84,24 @@ def recognised(answer_band: str) -> bool:
     return answer_band in (SURE, POSSIBLE)
 
 
-def logged_label(answer_band: str, species: str) -> str:
+def logged_label(answer_band: str, species: str, pool_won: bool = False) -> str:
     """What the prediction log and the metrics count an answer as: its top species when recognised,
-    else ``_not_a_flower`` or ``_unrecognised``."""
+    else ``_not_a_flower``, ``_other_flowers`` (the pool of flowers the model must never name won) or
+    ``_unrecognised``."""
     if recognised(answer_band):
         return species
-    return "_not_a_flower" if answer_band == NOT_A_FLOWER else "_unrecognised"
+    if answer_band == NOT_A_FLOWER:
+        return "_not_a_flower"
+    return "_other_flowers" if pool_won else "_unrecognised"
 
 
-def candidates(probabilities: np.ndarray) -> list[int]:
+def named_order(probabilities: np.ndarray, pool: int | None) -> list[int]:
+    """Class indices from the most to the least probable, the other_flowers pool left out (an answer
+    never names it)."""
+    return [int(i) for i in np.argsort(-probabilities) if i != pool]
+
+
+def candidates(probabilities: np.ndarray, pool: int | None = None) -> list[int]:
     """Indices of a possible answer's candidates: the top one, then up to two more above the floor."""
-    order = [int(i) for i in np.argsort(-probabilities)[:MAX_CANDIDATES]]
+    order = named_order(probabilities, pool)[:MAX_CANDIDATES]
     return [i for n, i in enumerate(order) if n == 0 or probabilities[i] >= CANDIDATE_MIN]

@@ -25,6 +25,7 @@ from bunga.models.metrics import auroc
 from bunga.models.not_flower import IMAGENET_OUTPUT
 from bunga.models.signature import SIGNATURE_DIM, SIGNATURE_OUTPUT, projection, signatures
 from bunga.models.unit_rows import l2_normalise
+from bunga.schemas import OTHER_FLOWERS
 
 C_GRID = (0.3, 1.0, 3.0)  # linear SVM strengths chosen from by cross-validation
 ABSTAIN_METHODS = ("max_prob", "centroid")
@@ -269,21 +270,39 @@ def select_head(
     return HeadSelection(best, temperature, thresholds, f1, 1.0 - sims.max(axis=1), probs, truth)
 
 
+def named_tops(probs: np.ndarray, classes: list[str], pool: str | None) -> np.ndarray:
+    """Each row's top probability over the named classes; 0 where the ``pool`` class (other_flowers)
+    won: such an answer is "not recognised", never sure."""
+    if pool is None or pool not in classes:
+        top: np.ndarray = probs.max(axis=1)
+        return top
+    at = classes.index(pool)
+    named = np.delete(probs, at, axis=1).max(axis=1)
+    return np.where(probs.argmax(axis=1) == at, 0.0, named)
+
+
 def held_out_tops(
-    x: np.ndarray, y: np.ndarray, classes: list[str], c: float, temperature: float, max_classes: int = 8
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    c: float,
+    temperature: float,
+    max_classes: int = 8,
+    pool: str | None = None,
 ) -> np.ndarray:
-    """Top probabilities that the photos of a held-out class get from a head trained on the other
-    classes (each of at most ``max_classes`` classes, chosen evenly, held out in turn): stand-ins for
-    the species the model was never taught."""
-    if len(classes) < 3:
+    """Top named probabilities that the photos of a held-out class get from a head trained on the
+    other classes (each of at most ``max_classes`` named classes, chosen evenly, held out in turn; the
+    ``pool`` class is never held out): stand-ins for the species the model was never taught."""
+    named = [k for k in classes if k != pool]
+    if len(named) < 3:
         return np.zeros(0, dtype=np.float32)
-    held_out = classes[:: max(1, -(-len(classes) // max_classes))]
+    held_out = named[:: max(1, -(-len(named) // max_classes))]
     z = l2_normalise(x)
     models = fit(z, y, [Problem(c, y != held, [k for k in classes if k != held]) for held in held_out])
     tops = []
     for held, model in zip(held_out, models, strict=True):
         head = _head(model, z, y, y != held, c, temperature)
-        tops.append(head.scores(x[y == held])[0].max(axis=1))
+        tops.append(named_tops(head.scores(x[y == held])[0], model.classes, pool))
     return np.concatenate(tops)
 
 
@@ -303,7 +322,8 @@ def open_set(
     and share of unknowns refused at the threshold that keeps ``1 - max_refused`` of the known test
     photos. (A threshold from the training photos' own, in-sample scores kept only about 82 % of
     known photos on tf_flowers, and so reported 56 % refused where 18 % is the figure at 95 % kept.)"""
-    held_out = classes[:: max(1, -(-len(classes) // max_classes))]
+    named = [k for k in classes if k != OTHER_FLOWERS]  # the pool is never an "untaught species"
+    held_out = named[:: max(1, -(-len(named) // max_classes))]
     results: dict[str, dict[str, list[float]]] = {m: {"auroc": [], "refused": []} for m in ABSTAIN_METHODS}
     z_train = l2_normalise(x_train)
     problems = [Problem(c, y_train != held, [k for k in classes if k != held]) for held in held_out]

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from bunga.config import Settings
 from bunga.garden.inbox import InboxUnavailable
+from bunga.schemas import OTHER_FLOWERS, RESERVED_IDS
 from bunga.serving.limits import TokenBuckets, too_many
 from bunga.serving.live_catalog import LiveCatalog
 from bunga.serving.metrics import Metrics
@@ -35,10 +36,17 @@ def get_catalog(request: Request) -> LiveCatalog:
 
 
 def known_species(request: Request) -> set[str]:
-    """Labels a visitor's vote or a curator's decision may give a photo: the catalogue's species
-    (curators' additions included) and the served photo model's."""
+    """Labels a visitor's vote may give a photo: the catalogue's species (curators' additions
+    included) and the served photo model's, never a decision word (the other_flowers pool is a
+    curator's call: ``curator_labels``)."""
     slot = request.app.state.store.champions.get("photos")
-    return set(get_catalog(request).entries) | (set(slot.predictor.classes) if slot else set())
+    return (set(get_catalog(request).entries) | (set(slot.predictor.classes) if slot else set())) - RESERVED_IDS
+
+
+def curator_labels(request: Request) -> set[str]:
+    """Labels a curator may give a photo: the species visitors may name, and other_flowers ("another
+    species, not in the catalogue": the pool the model learns never to name)."""
+    return known_species(request) | {OTHER_FLOWERS}
 
 
 def get_metrics(request: Request) -> Metrics:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bunga.config import DataKind
-from bunga.schemas import ClassMetrics, EvaluationReport, GateDecision
+from bunga.schemas import OTHER_FLOWERS, ClassMetrics, EvaluationReport, GateDecision
 
 
 def confusion(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> np.ndarray:
@@ -28,7 +28,8 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def evaluate(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str], kind: DataKind) -> EvaluationReport:
     """Accuracy, macro and weighted precision/recall/F1, per-class metrics and the confusion matrix.
 
-    Classes absent from both truth and predictions do not count in the macro averages.
+    Classes absent from both truth and predictions do not count in the macro averages, nor does the
+    other_flowers pool (a class the model learns and never answers): the gate judges named species.
     """
     if len(y_true) == 0:
         raise ValueError("cannot evaluate on an empty set")
@@ -40,7 +41,9 @@ def evaluate(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str
     precision = _safe_div(tp, predicted)
     recall = _safe_div(tp, support)
     f1 = _safe_div(2 * precision * recall, precision + recall)
-    present = (support + predicted) > 0
+    present = ((support + predicted) > 0) & (np.asarray(labels) != OTHER_FLOWERS)
+    named = [i for i, t in enumerate(y_true) if t != OTHER_FLOWERS]
+    pooled = sum(y_pred[i] == OTHER_FLOWERS for i in named)
     weights = support / support.sum()
     per_class = {
         c: ClassMetrics(
@@ -61,6 +64,7 @@ def evaluate(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str
         classes=labels,
         per_class=per_class,
         confusion_matrix=matrix.tolist(),
+        lost_to_pool=pooled / len(named) if OTHER_FLOWERS in labels and named else None,
     )
 
 

@@ -32,7 +32,7 @@ from bunga.models.not_flower import NotFlowerRule, fit_not_flower, refusal_score
 from bunga.models.signature import reference_sample
 from bunga.models.unit_rows import normalise_in_place
 from bunga.monitor.profile import reference_profile
-from bunga.schemas import Abstention, Bands, ModelCard, NotFlower, ReferencePhoto
+from bunga.schemas import OTHER_FLOWERS, Abstention, Bands, ModelCard, NotFlower, ReferencePhoto
 from bunga.tracking import Tracker
 from bunga.training.evaluate import evaluate
 from bunga.training.references import reference_photos
@@ -147,10 +147,12 @@ def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFi
     probs, sims = head.scores(x_test)
     rule = fit_not_flower(imagenet_train, selection.centroid_distance, cfg.not_flower_max_refused, cfg.seed)
     test_not_flower = refusal_score(imagenet_test, 1.0 - sims.max(axis=1), rule) > rule.threshold
+    pool = OTHER_FLOWERS if OTHER_FLOWERS in classes else None
+    named = np.asarray(classes)[selection.truth] != OTHER_FLOWERS  # the pool's own photos are no known answers
     sure = fit_sure(
-        selection.probs.max(axis=1),
-        selection.probs.argmax(axis=1) == selection.truth,
-        image.held_out_tops(x_train, y_train, classes, selection.c, selection.temperature),
+        image.named_tops(selection.probs, classes, pool)[named],
+        (selection.probs.argmax(axis=1) == selection.truth)[named],
+        image.held_out_tops(x_train, y_train, classes, selection.c, selection.temperature, pool=pool),
         precision=cfg.sure_precision,
     )
     open_set = (
@@ -239,7 +241,7 @@ def train_photos(
     data, held_back = hold_back_scarce(load_photos(cfg.dataset_dir))
     if held_back:
         listed = ", ".join(f"{name} ({n})" for name, n in sorted(held_back.items()))
-        say(f"held back until each has {MIN_PHOTOS_PER_SPECIES} photos: {listed}")
+        say(f"not named until each has {MIN_PHOTOS_PER_SPECIES} photos (their photos join {OTHER_FLOWERS}): {listed}")
     classes = check_classes(data.y, "photos", minimum=MIN_PHOTOS_PER_SPECIES)
     mask = holdout_mask(data.shas, data.y, cfg.test_size, cfg.seed)
     started = time.perf_counter()
@@ -292,6 +294,7 @@ def train_photos(
                 "bands_fitted_precision": fit.bands.fitted_precision,
                 "bands_fitted_known_sure": fit.bands.fitted_known_sure,
                 "test_known_sure": float((fit.probs.max(axis=1) >= fit.bands.sure_threshold).mean()),
+                **({"test_lost_to_pool": report.lost_to_pool} if report.lost_to_pool is not None else {}),
             }
         )
         for m, values in open_set.items():

@@ -17,7 +17,7 @@ from bunga.config import Settings
 from bunga.garden.inbox import Inbox, InboxConflict, InboxFull, InboxUnavailable
 from bunga.garden.records import voter
 from bunga.imaging import INPUT_SIZE
-from bunga.models.bands import BANDS, band, recognised
+from bunga.models.bands import BANDS, band, named_order, recognised
 from bunga.schemas import NOT_A_FLOWER
 from bunga.serving.deps import inbox_unavailable, known_species
 from bunga.serving.limits import check_rate
@@ -101,9 +101,10 @@ async def _photo_answer(request: Request, slot: Slot | None, upload: Upload) -> 
         return {}
     scores = await request.app.state.batcher.score(slot.predictor, upload.tensor[None].astype(np.float32))
     row = scores.probabilities[0]
+    top = named_order(row, slot.predictor.pool)[0]
     sure = slot.card.bands.sure_threshold if slot.card.bands is not None else None
-    answer_band = band(bool(scores.recognised[0]), bool(scores.not_flower[0]), float(row.max()), sure)
-    species = slot.predictor.classes[int(row.argmax())] if recognised(answer_band) else None
+    answer_band = band(bool(scores.recognised[0]), bool(scores.not_flower[0]), float(row[top]), sure)
+    species = slot.predictor.classes[top] if recognised(answer_band) else None
     return {"answer_version": slot.version, "answer_band": answer_band, "answer_species": species}
 
 

@@ -94,6 +94,7 @@ async def photo_rules(store: StoreDep) -> dict[str, Any]:
         "abstention": card.abstention.model_dump() if card.abstention else None,
         "not_flower": card.not_flower.model_dump() if card.not_flower else None,
         "p_floor": P_FLOOR,
+        "pool": slot.predictor.pool,  # the other_flowers class: when it wins, "not recognised"; never named
         "sure_threshold": card.bands.sure_threshold if card.bands else None,
         "candidates": {"max": MAX_CANDIDATES, "min_probability": CANDIDATE_MIN},
         "references": {c: info.model_dump() for c in card.classes if (info := reference_info(slot, c)) is not None},

@@ -16,7 +16,7 @@ from starlette.types import Scope
 from bunga.catalog import Catalog
 from bunga.config import Settings
 from bunga.files import sha256_bytes
-from bunga.models.bands import POSSIBLE, band, candidates, logged_label
+from bunga.models.bands import POSSIBLE, band, candidates, logged_label, named_order
 from bunga.monitor.log import PredictionLog, Record
 from bunga.schemas import Measurements
 from bunga.serving.batching import PhotoBatcher
@@ -209,7 +209,8 @@ async def predict_image(
             strict=True,
         )
     ):
-        order = np.argsort(-row)[: min(k, len(classes))]
+        pool = slot.predictor.pool
+        order = named_order(row, pool)[:k]
         top = [
             Candidate(
                 species=classes[i],
@@ -221,9 +222,9 @@ async def predict_image(
         ]
         outcome = "species" if known else "not_a_flower" if not_flower else "unknown_species"
         answer_band = band(bool(known), bool(not_flower), float(row[order[0]]), sure_threshold)
-        possible = [classes[i] for i in candidates(row)] if answer_band == POSSIBLE else []
+        possible = [classes[i] for i in candidates(row, pool)] if answer_band == POSSIBLE else []
         metrics.photo_answers.labels(answer_band, slot.card.alias or "champion").inc()
-        label = logged_label(answer_band, top[0].species)
+        label = logged_label(answer_band, top[0].species, pool is not None and int(row.argmax()) == pool)
         metrics.predicted("photos", label, slot.version)
         if logger is not None:
             arm = slot.card.alias or "champion"

@@ -21,7 +21,7 @@ from bunga.garden import catalog_edits, decisions, review_queue
 from bunga.garden.inbox import Inbox, InboxUnavailable
 from bunga.garden.label_studio import signed_ok
 from bunga.imaging import ImageRejected, thumbnail_jpeg
-from bunga.serving.deps import CatalogDep, CuratorDep, SettingsDep, inbox_unavailable, known_species, require_curator
+from bunga.serving.deps import CatalogDep, CuratorDep, SettingsDep, curator_labels, inbox_unavailable, require_curator
 from bunga.serving.photos import read_form, rejection_status
 from bunga.serving.routes.page import STATIC
 
@@ -163,7 +163,7 @@ async def decide(request: Request, response: Response, curator: CuratorDep, body
     wins (the earlier one is kept). ``label`` must name a species the catalogue or the model knows."""
     response.headers["Cache-Control"] = "no-store"
     label = (body.label or "").strip().lower().replace(" ", "_") or None
-    if body.decision == "label" and label not in known_species(request):
+    if body.decision == "label" and label not in curator_labels(request):
         raise HTTPException(422, f"unknown species {str(label)[:100]!r}: add it to the catalogue first")
     inbox = _inbox(request)
     with _answering(request):

@@ -273,7 +273,8 @@ async function loadClasses() {
   try {
     const [model, species] = await Promise.all([fetch("/model"), fetch("/species")]);
     if (!model.ok || !species.ok) throw new Error("no list");
-    const classes = ((await model.json()).models.photos || { classes: [] }).classes;
+    const served = ((await model.json()).models.photos || { classes: [] }).classes;
+    const classes = served.filter((id) => id !== "other_flowers"); // the pool is never a visitor's answer
     const catalog = await species.json();
     const byId = Object.fromEntries(catalog.map((s) => [s.id, s]));
     const rest = catalog.filter((s) => !classes.includes(s.id)).sort((a, b) => a.nama.localeCompare(b.nama));

@@ -189,19 +189,21 @@ const bungaOnDevice = (() => {
     const rule = rules.not_flower;
     const flowerScore = rule ? notFlowerScore(imagenet, similarity, rule, rules.p_floor) : 0;
     const notFlower = rule ? flowerScore > rule.threshold : false;
-    const order = probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).map(([, i]) => i);
-    const topProb = probabilities[order[0]];
+    const all = probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).map(([, i]) => i);
+    const pool = rules.pool === undefined ? null : rules.pool; // other_flowers: learned, never named
+    const order = all.filter((i) => i !== pool);
     let abstainScore = 0;
     let recognised = !notFlower;
     if (rules.abstention) {
-      const best = rules.abstention.method === "max_prob" ? topProb : Math.max(...similarity);
+      const best = rules.abstention.method === "max_prob" ? probabilities[all[0]] : Math.max(...similarity);
       abstainScore = 1 - best;
       recognised = abstainScore <= rules.abstention.threshold && !notFlower;
     }
+    if (all[0] === pool) recognised = false;
     let band = "sure";
     if (notFlower) band = "not_a_flower";
     else if (!recognised) band = "not_recognised";
-    else if (rules.sure_threshold !== null && topProb < rules.sure_threshold) band = "possible";
+    else if (rules.sure_threshold !== null && probabilities[order[0]] < rules.sure_threshold) band = "possible";
     const species = (i) => rules.classes[i];
     const candidates = band === "possible"
       ? order.slice(0, rules.candidates.max).filter((i, n) => n === 0 || probabilities[i] >= rules.candidates.min_probability).map(species)

@@ -7,6 +7,7 @@ const TEXT = {
     title: "Tinjauan foto pengunjung", token: "Token kurator", signin: "Masuk", filterBand: "Tampilkan",
     allBands: "Semua (belum pasti dulu)", bandPossible: "Belum pasti", bandNotRecognised: "Tidak dikenali",
     bandNotFlower: "Bukan bunga", bandSure: "Pasti", notFlower: "Bukan bunga (N)", reject: "Tolak (R)",
+    otherFlowers: "Bunga lain, tidak ada di katalog (O)", otherFlowersName: "Bunga lain",
     keysHint: "Angka 1-9: pilih spesies lain. Enter: terima usulan.", empty: "Tidak ada foto yang menunggu keputusan.",
     accept: "Terima", nothingProposed: "Tidak ada usulan: pilih spesies (1-9)", model: "Model",
     votes: "Suara pengunjung", dontKnow: "tidak tahu", left: "tersisa", saved: "Tersimpan", wrongToken: "Token salah",
@@ -20,6 +21,7 @@ const TEXT = {
     title: "Review visitors' photos", token: "Curator token", signin: "Sign in", filterBand: "Show",
     allBands: "All (doubtful first)", bandPossible: "Not sure", bandNotRecognised: "Not recognised",
     bandNotFlower: "Not a flower", bandSure: "Sure", notFlower: "Not a flower (N)", reject: "Reject (R)",
+    otherFlowers: "Another species, not in the catalogue (O)", otherFlowersName: "Another species",
     keysHint: "Keys 1-9: pick another species. Enter: accept the proposal.", empty: "No photo is waiting for a decision.",
     accept: "Accept", nothingProposed: "Nothing proposed: pick a species (1-9)", model: "Model",
     votes: "Visitors' votes", dontKnow: "don't know", left: "left", saved: "Saved", wrongToken: "Wrong token",
@@ -57,6 +59,7 @@ function applyLanguage() {
 }
 
 function name(id) {
+  if (id === "other_flowers") return t("otherFlowersName");
   const entry = species.find((s) => s.id === id);
   return entry ? entry.nama : (id || "").replaceAll("_", " ");
 }
@@ -87,7 +90,8 @@ function choice(s, index) {
 let others = [];
 async function loadSpecies() {
   const [model, catalog] = await Promise.all([fetch("/model"), fetch("/species")]);
-  const served = model.ok ? ((await model.json()).models.photos || { classes: [] }).classes : [];
+  const classes = model.ok ? ((await model.json()).models.photos || { classes: [] }).classes : [];
+  const served = classes.filter((id) => id !== "other_flowers"); // the pool has its own key (O)
   const entries = catalog.ok ? await catalog.json() : [];
   const byId = Object.fromEntries(entries.map((s) => [s.id, s]));
   const added = entries.filter((s) => s.added && !served.includes(s.id));
@@ -190,6 +194,8 @@ document.addEventListener("keydown", (event) => {
     decide("not_a_flower");
   } else if (event.key === "r") {
     decide("reject");
+  } else if (event.key === "o") {
+    decide("label", "other_flowers");
   } else if (/^[1-9]$/.test(event.key) && species[Number(event.key) - 1]) {
     decide("label", species[Number(event.key) - 1].id);
   }
@@ -204,6 +210,7 @@ $("signin").addEventListener("submit", async (event) => {
 $("accept").addEventListener("click", () => decide("accept"));
 $("not-flower").addEventListener("click", () => decide("not_a_flower"));
 $("reject").addEventListener("click", () => decide("reject"));
+$("other-flowers").addEventListener("click", () => decide("label", "other_flowers"));
 $("band-filter").addEventListener("change", loadQueue);
 $("species-search").addEventListener("input", searchSpecies);
 $("species-form").addEventListener("submit", async (event) => {

@@ -32,7 +32,7 @@ from benchmarks.harness.common import SHARED_FLOWERS, WORK, save
 from benchmarks.quality.backbones import IMAGENET, features, graph, key
 from bunga.imaging import load_photo, to_tensor
 from bunga.models import image
-from bunga.models.bands import UNKNOWN_PER_KNOWN, fit_sure
+from bunga.models.bands import NEVER, NEVER_MARGIN, UNKNOWN_PER_KNOWN, fit_sure
 from bunga.models.unit_rows import l2_normalise
 from bunga.predict import serving_session
 
@@ -189,7 +189,8 @@ def judge(
         oof_right = np.asarray(classes)[np.where(named)[0][oof_named.argmax(axis=1)]] == np.asarray(classes)[truth]
         in_named = named[truth]
         stand = np.concatenate([score(s, named, kind) for s in stand_ins]) if stand_ins else np.zeros(0)
-        fit = fit_sure(oof_score[in_named], oof_right[in_named], stand, precision=PRECISION)
+        never = NEVER if kind == "prob" else NEVER_MARGIN
+        fit = fit_sure(oof_score[in_named], oof_right[in_named], stand, precision=PRECISION, never=never)
         s_k, s_u = score(known_logits, named, kind), score(unknown_logits, named, kind)
         sure_k = (s_k >= fit.threshold) & ~refused_k
         sure_u = (s_u >= fit.threshold) & ~refused_u

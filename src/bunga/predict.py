@@ -12,6 +12,7 @@ import numpy as np
 from bunga.bundle import read_bundle
 from bunga.errors import BungaError
 from bunga.imaging import INPUT_SIZE
+from bunga.models.bands import LOGITS_OUTPUT, TOP_PROBABILITY, sure_values
 from bunga.models.not_flower import IMAGENET_OUTPUT, NotFlowerRule, refusal_score
 from bunga.models.signature import SIGNATURE_OUTPUT
 from bunga.schemas import OTHER_FLOWERS, ModelCard
@@ -43,6 +44,7 @@ class PhotoScores:
     not_flower: np.ndarray
     not_flower_scores: np.ndarray
     signatures: np.ndarray | None = None  # monitoring signatures (graphs made before them have none)
+    logits: np.ndarray | None = None  # the head's logits (graphs made before the margin score have none)
 
 
 class Predictor:
@@ -87,12 +89,14 @@ class Predictor:
         """Probabilities plus the abstention decision for preprocessed photos."""
         rule = self._not_flower
         with_signature = SIGNATURE_OUTPUT in self._outputs
+        with_logits = LOGITS_OUTPUT in self._outputs
         outputs = ["probabilities", "similarity", *([SIGNATURE_OUTPUT] if with_signature else [])]
+        outputs += [LOGITS_OUTPUT] if with_logits else []
         outputs += [IMAGENET_OUTPUT] if rule is not None else []
-        found = self.session.run(outputs, {"input": x})
-        probs, sims = found[0], found[1]
-        signatures = found[2] if with_signature else None
-        imagenet = found[3 if with_signature else 2 :]
+        found = dict(zip(outputs, self.session.run(outputs, {"input": x}), strict=True))
+        probs, sims = found["probabilities"], found["similarity"]
+        signatures, logits = found.get(SIGNATURE_OUTPUT), found.get(LOGITS_OUTPUT)
+        imagenet = [found[IMAGENET_OUTPUT]] if rule is not None else []
         if rule is not None:  # outside the garden's ImageNet classes, and far from every species centroid
             flower_scores = refusal_score(imagenet[0], 1.0 - sims.max(axis=1), rule)
             not_flower = flower_scores > rule.threshold
@@ -101,13 +105,19 @@ class Predictor:
         abstention = self.card.abstention
         if abstention is None:
             scores = np.zeros(len(probs), dtype=np.float32)
-            return PhotoScores(probs, ~not_flower, scores, not_flower, flower_scores, signatures)
+            return PhotoScores(probs, ~not_flower, scores, not_flower, flower_scores, signatures, logits)
         best = probs.max(axis=1) if abstention.method == "max_prob" else sims.max(axis=1)
         scores = 1.0 - best
         recognised = (scores <= abstention.threshold) & ~not_flower
         if self.pool is not None:  # the other_flowers pool won: a flower the model must never name
             recognised &= probs.argmax(axis=1) != self.pool
-        return PhotoScores(probs, recognised, scores, not_flower, flower_scores, signatures)
+        return PhotoScores(probs, recognised, scores, not_flower, flower_scores, signatures, logits)
+
+    def sure_values(self, scores: PhotoScores) -> np.ndarray:
+        """Each photo's value for the sure threshold, by the score the card names (its top named
+        probability for cards made before the margin)."""
+        score = self.card.bands.score if self.card.bands is not None else TOP_PROBABILITY
+        return sure_values(scores.probabilities, scores.logits, self.pool, score)
 
     def describe(self) -> ModelCard:
         """The card of the loaded model."""

@@ -183,6 +183,9 @@ class Bands(BaseModel):
     sure_threshold: float
     fitted_precision: float  # share of sure answers right (known photos mixed with held-out classes)
     fitted_known_sure: float  # share of known photos answered sure
+    # what the threshold applies to: the top probability (cards made before the margin answer so), or
+    # the margin between the two best named logits (bunga.models.bands: probabilities saturate)
+    score: Literal["top_probability", "margin"] = "top_probability"
 
 
 class ReferenceProfile(BaseModel):

@@ -18,6 +18,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from bunga.config import Settings
+from bunga.imaging import photo_tensor
+from bunga.predict import Predictor
 from bunga.serving.app import create_app
 from bunga.serving.schemas import PredictResponse
 from tests.conftest import TEST_CREDIT_LICENCE, TEST_CREDIT_LINK, LiveServer, copy_sheets
@@ -528,12 +530,14 @@ def test_photo_answers_say_how_sure_they_are(model_dir: Path, tmp_path: Path) ->
     card_path = model_dir / "photos" / "bunga.json"
     card = json.loads(card_path.read_text())
     assert card["bands"]["sure_threshold"] > 0 and card["bands"]["fitted_precision"] >= 0
+    assert card["bands"]["score"] == "margin"  # the threshold applies to the margin between the two best logits
+    predictor = Predictor(model_dir / "photos")
+    margin = predictor.sure_values(predictor.score_photos(photo_tensor(photo["file"][1], 10**8)[None]))[0]
     with make_client(model_dir, tmp_path) as client:
         result = client.post("/predict/image", files=photo).json()["results"][0]
-        top = result["top"][0]["probability"]
-        expected = "sure" if top >= card["bands"]["sure_threshold"] else "possible"
+        expected = "sure" if margin >= card["bands"]["sure_threshold"] else "possible"
         assert result["recognised"] and result["band"] == expected
-    for threshold, band in ((1.01, "possible"), (0.0, "sure")):
+    for threshold, band in ((1e6, "possible"), (0.0, "sure")):
         card["bands"]["sure_threshold"] = threshold
         card_path.write_text(json.dumps(card))
         with make_client(model_dir, tmp_path) as client:

@@ -21,8 +21,15 @@ SURE_PRECISION = 0.97
 UNKNOWN_PER_KNOWN = 37 / 45  # the mix of known and untaught-species flower photos judged in the photo-trust issue
 MAX_CANDIDATES = 3
 NEVER = 1.01  # a sure threshold no probability reaches: nothing is sure
+NEVER_MARGIN = 1e6  # the same for the margin score (logits of unit-length rows stay far below it)
 MIN_SUPPORT = 10  # sure photos a cut-off must leave for its precision to count
 CANDIDATE_MIN = 0.05  # a 'possible' answer lists candidates with at least this probability (always the top one)
+# What the sure threshold applies to (the card says): the top probability (cards made before the margin),
+# or the margin between the two best named logits. Probabilities saturate: with many photos per
+# species about 40 % of known photos reach exactly 1.0 in float32, untaught photos too, and no
+# threshold separates them; a difference of logits (float64) keeps ranking them.
+TOP_PROBABILITY, MARGIN = "top_probability", "margin"
+LOGITS_OUTPUT = "logits"  # the graph's output the margin is taken from
 
 
 @dataclass(frozen=True)
@@ -41,11 +48,12 @@ def fit_sure(
     floor: float = 0.0,
     precision: float = SURE_PRECISION,
     unknown_per_known: float = UNKNOWN_PER_KNOWN,
+    never: float = NEVER,
 ) -> SureFit:
     """The lowest top-probability threshold (at least ``floor``) whose sure answers are right at least
     ``precision`` of the time on known photos mixed with untaught ones; NEVER (nothing is sure) when none is."""
     if len(known_top) == 0:
-        return SureFit(NEVER, 0.0, 0.0)
+        return SureFit(never, 0.0, 0.0)
     weight = unknown_per_known * len(known_top) / max(len(unknown_top), 1)
     candidates = np.unique(np.concatenate([known_top, unknown_top, [floor]]))
     candidates = candidates[candidates >= floor]
@@ -67,7 +75,7 @@ def fit_sure(
     if len(meeting):
         first = int(meeting[0])
         return SureFit(float(candidates[first]), float(mixed[first]), float(sure[first] / len(known_top)))
-    return SureFit(NEVER, 0.0, 0.0)
+    return SureFit(never, 0.0, 0.0)
 
 
 def band(recognised: bool, not_flower: bool, top_prob: float, sure_threshold: float | None) -> str:
@@ -99,6 +107,24 @@ def named_order(probabilities: np.ndarray, pool: int | None) -> list[int]:
     """Class indices from the most to the least probable, the other_flowers pool left out (an answer
     never names it)."""
     return [int(i) for i in np.argsort(-probabilities) if i != pool]
+
+
+def pool_index(classes: list[str], pool: str | None) -> int | None:
+    """Where the ``pool`` class sits among ``classes`` (None: no pool)."""
+    return classes.index(pool) if pool is not None and pool in classes else None
+
+
+def sure_values(probabilities: np.ndarray, logits: np.ndarray | None, pool: int | None, score: str) -> np.ndarray:
+    """Each row's sure score: its top named probability, or (``score`` MARGIN) the margin between its
+    two best named logits in float64; 0 where the pool won (never sure)."""
+    named = [i for i in range(probabilities.shape[1]) if i != pool]
+    won = probabilities.argmax(axis=1) == pool if pool is not None else np.zeros(len(probabilities), dtype=bool)
+    if score == MARGIN and logits is not None:
+        top2 = np.sort(np.asarray(logits, dtype=np.float64)[:, named], axis=1)[:, -2:]
+        values: np.ndarray = top2[:, -1] - (top2[:, 0] if top2.shape[1] > 1 else 0.0)
+    else:
+        values = np.asarray(probabilities, dtype=np.float64)[:, named].max(axis=1)
+    return np.where(won, 0.0, values)
 
 
 def candidates(probabilities: np.ndarray, pool: int | None = None) -> list[int]:

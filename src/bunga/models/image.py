@@ -18,6 +18,7 @@ from bunga.errors import BungaError
 from bunga.files import atomic_write_bytes
 from bunga.imaging import photo_tensor
 from bunga.models.backbone import DEFAULT, IMAGENET_CLASSES, Backbone, backbone_id, weights_path
+from bunga.models.bands import LOGITS_OUTPUT, MARGIN, TOP_PROBABILITY, pool_index, sure_values
 from bunga.models.export import onnx_session
 from bunga.models.linear_svm import LinearModel, Problem, fit
 from bunga.models.lite_graph import build_once
@@ -157,6 +158,12 @@ class PhotoHead:
         z = l2_normalise(embeddings)
         return softmax(z @ self.coef.T + self.intercept), z @ self.centroids.T
 
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        """The logits the probabilities come from, in float64 (for the margin sure score)."""
+        z = l2_normalise(embeddings).astype(np.float64)
+        out: np.ndarray = z @ self.coef.T.astype(np.float64) + self.intercept.astype(np.float64)
+        return out
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax."""
@@ -232,6 +239,7 @@ class HeadSelection:
     centroid_distance: np.ndarray
     probs: np.ndarray  # out-of-fold probabilities of the training photos (in-sample when too few to fold)
     truth: np.ndarray  # their class indices
+    logits: np.ndarray  # the out-of-fold logits (temperature applied) the probabilities come from
 
 
 def select_head(
@@ -249,9 +257,10 @@ def select_head(
     if splitter is None:  # too few photos to cross-validate: in-sample scores, middle strength
         head = fit_head(x, y, classes, C_GRID[1])
         probs, sims = head.scores(x)
+        logits = head.logits(x)
         scores = {m: abstain_score(probs, sims, m) for m in ABSTAIN_METHODS}
         thresholds = {m: float(np.quantile(v, 1 - max_refused)) for m, v in scores.items()}
-        return HeadSelection(C_GRID[1], 1.0, thresholds, {}, 1.0 - sims.max(axis=1), probs, truth)
+        return HeadSelection(C_GRID[1], 1.0, thresholds, {}, 1.0 - sims.max(axis=1), probs, truth, logits)
     z = l2_normalise(x)
     margins = {c: np.zeros((len(y), len(classes))) for c in C_GRID}
     sims = np.zeros((len(y), len(classes)))
@@ -265,9 +274,10 @@ def select_head(
     f1 = {c: float(f1_score(truth, m.argmax(axis=1), average="macro")) for c, m in margins.items()}
     best = max(C_GRID, key=lambda c: (round(f1[c], 9), -c))  # ties: the stronger regularisation
     temperature = fit_temperature(margins[best], truth)
-    probs = softmax(temperature * margins[best])
+    logits = temperature * margins[best]
+    probs = softmax(logits)
     thresholds = {m: float(np.quantile(abstain_score(probs, sims, m), 1 - max_refused)) for m in ABSTAIN_METHODS}
-    return HeadSelection(best, temperature, thresholds, f1, 1.0 - sims.max(axis=1), probs, truth)
+    return HeadSelection(best, temperature, thresholds, f1, 1.0 - sims.max(axis=1), probs, truth, logits)
 
 
 def named_tops(probs: np.ndarray, classes: list[str], pool: str | None) -> np.ndarray:
@@ -289,10 +299,12 @@ def held_out_tops(
     temperature: float,
     max_classes: int = 8,
     pool: str | None = None,
+    score: str = TOP_PROBABILITY,
 ) -> np.ndarray:
-    """Top named probabilities that the photos of a held-out class get from a head trained on the
-    other classes (each of at most ``max_classes`` named classes, chosen evenly, held out in turn; the
-    ``pool`` class is never held out): stand-ins for the species the model was never taught."""
+    """The sure scores (``score``: top named probability, or the margin between the two best named
+    logits) that the photos of a held-out class get from a head trained on the other classes (each
+    of at most ``max_classes`` named classes, chosen evenly, held out in turn; the ``pool`` class is
+    never held out): stand-ins for the species the model was never taught."""
     named = [k for k in classes if k != pool]
     if len(named) < 3:
         return np.zeros(0, dtype=np.float32)
@@ -302,7 +314,11 @@ def held_out_tops(
     tops = []
     for held, model in zip(held_out, models, strict=True):
         head = _head(model, z, y, y != held, c, temperature)
-        tops.append(named_tops(head.scores(x[y == held])[0], model.classes, pool))
+        rows = x[y == held]
+        if score == MARGIN:
+            tops.append(sure_values(head.scores(rows)[0], head.logits(rows), pool_index(model.classes, pool), score))
+        else:
+            tops.append(named_tops(head.scores(rows)[0], model.classes, pool))
     return np.concatenate(tops)
 
 
@@ -366,8 +382,8 @@ def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
             helper.make_node("Max", ["head_norm", "head_eps"], ["head_norm_safe"]),
             helper.make_node("Div", ["embedding", "head_norm_safe"], ["head_z"]),
             helper.make_node("MatMul", ["head_z", "head_w"], ["head_logits_raw"]),
-            helper.make_node("Add", ["head_logits_raw", "head_b"], ["head_logits"]),
-            helper.make_node("Softmax", ["head_logits"], ["probabilities"], axis=1),
+            helper.make_node("Add", ["head_logits_raw", "head_b"], [LOGITS_OUTPUT]),
+            helper.make_node("Softmax", [LOGITS_OUTPUT], ["probabilities"], axis=1),
             helper.make_node("MatMul", ["head_z", "head_centroids"], ["similarity"]),
             helper.make_node("MatMul", ["head_z", "signature_projection"], [SIGNATURE_OUTPUT]),
         ]
@@ -376,6 +392,7 @@ def compose_graph(backbone: Path, head: PhotoHead) -> bytes:
     graph.output.extend(
         [
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n]),
+            helper.make_tensor_value_info(LOGITS_OUTPUT, TensorProto.FLOAT, ["batch", n]),
             helper.make_tensor_value_info("similarity", TensorProto.FLOAT, ["batch", n]),
             helper.make_tensor_value_info(IMAGENET_OUTPUT, TensorProto.FLOAT, ["batch", IMAGENET_CLASSES]),
             helper.make_tensor_value_info(SIGNATURE_OUTPUT, TensorProto.FLOAT, ["batch", SIGNATURE_DIM]),

@@ -41,6 +41,7 @@ def rows(scores: PhotoScores, start: int, stop: int) -> PhotoScores:
         scores.not_flower[start:stop],
         scores.not_flower_scores[start:stop],
         None if scores.signatures is None else scores.signatures[start:stop],
+        None if scores.logits is None else scores.logits[start:stop],
     )
 
 

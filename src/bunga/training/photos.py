@@ -26,7 +26,7 @@ from bunga.data.dataset import (
 from bunga.errors import BungaError
 from bunga.imaging import photo_tensor
 from bunga.models.backbone import backbone
-from bunga.models.bands import fit_sure
+from bunga.models.bands import MARGIN, NEVER_MARGIN, fit_sure, pool_index, sure_values
 from bunga.models.export import IMAGE_TOLERANCE
 from bunga.models.not_flower import NotFlowerRule, fit_not_flower, refusal_score
 from bunga.models.signature import reference_sample
@@ -76,6 +76,7 @@ class PhotoFit:
     references: dict[str, ReferencePhoto]  # one typical training photo per class, for the page
     signature_sample: list[list[float]]  # monitoring signatures of a sample of training photos
     bands: Bands  # when a recognised answer is sure
+    test_known_sure: float  # share of the test split's photos whose margin reaches the sure threshold
 
 
 @dataclass
@@ -108,6 +109,7 @@ class HeadFit:
     references: dict[str, ReferencePhoto]
     signature_sample: list[list[float]]
     bands: Bands
+    test_known_sure: float  # share of the test split's photos answered sure (before abstention)
 
 
 def _embed(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None) -> tuple[np.ndarray, int]:
@@ -149,12 +151,15 @@ def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFi
     test_not_flower = refusal_score(imagenet_test, 1.0 - sims.max(axis=1), rule) > rule.threshold
     pool = OTHER_FLOWERS if OTHER_FLOWERS in classes else None
     named = np.asarray(classes)[selection.truth] != OTHER_FLOWERS  # the pool's own photos are no known answers
+    # the margin between the two best named logits: probabilities saturate as photos per species grow
     sure = fit_sure(
-        image.named_tops(selection.probs, classes, pool)[named],
+        sure_values(selection.probs, selection.logits, pool_index(classes, pool), MARGIN)[named],
         (selection.probs.argmax(axis=1) == selection.truth)[named],
-        image.held_out_tops(x_train, y_train, classes, selection.c, selection.temperature, pool=pool),
+        image.held_out_tops(x_train, y_train, classes, selection.c, selection.temperature, pool=pool, score=MARGIN),
         precision=cfg.sure_precision,
+        never=NEVER_MARGIN,
     )
+    test_sure = sure_values(probs, head.logits(x_test), pool_index(classes, pool), MARGIN) >= sure.threshold
     open_set = (
         image.open_set(
             x_train, y_train, x_test, y_test, classes, selection.c, selection.temperature, cfg.abstain_max_refused
@@ -174,7 +179,13 @@ def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFi
             split.data.subset(~mask), x_train, split.data.y.astype(str)[~mask], classes, cfg.max_pixels
         ),
         signature_sample=reference_sample(x_train, cfg.seed),
-        bands=Bands(sure_threshold=sure.threshold, fitted_precision=sure.precision, fitted_known_sure=sure.known_sure),
+        bands=Bands(
+            sure_threshold=sure.threshold,
+            fitted_precision=sure.precision,
+            fitted_known_sure=sure.known_sure,
+            score=MARGIN,
+        ),
+        test_known_sure=float(test_sure.mean()) if len(test_sure) else 0.0,
     )
 
 
@@ -217,6 +228,7 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
         references=fitted.references,
         signature_sample=fitted.signature_sample,
         bands=fitted.bands,
+        test_known_sure=fitted.test_known_sure,
         test_not_flower_rate=fitted.test_not_flower_rate,
         open_set=open_set,
         graph=graph,
@@ -293,7 +305,7 @@ def train_photos(
                 "test_not_flower_known": fit.test_not_flower_rate,
                 "bands_fitted_precision": fit.bands.fitted_precision,
                 "bands_fitted_known_sure": fit.bands.fitted_known_sure,
-                "test_known_sure": float((fit.probs.max(axis=1) >= fit.bands.sure_threshold).mean()),
+                "test_known_sure": fit.test_known_sure,
                 **({"test_lost_to_pool": report.lost_to_pool} if report.lost_to_pool is not None else {}),
             }
         )

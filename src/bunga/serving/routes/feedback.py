@@ -100,10 +100,10 @@ async def _photo_answer(request: Request, slot: Slot | None, upload: Upload) -> 
     if slot is None:
         return {}
     scores = await request.app.state.batcher.score(slot.predictor, upload.tensor[None].astype(np.float32))
-    row = scores.probabilities[0]
-    top = named_order(row, slot.predictor.pool)[0]
+    top = named_order(scores.probabilities[0], slot.predictor.pool)[0]
     sure = slot.card.bands.sure_threshold if slot.card.bands is not None else None
-    answer_band = band(bool(scores.recognised[0]), bool(scores.not_flower[0]), float(row[top]), sure)
+    sure_value = float(slot.predictor.sure_values(scores)[0])
+    answer_band = band(bool(scores.recognised[0]), bool(scores.not_flower[0]), sure_value, sure)
     species = slot.predictor.classes[top] if recognised(answer_band) else None
     return {"answer_version": slot.version, "answer_band": answer_band, "answer_species": species}
 

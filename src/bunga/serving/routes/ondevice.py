@@ -96,6 +96,7 @@ async def photo_rules(store: StoreDep) -> dict[str, Any]:
         "p_floor": P_FLOOR,
         "pool": slot.predictor.pool,  # the other_flowers class: when it wins, "not recognised"; never named
         "sure_threshold": card.bands.sure_threshold if card.bands else None,
+        "sure_score": card.bands.score if card.bands else "top_probability",  # margin: needs the logits output
         "candidates": {"max": MAX_CANDIDATES, "min_probability": CANDIDATE_MIN},
         "references": {c: info.model_dump() for c in card.classes if (info := reference_info(slot, c)) is not None},
     }

@@ -193,6 +193,7 @@ async def predict_image(
             await form.close()
         batch = np.stack([u.tensor for u in uploads]).astype(np.float32)
     scores = await batcher.score(slot.predictor, batch)
+    sure_values = slot.predictor.sure_values(scores)
     classes = slot.predictor.classes
     sure_threshold = slot.card.bands.sure_threshold if slot.card.bands is not None else None
     results = []
@@ -221,7 +222,7 @@ async def predict_image(
             for i in order
         ]
         outcome = "species" if known else "not_a_flower" if not_flower else "unknown_species"
-        answer_band = band(bool(known), bool(not_flower), float(row[order[0]]), sure_threshold)
+        answer_band = band(bool(known), bool(not_flower), float(sure_values[index]), sure_threshold)
         possible = [classes[i] for i in candidates(row, pool)] if answer_band == POSSIBLE else []
         metrics.photo_answers.labels(answer_band, slot.card.alias or "champion").inc()
         label = logged_label(answer_band, top[0].species, pool is not None and int(row.argmax()) == pool)

@@ -231,6 +231,7 @@ async function identifyOnPhone() {
   const outputs = await bungaOnDevice.scoreImage(lastPhoto);
   const result = bungaOnDevice.answer(
     outputs.probabilities[0], outputs.similarity[0], outputs.imagenet[0], bungaOnDevice.rules("photos"), onDevice.catalog,
+    outputs.logits[0],
   );
   await logOnPhone({
     kind: "photos",

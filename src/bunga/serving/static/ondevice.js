@@ -137,9 +137,11 @@ const bungaOnDevice = (() => {
     if (!model) throw new Error("call load() first");
     const size = model.size;
     const input = new ort.Tensor("float32", data, [n, 3, size, size]);
-    const found = await model.session.run({ input }, ["probabilities", "similarity", "imagenet"]);
-    const { probabilities, similarity, imagenet } = found;
-    return { probabilities: perRow(probabilities, n), similarity: perRow(similarity, n), imagenet: perRow(imagenet, n) };
+    const names = ["probabilities", "similarity", "imagenet"];
+    if (model.session.outputNames.includes("logits")) names.push("logits"); // graphs with the margin score
+    const found = await model.session.run({ input }, names);
+    const rows = (name) => (found[name] ? perRow(found[name], n) : Array(n).fill(null));
+    return { probabilities: rows("probabilities"), similarity: rows("similarity"), imagenet: rows("imagenet"), logits: rows("logits") };
   }
 
   // The photo as the server sees it: decoded by the browser (upright, no colour conversion), then
@@ -185,7 +187,17 @@ const bungaOnDevice = (() => {
   }
 
   // One photo's outputs -> the answer /predict/image gives (same fields; ``computed: "phone"``).
-  function answer(probabilities, similarity, imagenet, rules, catalog = {}) {
+  // The value the sure threshold applies to, as the server's bunga.models.bands.sure_values: the margin
+  // between the two best named logits (cards that say so), else the top named probability.
+  function sureValue(probabilities, logits, order, rules) {
+    if (rules.sure_score === "margin" && logits) {
+      const named = order.map((i) => logits[i]).sort((a, b) => b - a); // by logit: probabilities tie at 0 and 1
+      return named.length > 1 ? named[0] - named[1] : named[0];
+    }
+    return probabilities[order[0]];
+  }
+
+  function answer(probabilities, similarity, imagenet, rules, catalog = {}, logits = null) {
     const rule = rules.not_flower;
     const flowerScore = rule ? notFlowerScore(imagenet, similarity, rule, rules.p_floor) : 0;
     const notFlower = rule ? flowerScore > rule.threshold : false;
@@ -203,7 +215,7 @@ const bungaOnDevice = (() => {
     let band = "sure";
     if (notFlower) band = "not_a_flower";
     else if (!recognised) band = "not_recognised";
-    else if (rules.sure_threshold !== null && probabilities[order[0]] < rules.sure_threshold) band = "possible";
+    else if (rules.sure_threshold !== null && sureValue(probabilities, logits, order, rules) < rules.sure_threshold) band = "possible";
     const species = (i) => rules.classes[i];
     const candidates = band === "possible"
       ? order.slice(0, rules.candidates.max).filter((i, n) => n === 0 || probabilities[i] >= rules.candidates.min_probability).map(species)

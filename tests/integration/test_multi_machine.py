@@ -803,8 +803,9 @@ def test_an_inbox_row_named_outside_the_inbox_is_never_written_by_the_merge(
     url = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/mlflow"
     inbox = PostgresInbox(url, 10**9, 10**6)
     inbox.store_decision(f"decisions/{'a' * 64}-1-ani.json", "{}\n")
+    outside = tmp_path / "elsewhere" / "evil.json"  # an absolute name
     with psycopg2.connect(url) as conn, conn.cursor() as cursor:
-        for name in ("decisions/../../../app.json", "/tmp/evil.json", "catalog/sub/x.json"):
+        for name in ("decisions/../../../app.json", str(outside), "catalog/sub/x.json"):
             cursor.execute(
                 "INSERT INTO inbox_files (name, kind, sha256, data, bytes) VALUES (%s, 'decision', NULL, %s, 2)",
                 (name, b"{}"),
@@ -815,6 +816,4 @@ def test_an_inbox_row_named_outside_the_inbox_is_never_written_by_the_merge(
     assert merged.exit_code in (0, 1), merged.output
     assert (work / "collected_data" / "feedback" / "decisions" / f"{'a' * 64}-1-ani.json").is_file()
     assert not (work / "collected_data" / "app.json").exists() and not (work / "app.json").exists()
-    assert (
-        not Path("/tmp/evil.json").exists() and not (work / "collected_data" / "feedback" / "catalog" / "sub").exists()
-    )
+    assert not outside.exists() and not (work / "collected_data" / "feedback" / "catalog" / "sub").exists()

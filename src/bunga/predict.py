@@ -12,7 +12,7 @@ import numpy as np
 from bunga.bundle import read_bundle
 from bunga.errors import BungaError
 from bunga.imaging import INPUT_SIZE
-from bunga.models.bands import LOGITS_OUTPUT, TOP_PROBABILITY, sure_values
+from bunga.models.bands import LOGITS_OUTPUT, TOP_PROBABILITY, band, sure_values
 from bunga.models.not_flower import IMAGENET_OUTPUT, NotFlowerRule, refusal_score
 from bunga.models.signature import SIGNATURE_OUTPUT
 from bunga.schemas import OTHER_FLOWERS, ModelCard
@@ -118,6 +118,16 @@ class Predictor:
         probability for cards made before the margin)."""
         score = self.card.bands.score if self.card.bands is not None else TOP_PROBABILITY
         return sure_values(scores.probabilities, scores.logits, self.pool, score)
+
+    def bands(self, scores: PhotoScores) -> list[str]:
+        """Each photo's answer band (sure, possible, not_recognised, not_a_flower) by the card's sure
+        threshold, as every answer of this model is banded (the server's, and the one a feedback stores)."""
+        threshold = self.card.bands.sure_threshold if self.card.bands is not None else None
+        values = self.sure_values(scores)
+        return [
+            band(bool(known), bool(not_flower), float(value), threshold)
+            for known, not_flower, value in zip(scores.recognised, scores.not_flower, values, strict=True)
+        ]
 
     def describe(self) -> ModelCard:
         """The card of the loaded model."""

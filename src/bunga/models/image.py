@@ -280,17 +280,6 @@ def select_head(
     return HeadSelection(best, temperature, thresholds, f1, 1.0 - sims.max(axis=1), probs, truth, logits)
 
 
-def named_tops(probs: np.ndarray, classes: list[str], pool: str | None) -> np.ndarray:
-    """Each row's top probability over the named classes; 0 where the ``pool`` class (other_flowers)
-    won: such an answer is "not recognised", never sure."""
-    if pool is None or pool not in classes:
-        top: np.ndarray = probs.max(axis=1)
-        return top
-    at = classes.index(pool)
-    named = np.delete(probs, at, axis=1).max(axis=1)
-    return np.where(probs.argmax(axis=1) == at, 0.0, named)
-
-
 def held_out_tops(
     x: np.ndarray,
     y: np.ndarray,
@@ -315,10 +304,8 @@ def held_out_tops(
     for held, model in zip(held_out, models, strict=True):
         head = _head(model, z, y, y != held, c, temperature)
         rows = x[y == held]
-        if score == MARGIN:
-            tops.append(sure_values(head.scores(rows)[0], head.logits(rows), pool_index(model.classes, pool), score))
-        else:
-            tops.append(named_tops(head.scores(rows)[0], model.classes, pool))
+        logits = head.logits(rows) if score == MARGIN else None
+        tops.append(sure_values(head.scores(rows)[0], logits, pool_index(model.classes, pool), score))
     return np.concatenate(tops)
 
 

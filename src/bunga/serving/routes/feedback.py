@@ -17,7 +17,7 @@ from bunga.config import Settings
 from bunga.garden.inbox import Inbox, InboxConflict, InboxFull, InboxUnavailable
 from bunga.garden.records import voter
 from bunga.imaging import INPUT_SIZE
-from bunga.models.bands import BANDS, band, named_order, recognised
+from bunga.models.bands import BANDS, named_order, recognised
 from bunga.schemas import NOT_A_FLOWER
 from bunga.serving.deps import inbox_unavailable, known_species
 from bunga.serving.limits import check_rate
@@ -101,9 +101,7 @@ async def _photo_answer(request: Request, slot: Slot | None, upload: Upload) -> 
         return {}
     scores = await request.app.state.batcher.score(slot.predictor, upload.tensor[None].astype(np.float32))
     top = named_order(scores.probabilities[0], slot.predictor.pool)[0]
-    sure = slot.card.bands.sure_threshold if slot.card.bands is not None else None
-    sure_value = float(slot.predictor.sure_values(scores)[0])
-    answer_band = band(bool(scores.recognised[0]), bool(scores.not_flower[0]), sure_value, sure)
+    (answer_band,) = slot.predictor.bands(scores)
     species = slot.predictor.classes[top] if recognised(answer_band) else None
     return {"answer_version": slot.version, "answer_band": answer_band, "answer_species": species}
 

@@ -16,7 +16,7 @@ from starlette.types import Scope
 from bunga.catalog import Catalog
 from bunga.config import Settings
 from bunga.files import sha256_bytes
-from bunga.models.bands import POSSIBLE, band, candidates, logged_label, named_order
+from bunga.models.bands import POSSIBLE, candidates, logged_label, named_order
 from bunga.monitor.log import PredictionLog, Record
 from bunga.schemas import Measurements
 from bunga.serving.batching import PhotoBatcher
@@ -193,9 +193,8 @@ async def predict_image(
             await form.close()
         batch = np.stack([u.tensor for u in uploads]).astype(np.float32)
     scores = await batcher.score(slot.predictor, batch)
-    sure_values = slot.predictor.sure_values(scores)
-    classes = slot.predictor.classes
-    sure_threshold = slot.card.bands.sure_threshold if slot.card.bands is not None else None
+    answer_bands = slot.predictor.bands(scores)
+    classes, pool = slot.predictor.classes, slot.predictor.pool
     results = []
     logger: PredictionLog | None = state.prediction_log
     now, latency_ms = time.time(), (time.perf_counter() - started) * 1000
@@ -210,7 +209,6 @@ async def predict_image(
             strict=True,
         )
     ):
-        pool = slot.predictor.pool
         order = named_order(row, pool)[:k]
         top = [
             Candidate(
@@ -222,7 +220,7 @@ async def predict_image(
             for i in order
         ]
         outcome = "species" if known else "not_a_flower" if not_flower else "unknown_species"
-        answer_band = band(bool(known), bool(not_flower), float(sure_values[index]), sure_threshold)
+        answer_band = answer_bands[index]
         possible = [classes[i] for i in candidates(row, pool)] if answer_band == POSSIBLE else []
         metrics.photo_answers.labels(answer_band, slot.card.alias or "champion").inc()
         label = logged_label(answer_band, top[0].species, pool is not None and int(row.argmax()) == pool)

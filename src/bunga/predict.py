@@ -12,8 +12,19 @@ import numpy as np
 from bunga.bundle import read_bundle
 from bunga.errors import BungaError
 from bunga.imaging import INPUT_SIZE
-from bunga.models.bands import LOGITS_OUTPUT, TOP_PROBABILITY, band, sure_values
+from bunga.models.bands import (
+    LOGITS_OUTPUT,
+    MARGIN,
+    NOT_A_FLOWER,
+    NOT_RECOGNISED,
+    POSSIBLE,
+    SURE,
+    TOP_PROBABILITY,
+    band,
+    sure_values,
+)
 from bunga.models.not_flower import IMAGENET_OUTPUT, NotFlowerRule, refusal_score
+from bunga.models.observation import combine, count_key, log_probabilities
 from bunga.models.signature import SIGNATURE_OUTPUT
 from bunga.schemas import OTHER_FLOWERS, ModelCard
 
@@ -45,6 +56,37 @@ class PhotoScores:
     not_flower_scores: np.ndarray
     signatures: np.ndarray | None = None  # monitoring signatures (graphs made before them have none)
     logits: np.ndarray | None = None  # the head's logits (graphs made before the margin score have none)
+
+
+@dataclass(frozen=True)
+class ObservationAnswer:
+    """The combined answer for the photos of one plant."""
+
+    probabilities: np.ndarray  # (classes,)
+    recognised: bool
+    abstain_score: float
+    not_flower_score: float
+    band: str
+    used: list[int]  # the photos combined (those judged a flower); empty: none was
+
+    @property
+    def not_a_flower(self) -> bool:
+        """True when every photo was judged not a flower."""
+        return self.band == NOT_A_FLOWER
+
+
+def _row(scores: PhotoScores, i: int) -> PhotoScores:
+    """One photo's scores as a batch of one."""
+    pick = slice(i, i + 1)
+    return PhotoScores(
+        scores.probabilities[pick],
+        scores.recognised[pick],
+        scores.abstain_scores[pick],
+        scores.not_flower[pick],
+        scores.not_flower_scores[pick],
+        None if scores.signatures is None else scores.signatures[pick],
+        None if scores.logits is None else scores.logits[pick],
+    )
 
 
 class Predictor:
@@ -128,6 +170,40 @@ class Predictor:
             band(bool(known), bool(not_flower), float(value), threshold)
             for known, not_flower, value in zip(scores.recognised, scores.not_flower, values, strict=True)
         ]
+
+    def observe(self, scores: PhotoScores) -> ObservationAnswer:
+        """One answer for several photos of one plant: the photos judged not a flower are left out;
+        one photo left answers exactly as alone; two or more are combined (mean log-probabilities,
+        bunga.models.observation) and judged by the card's thresholds for that many photos (a card
+        without them answers a combination at most ``possible``)."""
+        used = [int(i) for i in np.flatnonzero(~np.asarray(scores.not_flower, dtype=bool))]
+        if len(used) <= 1:
+            only = used[0] if used else 0
+            (answer_band,) = self.bands(_row(scores, only))
+            return ObservationAnswer(
+                np.asarray(scores.probabilities[only], dtype=np.float64),
+                bool(scores.recognised[only]),
+                float(scores.abstain_scores[only]),
+                float(scores.not_flower_scores[only]),
+                answer_band,
+                used,
+            )
+        rows = np.asarray(used)
+        logits = scores.logits[rows] if scores.logits is not None else None
+        probs, mean = combine(log_probabilities(scores.probabilities[rows], logits))
+        abstain = 1.0 - float(probs.max())
+        fit = self.card.observation.get(count_key(len(used)))
+        pool_won = self.pool is not None and int(probs.argmax()) == self.pool
+        if fit is not None:
+            known = abstain <= fit.abstain_threshold and not pool_won
+        else:  # no thresholds for combinations: recognised when most of the photos are
+            known = not pool_won and 2 * int(np.asarray(scores.recognised)[rows].sum()) >= len(used)
+        answer_band = POSSIBLE if known else NOT_RECOGNISED
+        if known and fit is not None:
+            value = float(sure_values(probs[None], mean[None], self.pool, MARGIN)[0])
+            answer_band = SURE if value >= fit.sure_threshold else POSSIBLE
+        flower_score = float(np.mean(np.asarray(scores.not_flower_scores)[rows]))
+        return ObservationAnswer(probs, known, abstain, flower_score, answer_band, used)
 
     def describe(self) -> ModelCard:
         """The card of the loaded model."""

@@ -188,6 +188,17 @@ class Bands(BaseModel):
     score: Literal["top_probability", "margin"] = "top_probability"
 
 
+class ObservationBands(BaseModel):
+    """Thresholds for an observation of several photos of one plant (bunga.models.observation), fitted
+    at training for 2 photos (key "2") and for 3 to 5 (key "3"): the stricter of different photos of
+    one class and a photo with a crop of itself."""
+
+    abstain_threshold: float  # on 1 - the combined top probability: above it, not recognised
+    sure_threshold: float  # on the combined margin between the two best named classes
+    fitted_known_sure: float  # share of known combinations of different photos answered sure
+    fitted_known_sure_same: float  # the same, a photo with a crop of itself
+
+
 class ReferenceProfile(BaseModel):
     """What a model saw and said at training time (training split), for drift checks."""
 
@@ -239,6 +250,8 @@ class ModelCard(BaseModel):
     abstention: Abstention | None = None
     not_flower: NotFlower | None = None
     bands: Bands | None = None  # cards without them answer every recognised photo as sure
+    # per photo count ("2", "3" for 3-5); cards without them answer a combination at most `possible`
+    observation: dict[str, ObservationBands] = {}
     references: dict[str, ReferencePhoto] = {}
     profile: ReferenceProfile | None = None  # the reference for monitoring
     answers: RecordedAnswers | None = None  # cards made before them are checked for structure only

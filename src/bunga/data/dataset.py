@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +45,28 @@ class PhotoSet:
     digest: str
     source: Path
     credits: list[tuple[str, str]] | None = None  # (licence, link) per photo; empty strings: none recorded
+    # the observation (photos of one plant) each photo came in; "" or None: a photo of its own
+    observations: list[str] | None = None
 
     def subset(self, mask: np.ndarray) -> PhotoSet:
         """The photos where ``mask`` is true."""
         idx = np.flatnonzero(mask)
         credits = [self.credits[i] for i in idx] if self.credits is not None else None
+        observations = [self.observations[i] for i in idx] if self.observations is not None else None
         return PhotoSet(
-            [self.paths[i] for i in idx], [self.shas[i] for i in idx], self.y[mask], self.digest, self.source, credits
+            [self.paths[i] for i in idx],
+            [self.shas[i] for i in idx],
+            self.y[mask],
+            self.digest,
+            self.source,
+            credits,
+            observations,
         )
+
+    def groups(self) -> list[str]:
+        """Each photo's group for splitting: its observation id, or its own sha256 when it has none."""
+        observations = self.observations or [""] * len(self.shas)
+        return [f"o:{o}" if o else f"p:{sha}" for o, sha in zip(observations, self.shas, strict=True)]
 
     def credit(self, index: int) -> tuple[str, str]:
         """(licence, link) of one photo; empty strings when none is recorded."""
@@ -85,14 +100,16 @@ def load_photos(dataset_dir: Path) -> PhotoSet:
     path = dataset_dir / IMAGES_CSV
     if not path.is_file():
         raise BungaError(f"{path} not found: run `bunga merge` first")
-    paths, shas, labels, credits = [], [], [], []
+    paths, shas, labels, credits, observations = [], [], [], [], []
     with path.open(encoding="utf-8", newline="") as handle:
         for record in csv.DictReader(handle):
             paths.append(dataset_dir / record["path"])
             shas.append(record["sha256"])
             labels.append(record["label"])
             credits.append((record.get("licence") or "", record.get("link") or ""))
-    return PhotoSet(paths, shas, np.asarray(labels, dtype=object), _digest(dataset_dir), path, credits)
+            observations.append(record.get("observation") or "")  # sheets made before it: none
+    grouped = observations if any(observations) else None
+    return PhotoSet(paths, shas, np.asarray(labels, dtype=object), _digest(dataset_dir), path, credits, grouped)
 
 
 def photo_folder(folder: Path) -> PhotoSet:
@@ -120,17 +137,31 @@ def measurement_sheet(path: Path, aliases: AliasBook, max_cm: float) -> Measurem
     return MeasurementSet([r.specimen_id for r in rows], x, y, sha256_file(path), path)
 
 
-def holdout_mask(keys: list[str], labels: np.ndarray, test_size: float, seed: int) -> np.ndarray:
+def holdout_mask(
+    keys: list[str], labels: np.ndarray, test_size: float, seed: int, observations: list[str] | None = None
+) -> np.ndarray:
     """A stratified test split fixed by ``seed``: within each class, the items whose keyed hash ranks
     lowest. An item's side does not depend on input order and rarely changes as data grows, so
-    a champion is re-evaluated on photos and flowers it (mostly) never trained on."""
+    a champion is re-evaluated on photos and flowers it (mostly) never trained on. Photos of one
+    ``observations`` id (one plant) rank by the id's hash and always fall on the same side."""
+    groups = [f"o:{o}" if o else k for o, k in zip(observations or [""] * len(keys), keys, strict=True)]
+    side: dict[str, bool] = {}
     mask = np.zeros(len(keys), dtype=bool)
     for label in sorted(set(labels.tolist())):
         members = np.flatnonzero(labels == label)
-        ranked = sorted(members, key=lambda i: hashlib.sha256(f"{seed}:{keys[i]}".encode()).hexdigest())
         n_test = round(len(members) * test_size)
         n_test = min(max(n_test, 1), len(members) - 1) if len(members) >= 2 else 0
-        mask[ranked[:n_test]] = True
+        taken = sum(side.get(groups[i], False) for i in members)  # groups another class already placed
+        ranked = sorted(
+            {groups[i] for i in members if groups[i] not in side},
+            key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest(),
+        )
+        sizes = Counter(groups[i] for i in members)
+        for group in ranked:
+            size = sizes[group]
+            side[group] = taken < n_test and (taken + size <= n_test or taken == 0)
+            taken += size if side[group] else 0
+        mask[members] = [side[groups[i]] for i in members]
     return mask
 
 
@@ -150,7 +181,7 @@ def hold_back_scarce(data: PhotoSet, minimum: int = MIN_PHOTOS_PER_SPECIES) -> t
         if n < minimum and c != OTHER_FLOWERS
     }
     pooled = np.where(np.isin(labels, list(scarce)), OTHER_FLOWERS, labels)
-    kept = PhotoSet(data.paths, data.shas, pooled, data.digest, data.source, data.credits)
+    kept = PhotoSet(data.paths, data.shas, pooled, data.digest, data.source, data.credits, data.observations)
     in_pool = int((pooled == OTHER_FLOWERS).sum())
     if 0 < in_pool < minimum:  # too few to learn a pool from: left out, as a scarce species was
         return kept.subset(pooled != OTHER_FLOWERS), {**scarce, OTHER_FLOWERS: in_pool}

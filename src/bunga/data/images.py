@@ -72,9 +72,9 @@ def read_attribution(path: Path, folder: str) -> dict[str, tuple[str, str]]:
 Vote = tuple[str | None, str | None]  # (label or None for "I don't know", voter pseudonym or None)
 
 
-def read_feedback_record(path: Path) -> tuple[str, Vote] | None:
-    """(sha256, (label or None, voter or None)) from a feedback metadata record; None when the JSON
-    is not one."""
+def read_feedback_record(path: Path) -> tuple[str, Vote, str] | None:
+    """(sha256, (label or None, voter or None), observation id or "") from a feedback metadata record;
+    None when the JSON is not one."""
     try:
         record = json.loads(path.read_text("utf-8"))
     except (ValueError, UnicodeDecodeError, OSError):
@@ -86,7 +86,8 @@ def read_feedback_record(path: Path) -> tuple[str, Vote] | None:
         normalise(label) if isinstance(label, str) and label.strip() else None,
         voter if isinstance(voter, str) else None,
     )
-    return record["sha256"].lower(), vote
+    observation = record.get("observation_id")
+    return record["sha256"].lower(), vote, observation if isinstance(observation, str) else ""
 
 
 def folder_label(path: Path, root: Path) -> str | None:

@@ -35,7 +35,9 @@ REVIEW_DIR = "_review"
 CATALOG_FILE = "species.yaml"
 DATASET_COLUMNS = ("specimen_id", *FEATURES, "species", "source", "line")
 REJECTED_COLUMNS = ("kind", "source", "line", "specimen_id", "reason")
-IMAGE_COLUMNS = ("path", "label", "sha256", "width", "height", "format", "source", "licence", "link")
+# `observation`: the server's id of the photos of one plant a photo was sent with ("" when alone); sheets
+# made before it lack the column and read as one photo per plant
+IMAGE_COLUMNS = ("path", "label", "sha256", "width", "height", "format", "source", "licence", "link", "observation")
 Progress = Callable[[int], None]
 
 
@@ -217,6 +219,7 @@ class Merger:
         self.curated: dict[str, str] = {}
         self.votes: dict[str, list[photos.Vote]] = defaultdict(list)
         self.credits: dict[str, tuple[str, str]] = {}  # photo source -> (licence, link)
+        self.observations: dict[str, str] = {}  # photo sha256 -> the observation (one plant) it was sent in
         self.feedback: list[curation.Feedback] = []  # visitors' labelled measurements
         self.decisions: dict[str, str] = {}  # record id -> a curator's species or "reject"
         self.photo_decisions: list[curator_decisions.Decision] = []  # the review page's, every one kept
@@ -260,6 +263,8 @@ class Merger:
             elif suffix == ".json" and (vote := photos.read_feedback_record(path)) is not None:
                 kind = "labels"
                 self.votes[vote[0]].append(vote[1])
+                if vote[2]:
+                    self.observations[vote[0]] = vote[2]
             elif suffix == ".json" and (record := curation.read_record(path, rel)) is not None:
                 kind = "measurements"
                 self.feedback.append(record)
@@ -401,6 +406,7 @@ class Merger:
                 item.info.format,
                 item.photo.source,
                 *self.credits.get(item.photo.source, ("", "")),
+                self.observations.get(item.photo.sha256, ""),
             )
             for target, item in outcome.kept
             if item.info is not None
@@ -410,7 +416,8 @@ class Merger:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(IMAGE_COLUMNS)
             for row in rows:
-                digest.update(f"{row[2]}\x1f{row[1]}\n".encode())
+                observed = f"\x1f{row[-1]}" if row[-1] else ""  # photos sent alone hash as before the column
+                digest.update(f"{row[2]}\x1f{row[1]}{observed}\n".encode())
                 writer.writerow([safe_cell(str(v)) for v in row])
         manifest.images_read = len(checked) + len(garden)
         manifest.images_kept = len(outcome.kept)

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
+from PIL import Image, ImageOps
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from bunga.errors import BungaError
 from bunga.files import atomic_write_bytes
-from bunga.imaging import photo_tensor
+from bunga.imaging import load_photo, photo_tensor, to_tensor
 from bunga.models.backbone import DEFAULT, IMAGENET_CLASSES, Backbone, backbone_id, weights_path
 from bunga.models.bands import LOGITS_OUTPUT, MARGIN, TOP_PROBABILITY, pool_index, sure_values
 from bunga.models.export import onnx_session
@@ -114,6 +115,30 @@ def fill_cache(
             done = offset + len(chunk)
             on_progress(done, len(todo), done / max(time.perf_counter() - start, 1e-9))
     return len(todo)
+
+
+def crop_view(photo: Image.Image) -> Image.Image:
+    """The same flower seen again: a mirrored centred crop of 70 % of each side (a visitor's second,
+    closer look), for fitting observation thresholds."""
+    w, h = photo.size
+    cw, ch = max(1, round(w * 0.7)), max(1, round(h * 0.7))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return ImageOps.mirror(photo.crop((left, top, left + cw, top + ch)))
+
+
+def crop_features(
+    photos: Sequence[tuple[Path, str]], cache: EmbeddingCache, runner: BackboneRunner, batch_size: int, max_pixels: int
+) -> np.ndarray:
+    """Features of each photo's crop view (``crop_view``), cached under a key derived from its sha256."""
+    keys = [hashlib.sha256(f"{sha}:crop-view".encode()).hexdigest() for _, sha in photos]
+    todo = [i for i, k in enumerate(keys) if cache.get(k) is None]
+    for offset in range(0, len(todo), batch_size):
+        chunk = todo[offset : offset + batch_size]
+        views = [crop_view(load_photo(photos[i][0], max_pixels, 1)[0]) for i in chunk]
+        rows = runner.features(np.stack([to_tensor(v, runner.spec.size) for v in views]))
+        for i, row in zip(chunk, rows, strict=True):
+            cache.put(keys[i], row)
+    return cached_features([(photos[i][0], k) for i, k in enumerate(keys)], cache)
 
 
 def cached_features(photos: Sequence[tuple[Path, str]], cache: EmbeddingCache) -> np.ndarray:
@@ -220,10 +245,16 @@ def abstain_score(probs: np.ndarray, sims: np.ndarray, method: str) -> np.ndarra
     return 1.0 - best
 
 
-def _folds(y: np.ndarray, wanted: int, seed: int) -> StratifiedKFold | None:
+def _folds(y: np.ndarray, wanted: int, seed: int, groups: np.ndarray | None = None) -> Any:
+    """Stratified folds (grouped when ``groups`` is given: one plant's photos in one fold), or None
+    when a class has too few photos to fold."""
     _, counts = np.unique(y, return_counts=True)
     n = min(wanted, int(counts.min()))
-    return StratifiedKFold(n_splits=n, shuffle=True, random_state=seed) if n >= 2 else None
+    if n < 2:
+        return None
+    if groups is not None:
+        return StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
+    return StratifiedKFold(n_splits=n, shuffle=True, random_state=seed)
 
 
 @dataclass
@@ -240,18 +271,29 @@ class HeadSelection:
     probs: np.ndarray  # out-of-fold probabilities of the training photos (in-sample when too few to fold)
     truth: np.ndarray  # their class indices
     logits: np.ndarray  # the out-of-fold logits (temperature applied) the probabilities come from
+    companion_logits: np.ndarray | None = None  # companions' logits, from the fold their photo was left out of
 
 
 def select_head(
-    x: np.ndarray, y: np.ndarray, classes: list[str], folds: int, seed: int, max_refused: float
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    folds: int,
+    seed: int,
+    max_refused: float,
+    companions: np.ndarray | None = None,
+    companion_of: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> HeadSelection:
     """One cross-validation pass over the training split serves three decisions: the strength with
     the best out-of-fold macro-F1, the temperature that turns its margins into calibrated
     probabilities (lowest out-of-fold log-loss), and from those out-of-fold scores the thresholds
-    that refuse at most ``max_refused`` of known photos. The test split is never touched."""
+    that refuse at most ``max_refused`` of known photos. The test split is never touched.
+    ``companions`` (other views of the photos ``companion_of`` points at) are scored by the fold
+    their photo was left out of; ``groups`` (observation ids) keep one plant's photos in one fold."""
     from sklearn.metrics import f1_score
 
-    splitter = _folds(y, folds, seed)
+    splitter = _folds(y, folds, seed, groups)
     index = {c: i for i, c in enumerate(classes)}
     truth = np.array([index[label] for label in y])
     if splitter is None:  # too few photos to cross-validate: in-sample scores, middle strength
@@ -260,16 +302,24 @@ def select_head(
         logits = head.logits(x)
         scores = {m: abstain_score(probs, sims, m) for m in ABSTAIN_METHODS}
         thresholds = {m: float(np.quantile(v, 1 - max_refused)) for m, v in scores.items()}
-        return HeadSelection(C_GRID[1], 1.0, thresholds, {}, 1.0 - sims.max(axis=1), probs, truth, logits)
+        in_sample = head.logits(companions) if companions is not None else None
+        return HeadSelection(C_GRID[1], 1.0, thresholds, {}, 1.0 - sims.max(axis=1), probs, truth, logits, in_sample)
     z = l2_normalise(x)
     margins = {c: np.zeros((len(y), len(classes))) for c in C_GRID}
     sims = np.zeros((len(y), len(classes)))
-    tests = [test_idx for _, test_idx in splitter.split(x, y)]
+    z_extra = l2_normalise(companions) if companions is not None else np.zeros((0, x.shape[1]))
+    of = companion_of if companion_of is not None else np.zeros(0, dtype=np.int64)
+    extra = {c: np.zeros((len(z_extra), len(classes))) for c in C_GRID}
+    tests = [test_idx for _, test_idx in splitter.split(x, y, groups)]
     training = [np.isin(np.arange(len(y)), test_idx, invert=True) for test_idx in tests]
     models = iter(fit(z, y, [Problem(c, rows, classes) for rows in training for c in C_GRID]))
     for test_idx, rows in zip(tests, training, strict=True):
+        left_out = np.isin(of, test_idx)
         for c in C_GRID:
-            margins[c][test_idx] = next(models).margins(z[test_idx])
+            model = next(models)
+            margins[c][test_idx] = model.margins(z[test_idx])
+            if left_out.any():
+                extra[c][left_out] = model.margins(z_extra[left_out])
         sims[test_idx] = z[test_idx] @ _centroids(z, y, rows, classes).T
     f1 = {c: float(f1_score(truth, m.argmax(axis=1), average="macro")) for c, m in margins.items()}
     best = max(C_GRID, key=lambda c: (round(f1[c], 9), -c))  # ties: the stronger regularisation
@@ -277,7 +327,58 @@ def select_head(
     logits = temperature * margins[best]
     probs = softmax(logits)
     thresholds = {m: float(np.quantile(abstain_score(probs, sims, m), 1 - max_refused)) for m in ABSTAIN_METHODS}
-    return HeadSelection(best, temperature, thresholds, f1, 1.0 - sims.max(axis=1), probs, truth, logits)
+    companion_logits = temperature * extra[best] if companions is not None else None
+    return HeadSelection(
+        best, temperature, thresholds, f1, 1.0 - sims.max(axis=1), probs, truth, logits, companion_logits
+    )
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One held-out class's photos (and crops of some) scored by a head trained without it."""
+
+    logits: np.ndarray
+    probabilities: np.ndarray
+    pool: int | None  # the pool's index among that head's classes
+    crop_logits: np.ndarray
+    crop_of: np.ndarray  # indices into this class's photos
+
+
+def held_out_scores(
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    c: float,
+    temperature: float,
+    max_classes: int = 8,
+    pool: str | None = None,
+    companions: np.ndarray | None = None,
+    companion_of: np.ndarray | None = None,
+) -> list[HeldOut]:
+    """Each of at most ``max_classes`` named classes (chosen evenly; never the ``pool``) held out in
+    turn: its photos, and the ``companions`` of them, scored by a head trained on the other classes:
+    stand-ins for the species the model was never taught."""
+    named = [k for k in classes if k != pool]
+    if len(named) < 3:
+        return []
+    held_out = named[:: max(1, -(-len(named) // max_classes))]
+    z = l2_normalise(x)
+    of = companion_of if companion_of is not None else np.zeros(0, dtype=np.int64)
+    models = fit(z, y, [Problem(c, y != held, [k for k in classes if k != held]) for held in held_out])
+    out = []
+    for held, model in zip(held_out, models, strict=True):
+        head = _head(model, z, y, y != held, c, temperature)
+        members = np.flatnonzero(y == held)
+        rows = x[members]
+        mine = np.isin(of, members)
+        local = np.searchsorted(members, of[mine])
+        crops = (
+            head.logits(companions[mine])
+            if companions is not None and mine.any()
+            else np.zeros((0, len(model.classes)))
+        )
+        out.append(HeldOut(head.logits(rows), head.scores(rows)[0], pool_index(model.classes, pool), crops, local))
+    return out
 
 
 def held_out_tops(
@@ -289,24 +390,16 @@ def held_out_tops(
     max_classes: int = 8,
     pool: str | None = None,
     score: str = TOP_PROBABILITY,
+    scored: list[HeldOut] | None = None,
 ) -> np.ndarray:
     """The sure scores (``score``: top named probability, or the margin between the two best named
-    logits) that the photos of a held-out class get from a head trained on the other classes (each
-    of at most ``max_classes`` named classes, chosen evenly, held out in turn; the ``pool`` class is
-    never held out): stand-ins for the species the model was never taught."""
-    named = [k for k in classes if k != pool]
-    if len(named) < 3:
+    logits) that the photos of held-out classes get (``held_out_scores``, or those already ``scored``)."""
+    groups = scored if scored is not None else held_out_scores(x, y, classes, c, temperature, max_classes, pool)
+    if not groups:
         return np.zeros(0, dtype=np.float32)
-    held_out = named[:: max(1, -(-len(named) // max_classes))]
-    z = l2_normalise(x)
-    models = fit(z, y, [Problem(c, y != held, [k for k in classes if k != held]) for held in held_out])
-    tops = []
-    for held, model in zip(held_out, models, strict=True):
-        head = _head(model, z, y, y != held, c, temperature)
-        rows = x[y == held]
-        logits = head.logits(rows) if score == MARGIN else None
-        tops.append(sure_values(head.scores(rows)[0], logits, pool_index(model.classes, pool), score))
-    return np.concatenate(tops)
+    return np.concatenate(
+        [sure_values(g.probabilities, g.logits if score == MARGIN else None, g.pool, score) for g in groups]
+    )
 
 
 def open_set(

@@ -30,10 +30,10 @@ PRUNE_EVERY_S = 3600.0
 
 COLUMNS = (
     "ts, kind, model, version, arm, predicted, top_prob, recognised, abstain_score, "
-    "latency_ms, f1, f2, f3, f4, photo_sha256, signature, band"
+    "latency_ms, f1, f2, f3, f4, photo_sha256, signature, band, observation_id, observation_photos"
 )
-ROW = "(" + ", ".join("?" * 17) + ")"
-STATEMENT_ROWS = 250  # rows per INSERT: 4,000 parameters, under every SQLite's and PostgreSQL's limit
+ROW = "(" + ", ".join("?" * 19) + ")"
+STATEMENT_ROWS = 250  # rows per INSERT: 4,750 parameters, under every SQLite's and PostgreSQL's limit
 
 
 def insert_sql(rows: int) -> str:
@@ -69,6 +69,8 @@ class Record(NamedTuple):
     photo_sha256: str | None = None
     signature: bytes | None = None  # photos: the monitoring signature, float16
     band: str | None = None  # photos: sure | possible | not_recognised | not_a_flower
+    observation_id: str | None = None  # photos sent as one observation (one plant): the server's id
+    observation_photos: int | None = None  # how many photos that observation had
 
 
 class PredictionLog:

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     ts {real} NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, arm TEXT NOT NULL,
     predicted TEXT, top_prob {real} NOT NULL, recognised INTEGER NOT NULL, abstain_score {real},
     latency_ms {real}, f1 {real}, f2 {real}, f3 {real}, f4 {real}, photo_sha256 TEXT, signature {blob},
-    band TEXT
+    band TEXT, observation_id TEXT, observation_photos INTEGER
 );
 CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
 CREATE INDEX IF NOT EXISTS predictions_sha ON predictions (photo_sha256)
@@ -35,7 +35,9 @@ PHONE_INDEX = (
 SCHEMA_LOCK = 0x62756E6761  # "bunga": the advisory lock that serialises creating the schema
 # Columns added after a log's table was first made (CREATE TABLE IF NOT EXISTS leaves an existing
 # table as it was): each is added at start-up when missing, old rows hold NULL.
-MIGRATIONS = (("band", "TEXT"),)
+MIGRATIONS = (("band", "TEXT"), ("observation_id", "TEXT"), ("observation_photos", "INTEGER"))
+# made after the migrations (a log from before them has no such column until then)
+OBSERVATION_INDEX = "CREATE INDEX IF NOT EXISTS predictions_observation ON predictions (observation_id)"
 
 
 def is_url(target: str | Path) -> bool:
@@ -85,6 +87,7 @@ def open_store(target: str | Path, read_only: bool = False) -> Store:
                 store.execute(statement)
             for column, kind in MIGRATIONS:
                 store.execute(f"ALTER TABLE predictions ADD COLUMN IF NOT EXISTS {column} {kind}")
+            store.execute(OBSERVATION_INDEX)
             store.execute("SAVEPOINT phone_index")
             try:
                 store.execute(PHONE_INDEX)
@@ -107,6 +110,7 @@ def open_store(target: str | Path, read_only: bool = False) -> Store:
     for column, kind in MIGRATIONS:
         if column not in present:
             db.execute(f"ALTER TABLE predictions ADD COLUMN {column} {kind}")
+    db.execute(OBSERVATION_INDEX)
     try:
         db.execute(PHONE_INDEX)
     except sqlite3.DatabaseError as err:
@@ -133,6 +137,22 @@ def server_versions(target: str | Path) -> set[tuple[str, str]]:
         return {(str(kind), str(version)) for kind, version in rows}
     except Exception as err:  # sqlite3's or psycopg's: a log without its table yet, or one that is down
         log.warning("prediction log: served versions not read (%s)", type(err).__name__)
+        return set()
+    finally:
+        db.close()
+
+
+def observation_photos(target: str | Path, observation_id: str) -> set[str]:
+    """The photo sha256s the server answered as one observation (empty: unknown here, or no log)."""
+    try:
+        db = open_store(target, read_only=True)
+    except BungaError:
+        return set()
+    try:
+        sql = "SELECT DISTINCT photo_sha256 FROM predictions WHERE observation_id = ? AND arm <> 'phone'"
+        return {str(sha) for (sha,) in db.execute(sql, (observation_id,)).fetchall() if sha}
+    except Exception as err:  # sqlite3's or psycopg's: an old log without the column, or one that is down
+        log.warning("prediction log: observation not read (%s)", type(err).__name__)
         return set()
     finally:
         db.close()

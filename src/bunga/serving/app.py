@@ -29,8 +29,9 @@ from bunga.serving.limits import ClientAddress, buckets
 from bunga.serving.live_catalog import LiveCatalog, follow
 from bunga.serving.metrics import Metrics
 from bunga.serving.middleware import Guard
+from bunga.serving.observations import ObservationBook
 from bunga.serving.registry import FolderSource, ModelSource, RegistrySource
-from bunga.serving.routes import admin, catalog, feedback, health, ondevice, page, phone, predict, review
+from bunga.serving.routes import admin, catalog, feedback, health, observation, ondevice, page, phone, predict, review
 from bunga.serving.schemas import PredictRequest, Problem
 from bunga.serving.store import ModelStore
 
@@ -183,8 +184,9 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app.state.served_versions = phone.ServedVersions(
         app.state.store, settings.monitor_db if settings.monitor_log else None
     )
+    app.state.observations = ObservationBook(settings.monitor_db if settings.monitor_log else None)
     app.router.routes[:0] = predict.SERVED_DIRECTLY  # matched first, before its documented twin
-    for module in (predict, catalog, feedback, health, admin, review, ondevice, phone, page):
+    for module in (predict, observation, catalog, feedback, health, admin, review, ondevice, phone, page):
         app.include_router(module.router)
     document_bodies(app, (PredictRequest,))
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")

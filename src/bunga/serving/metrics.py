@@ -31,6 +31,12 @@ class Metrics:
             ["band", "arm"],
             registry=r,
         )
+        self.observations = Counter(
+            "bunga_observations",
+            "Observations (photos of one plant) answered, by number of photos",
+            ["photos"],
+            registry=r,
+        )
         self.feedback = Counter("bunga_feedback", "Feedback records stored", ["kind"], registry=r)
         self.model_version = Gauge(
             "bunga_model_version_info",

@@ -90,6 +90,16 @@ class PhotoResponse(BaseModel):
     results: list[PhotoPrediction]
 
 
+class ObservationPrediction(PhotoPrediction):
+    """One answer for several photos of one plant (the fields of one ``/predict/image`` result), each
+    photo's own answer, and the server's id for the observation."""
+
+    observation_id: str = Field(description="The server's id for these photos; cite it in /feedback")
+    photo_count: int = Field(description="How many photos were sent")
+    photos_used: int = Field(description="How many were combined (photos judged not a flower are left out)")
+    photos: list[PhotoPrediction] = Field(description="Each photo's own answer, in upload order")
+
+
 class MeasurementFeedback(Measurements):
     """A measurement record with the species the user says it is."""
 
@@ -104,6 +114,8 @@ class FeedbackResponse(BaseModel):
     kind: Literal["measurements", "photos"]
     id: str
     label: str | None
+    ids: list[str] = Field([], description="Photos: every photo stored (several when citing an observation)")
+    observation_id: str | None = Field(None, description="Photos: the observation the photos were stored under")
 
 
 class ModelInfo(BaseModel):

@@ -29,10 +29,11 @@ from bunga.models.backbone import backbone
 from bunga.models.bands import MARGIN, NEVER_MARGIN, fit_sure, pool_index, sure_values
 from bunga.models.export import IMAGE_TOLERANCE
 from bunga.models.not_flower import NotFlowerRule, fit_not_flower, refusal_score
+from bunga.models.observation import Scores, fit_counts, log_probabilities
 from bunga.models.signature import reference_sample
 from bunga.models.unit_rows import normalise_in_place
 from bunga.monitor.profile import reference_profile
-from bunga.schemas import OTHER_FLOWERS, Abstention, Bands, ModelCard, NotFlower, ReferencePhoto
+from bunga.schemas import OTHER_FLOWERS, Abstention, Bands, ModelCard, NotFlower, ObservationBands, ReferencePhoto
 from bunga.tracking import Tracker
 from bunga.training.evaluate import evaluate
 from bunga.training.references import reference_photos
@@ -77,6 +78,10 @@ class PhotoFit:
     signature_sample: list[list[float]]  # monitoring signatures of a sample of training photos
     bands: Bands  # when a recognised answer is sure
     test_known_sure: float  # share of the test split's photos whose margin reaches the sure threshold
+    observation: dict[str, ObservationBands]  # thresholds for several photos of one plant
+
+
+MAX_CROPS = 300  # training photos whose crop view is embedded too, for the observation thresholds
 
 
 @dataclass
@@ -88,6 +93,7 @@ class PhotoSplit:
     y_train: np.ndarray
     classes: list[str]
     check_x: np.ndarray  # a few preprocessed test photos to check the exported graph with
+    groups: np.ndarray | None = None  # the training photos' observation groups (None: each its own)
 
     @property
     def pairs(self) -> list[tuple[Path, str]]:
@@ -110,9 +116,18 @@ class HeadFit:
     signature_sample: list[list[float]]
     bands: Bands
     test_known_sure: float  # share of the test split's photos answered sure (before abstention)
+    observation: dict[str, ObservationBands]
 
 
-def _embed(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None) -> tuple[np.ndarray, int]:
+@dataclass
+class Crops:
+    """Feature rows of the crop views of some training photos, and which training row each belongs to."""
+
+    x: np.ndarray
+    of: np.ndarray
+
+
+def _embed(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None) -> tuple[np.ndarray, int, Crops]:
     """One float32 matrix, training rows first then test rows: unit-length embedding | ImageNet
     probabilities (every part the head needs is a view of it, never a copy); and how many photos
     were computed. Missing photos go into the cache first and the backbone's session is closed
@@ -127,13 +142,58 @@ def _embed(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None) 
     runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta, spec=spec)
     cache = image.EmbeddingCache(cfg.cache_dir, runner.id, spec.feature_dim)
     computed = image.fill_cache(pairs, cache, runner, cfg.batch_size, cfg.max_pixels, progress)
+    n_train = len(split.y_train)
+    rng = np.random.default_rng(cfg.seed)
+    of = np.sort(rng.choice(n_train, size=min(MAX_CROPS, n_train), replace=False))
+    crops = image.crop_features([pairs[i] for i in of], cache, runner, cfg.batch_size, cfg.max_pixels)
     del runner
     matrix = image.cached_features(pairs, cache)
     normalise_in_place(matrix[:, : spec.embedding_dim])  # the head, centroids and signatures use unit rows
-    return matrix, computed
+    crop_x = np.ascontiguousarray(crops[:, : spec.embedding_dim])
+    normalise_in_place(crop_x)
+    return matrix, computed, Crops(crop_x, of)
 
 
-def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFit:
+def _observation_bands(
+    cfg: TrainConfig,
+    selection: image.HeadSelection,
+    held: list[image.HeldOut],
+    crops: Crops,
+    pool: int | None,
+) -> dict[str, ObservationBands]:
+    """Thresholds for 2 and for 3-5 photos of one plant (bunga.models.observation), from the training
+    split's out-of-fold scores and its held-out-class stand-ins."""
+    companion = selection.companion_logits if selection.companion_logits is not None else np.zeros((0, 1))
+    known = Scores(
+        log_probabilities(selection.probs, selection.logits),
+        selection.truth,
+        log_probabilities(companion, companion),
+        crops.of,
+        pool,
+    )
+    untaught = [
+        Scores(
+            log_probabilities(h.probabilities, h.logits),
+            np.zeros(len(h.logits), dtype=np.int64),
+            log_probabilities(h.crop_logits, h.crop_logits),
+            h.crop_of,
+            h.pool,
+        )
+        for h in held
+    ]
+    fits = fit_counts(known, untaught, cfg.abstain_max_refused, cfg.sure_precision, cfg.seed)
+    return {
+        key: ObservationBands(
+            abstain_threshold=f.abstain_threshold,
+            sure_threshold=f.sure_threshold,
+            fitted_known_sure=f.known_sure.get("different", 0.0),
+            fitted_known_sure_same=f.known_sure.get("same", 0.0),
+        )
+        for key, f in fits.items()
+    }
+
+
+def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray, crops: Crops) -> HeadFit:
     """Strength, temperature and abstention thresholds by cross-validation on the training rows,
     the head, the "not a flower" rule, held-out-class figures and the page's reference photos."""
     from bunga.models import image
@@ -144,18 +204,30 @@ def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFi
     imagenet_train, imagenet_test = matrix[:n_train, dim:], matrix[n_train:, dim:]
     y_test = split.data.y.astype(str)[mask]
     folds = min(cfg.cv_folds, 3)  # 3 strengths x 3 folds: enough to choose, cheap to retrain often
-    selection = image.select_head(x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused)
+    selection = image.select_head(
+        x_train, y_train, classes, folds, cfg.seed, cfg.abstain_max_refused, crops.x, crops.of, split.groups
+    )
     head = image.fit_head(x_train, y_train, classes, selection.c, selection.temperature)
     probs, sims = head.scores(x_test)
     rule = fit_not_flower(imagenet_train, selection.centroid_distance, cfg.not_flower_max_refused, cfg.seed)
     test_not_flower = refusal_score(imagenet_test, 1.0 - sims.max(axis=1), rule) > rule.threshold
     pool = OTHER_FLOWERS if OTHER_FLOWERS in classes else None
     named = np.asarray(classes)[selection.truth] != OTHER_FLOWERS  # the pool's own photos are no known answers
+    held = image.held_out_scores(
+        x_train,
+        y_train,
+        classes,
+        selection.c,
+        selection.temperature,
+        pool=pool,
+        companions=crops.x,
+        companion_of=crops.of,
+    )
     # the margin between the two best named logits: probabilities saturate as photos per species grow
     sure = fit_sure(
         sure_values(selection.probs, selection.logits, pool_index(classes, pool), MARGIN)[named],
         (selection.probs.argmax(axis=1) == selection.truth)[named],
-        image.held_out_tops(x_train, y_train, classes, selection.c, selection.temperature, pool=pool, score=MARGIN),
+        image.held_out_tops(x_train, y_train, classes, selection.c, selection.temperature, score=MARGIN, scored=held),
         precision=cfg.sure_precision,
         never=NEVER_MARGIN,
     )
@@ -186,6 +258,7 @@ def _fit_head(cfg: TrainConfig, split: PhotoSplit, matrix: np.ndarray) -> HeadFi
             score=MARGIN,
         ),
         test_known_sure=float(test_sure.mean()) if len(test_sure) else 0.0,
+        observation=_observation_bands(cfg, selection, held, crops, pool_index(classes, pool)),
     )
 
 
@@ -195,10 +268,10 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
     from bunga.models import image
 
     started = time.perf_counter()
-    matrix, computed = _embed(cfg, split, progress)
+    matrix, computed, crops = _embed(cfg, split, progress)
     embed_seconds = time.perf_counter() - started
     say(f"embeddings: {computed} computed, {len(split.mask) - computed} from cache ({embed_seconds:.1f} s)")
-    fitted = _fit_head(cfg, split, matrix)
+    fitted = _fit_head(cfg, split, matrix, crops)
     del matrix  # not held while the graph is composed and checked in a second session
     runner = image.BackboneRunner(cfg.cache_dir, tta=cfg.tta, spec=backbone(cfg.backbone))
     open_set, selection, rule = fitted.open_set, fitted.selection, fitted.rule
@@ -229,6 +302,7 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
         signature_sample=fitted.signature_sample,
         bands=fitted.bands,
         test_known_sure=fitted.test_known_sure,
+        observation=fitted.observation,
         test_not_flower_rate=fitted.test_not_flower_rate,
         open_set=open_set,
         graph=graph,
@@ -255,13 +329,14 @@ def train_photos(
         listed = ", ".join(f"{name} ({n})" for name, n in sorted(held_back.items()))
         say(f"not named until each has {MIN_PHOTOS_PER_SPECIES} photos (their photos join {OTHER_FLOWERS}): {listed}")
     classes = check_classes(data.y, "photos", minimum=MIN_PHOTOS_PER_SPECIES)
-    mask = holdout_mask(data.shas, data.y, cfg.test_size, cfg.seed)
+    mask = holdout_mask(data.shas, data.y, cfg.test_size, cfg.seed, data.observations)
     started = time.perf_counter()
     y = data.y.astype(str)
     y_train = y[~mask].copy()
     if cfg.shuffle_labels:
         np.random.default_rng(cfg.seed).shuffle(y_train)
-    split = PhotoSplit(data, mask, y_train, classes, _check_photos(cfg, data, mask))
+    groups = np.asarray(data.groups(), dtype=object)[~mask] if data.observations is not None else None
+    split = PhotoSplit(data, mask, y_train, classes, _check_photos(cfg, data, mask), groups)
     fit = _fit_frozen(cfg, split, progress, say)
     y_test = y[mask]
     predicted = np.asarray(classes)[fit.probs.argmax(axis=1)]
@@ -306,6 +381,14 @@ def train_photos(
                 "bands_fitted_precision": fit.bands.fitted_precision,
                 "bands_fitted_known_sure": fit.bands.fitted_known_sure,
                 "test_known_sure": fit.test_known_sure,
+                **{
+                    f"observation{key}_{name}": value
+                    for key, o in fit.observation.items()
+                    for name, value in (
+                        ("fitted_known_sure", o.fitted_known_sure),
+                        ("fitted_known_sure_same", o.fitted_known_sure_same),
+                    )
+                },
                 **({"test_lost_to_pool": report.lost_to_pool} if report.lost_to_pool is not None else {}),
             }
         )
@@ -346,6 +429,7 @@ def train_photos(
                 centroid_reference=fit.not_flower.centroid_reference,
             ),
             bands=fit.bands,
+            observation=fit.observation,
             references=fit.references,
             profile=reference_profile(
                 classes,

@@ -14,13 +14,16 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bunga.config import Settings
+from bunga.files import sha256_bytes
 from bunga.garden.inbox import Inbox, InboxConflict, InboxFull, InboxUnavailable
 from bunga.garden.records import voter
 from bunga.imaging import INPUT_SIZE
 from bunga.models.bands import BANDS, named_order, recognised
+from bunga.models.observation import MAX_PHOTOS
 from bunga.schemas import NOT_A_FLOWER
 from bunga.serving.deps import inbox_unavailable, known_species
 from bunga.serving.limits import check_rate
+from bunga.serving.observations import ObservationBook
 from bunga.serving.photos import Upload, decode_uploads, multipart_openapi, read_form
 from bunga.serving.schemas import FeedbackResponse, MeasurementFeedback
 from bunga.serving.store import Slot
@@ -38,6 +41,10 @@ FEEDBACK_BODY = multipart_openapi(
         },
         "predicted": {"type": "string", "description": "What the model said (optional)"},
         "band": {"type": "string", "description": "The answer's band as the visitor saw it (optional)"},
+        "observation_id": {
+            "type": "string",
+            "description": "The id /predict/observation gave: up to 5 of its photos, one label for all",
+        },
     },
     {"application/json": {"schema": MeasurementFeedback.model_json_schema()}},
 )
@@ -167,34 +174,71 @@ async def feedback(
         )
         request.app.state.metrics.feedback.labels("measurements").inc()
         return FeedbackResponse(stored=True, kind="measurements", id=specimen, label=label)
-    record_id = None
+    key = None
     if idempotency_key is not None:
         if not _KEY.match(idempotency_key):
             raise HTTPException(422, "Idempotency-Key: 8-100 characters of A-Z, a-z, 0-9, '-' and '_'")
-        record_id = "k" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:15]
+        key = hashlib.sha256(idempotency_key.encode()).hexdigest()
     slot = store.champions.get("photos")
-    form = await read_form(request, 1)
+    form = await read_form(request, MAX_PHOTOS)
     try:
         size = slot.predictor.input_size if slot else INPUT_SIZE
-        (upload,) = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes, size)
+        uploads = await decode_uploads(form, settings.serve_max_pixels, settings.max_upload_bytes, size)
         raw_label, predicted, shown_band = form.get("label"), form.get("predicted"), form.get("band")
+        cited = form.get("observation_id")
     finally:
         await form.close()
+    observation_id = await _observation(request, cited if isinstance(cited, str) else None, uploads)
     label = _label(raw_label if isinstance(raw_label, str) else None, known_species(request) | {NOT_A_FLOWER})
     predicted_text = predicted[:100] if isinstance(predicted, str) else None
     claimed_band = shown_band if isinstance(shown_band, str) and shown_band in BANDS else None
-    sha = await _store(
-        request,
-        request.app.state.inbox.store_photo,
-        upload.data,
-        upload.info.suffix,
-        label,
-        predicted=predicted_text,  # what the visitor's page claims it was told (shown to curators as such)
-        band=claimed_band,
-        record_id=record_id,
-        model_version=_version(request, "photos"),
-        voter=await _voter(request),
-        **await _photo_answer(request, slot, upload),
-    )
-    request.app.state.metrics.feedback.labels("photos").inc()
-    return FeedbackResponse(stored=True, kind="photos", id=sha, label=label)
+    voter_id = await _voter(request)
+    shas = []
+    for index, upload in enumerate(uploads):
+        record_id = None if key is None else "k" + (key[:15] if index == 0 else f"{key[:12]}{index:03d}")
+        extra = {"observation_id": observation_id} if observation_id else {}
+        shas.append(
+            await _store(
+                request,
+                request.app.state.inbox.store_photo,
+                upload.data,
+                upload.info.suffix,
+                label,
+                predicted=predicted_text,  # what the visitor's page claims it was told (shown to curators as such)
+                band=claimed_band,
+                record_id=record_id,
+                model_version=_version(request, "photos"),
+                voter=voter_id,
+                **extra,
+                **await _photo_answer(request, slot, upload),
+            )
+        )
+    sha = shas[0]
+    request.app.state.metrics.feedback.labels("photos").inc(len(shas))
+    return FeedbackResponse(stored=True, kind="photos", id=sha, label=label, ids=shas, observation_id=observation_id)
+
+
+_OBSERVATION = re.compile(r"^obs_[A-Za-z0-9_\-]{8,40}$")
+
+
+async def _observation(request: Request, cited: str | None, uploads: list[Upload]) -> str | None:
+    """The observation id a photo feedback cites, checked: every photo sent must be one the server
+    answered under that id. Without an id, exactly one photo."""
+    cited = (cited or "").strip()
+    if not cited:
+        if len(uploads) > 1:
+            raise HTTPException(
+                422, "file: one photo per feedback, or cite the observation_id /predict/observation gave for up to 5"
+            )
+        return None
+    if not _OBSERVATION.match(cited):
+        raise HTTPException(422, "observation_id: use the id /predict/observation answered (obs_...)")
+    book: ObservationBook = request.app.state.observations
+    covered = await run_in_threadpool(book.photos, cited)
+    if not covered:
+        raise HTTPException(422, f"observation_id {cited}: this server never answered such an observation")
+    strangers = [i + 1 for i, u in enumerate(uploads) if sha256_bytes(u.data) not in covered]
+    if strangers:
+        listed = ", ".join(map(str, strangers))
+        raise HTTPException(422, f"photo {listed}: not one of the photos of observation {cited}")
+    return cited

@@ -18,11 +18,12 @@ from bunga.config import Settings
 from bunga.files import sha256_bytes
 from bunga.models.bands import POSSIBLE, candidates, logged_label, named_order
 from bunga.monitor.log import PredictionLog, Record
+from bunga.predict import PhotoScores
 from bunga.schemas import Measurements
 from bunga.serving.batching import PhotoBatcher
 from bunga.serving.limits import check_rate
 from bunga.serving.metrics import Metrics
-from bunga.serving.photos import decode_uploads, multipart_openapi, read_form
+from bunga.serving.photos import Upload, decode_uploads, multipart_openapi, read_form
 from bunga.serving.references import reference_info
 from bunga.serving.schemas import Candidate, PhotoPrediction, PhotoResponse, PredictRequest, PredictResponse
 from bunga.serving.store import ModelStore, Slot
@@ -47,6 +48,11 @@ def shared_family(catalog: Catalog, species: list[str]) -> str | None:
     families = {catalog.get(s).famili for s in species}
     (family,) = families if len(families) == 1 else (None,)
     return family if family and family != "-" else None
+
+
+def photo_slot(store: ModelStore) -> Slot:
+    """The slot answering photos now (503 with what to do when none is loaded)."""
+    return _slot(store, "photos")
 
 
 def _slot(store: ModelStore, kind: str) -> Slot:
@@ -178,13 +184,17 @@ async def predict_image(
     started = time.perf_counter()
     state = request.app.state
     check_rate(request, state.predict_buckets, "rate_predict")
-    settings: Settings = state.settings
-    catalog: Catalog = state.catalog
-    metrics: Metrics = state.metrics
     slot = _slot(state.store, "photos")
-    batcher: PhotoBatcher = state.batcher
+    uploads, scores = await score_uploads(request, slot, state.settings.max_files)
+    return PhotoResponse(results=answer_photos(request, slot, scores, uploads, k, started))
+
+
+async def score_uploads(request: Request, slot: Slot, max_files: int) -> tuple[list[Upload], PhotoScores]:
+    """The request's photos (1 to ``max_files`` ``file`` parts), decoded and scored in a shared batch."""
+    settings: Settings = request.app.state.settings
+    batcher: PhotoBatcher = request.app.state.batcher
     with batcher.decoding():  # a batch forming now may wait (briefly) for this request's photos
-        form = await read_form(request, settings.max_files)
+        form = await read_form(request, max_files)
         try:
             uploads = await decode_uploads(
                 form, settings.serve_max_pixels, settings.max_upload_bytes, slot.predictor.input_size
@@ -192,42 +202,80 @@ async def predict_image(
         finally:
             await form.close()
         batch = np.stack([u.tensor for u in uploads]).astype(np.float32)
-    scores = await batcher.score(slot.predictor, batch)
-    answer_bands = slot.predictor.bands(scores)
-    classes, pool = slot.predictor.classes, slot.predictor.pool
-    results = []
-    logger: PredictionLog | None = state.prediction_log
-    now, latency_ms = time.time(), (time.perf_counter() - started) * 1000
-    for index, (row, known, score, not_flower, flower_score, upload) in enumerate(
-        zip(
-            scores.probabilities,
-            scores.recognised,
-            scores.abstain_scores,
-            scores.not_flower,
-            scores.not_flower_scores,
-            uploads,
-            strict=True,
+    return uploads, await batcher.score(slot.predictor, batch)
+
+
+def photo_prediction(
+    index: int,
+    row: np.ndarray,
+    known: bool,
+    not_flower: bool,
+    answer_band: str,
+    scores: tuple[float, float],
+    slot: Slot,
+    catalog: Catalog,
+    k: int,
+) -> PhotoPrediction:
+    """The answer for one photo (or one observation's combination) from its class probabilities,
+    band and (abstain, not-a-flower) scores."""
+    pool, classes = slot.predictor.pool, slot.predictor.classes
+    order = named_order(row, pool)[:k]
+    top = [
+        Candidate(
+            species=classes[i],
+            probability=round(float(row[i]), 6),
+            info=catalog.get(classes[i]),
+            reference=reference_info(slot, classes[i]),
         )
-    ):
-        order = named_order(row, pool)[:k]
-        top = [
-            Candidate(
-                species=classes[i],
-                probability=round(float(row[i]), 6),
-                info=catalog.get(classes[i]),
-                reference=reference_info(slot, classes[i]),
-            )
-            for i in order
-        ]
-        outcome = "species" if known else "not_a_flower" if not_flower else "unknown_species"
-        answer_band = answer_bands[index]
-        possible = [classes[i] for i in candidates(row, pool)] if answer_band == POSSIBLE else []
-        metrics.photo_answers.labels(answer_band, slot.card.alias or "champion").inc()
-        label = logged_label(answer_band, top[0].species, pool is not None and int(row.argmax()) == pool)
+        for i in order
+    ]
+    possible = [classes[i] for i in candidates(row, pool)] if answer_band == POSSIBLE else []
+    return PhotoPrediction(
+        index=index,
+        recognised=known,
+        outcome="species" if known else "not_a_flower" if not_flower else "unknown_species",
+        species=top[0].species if known else None,
+        top=top,
+        band=answer_band,
+        candidates=possible,
+        family=shared_family(catalog, possible),
+        abstain_score=round(scores[0], 6),
+        not_flower_score=round(scores[1], 6),
+        model_name=slot.card.name,
+        model_version=slot.version,
+    )
+
+
+def answer_photos(
+    request: Request,
+    slot: Slot,
+    scores: PhotoScores,
+    uploads: list[Upload],
+    k: int,
+    started: float,
+    observation: tuple[str, int] | None = None,
+) -> list[PhotoPrediction]:
+    """Each photo's own answer, counted in the metrics and logged (with the ``observation`` id and
+    its photo count when the photos were sent as one plant)."""
+    state = request.app.state
+    catalog: Catalog = state.catalog
+    metrics: Metrics = state.metrics
+    logger: PredictionLog | None = state.prediction_log
+    answer_bands = slot.predictor.bands(scores)
+    pool, arm = slot.predictor.pool, slot.card.alias or "champion"
+    now, latency_ms = time.time(), (time.perf_counter() - started) * 1000
+    results = []
+    for index, upload in enumerate(uploads):
+        row, known = scores.probabilities[index], bool(scores.recognised[index])
+        not_flower, answer_band = bool(scores.not_flower[index]), answer_bands[index]
+        numbers = (float(scores.abstain_scores[index]), float(scores.not_flower_scores[index]))
+        result = photo_prediction(index, row, known, not_flower, answer_band, numbers, slot, catalog, k)
+        metrics.photo_answers.labels(answer_band, arm).inc()
+        label = logged_label(answer_band, result.top[0].species, pool is not None and int(row.argmax()) == pool)
         metrics.predicted("photos", label, slot.version)
+        if not known:
+            metrics.unrecognised.inc()
         if logger is not None:
-            arm = slot.card.alias or "champion"
-            top_prob, sha = float(row[order[0]]), sha256_bytes(upload.data)
             signature = scores.signatures[index].astype(np.float16).tobytes() if scores.signatures is not None else None
             logger.add(
                 Record(
@@ -237,31 +285,16 @@ async def predict_image(
                     slot.version,
                     arm,
                     label,
-                    top_prob,
-                    bool(known),
-                    float(score),
+                    float(row[named_order(row, pool)[0]]),
+                    known,
+                    numbers[0],
                     latency_ms,
-                    photo_sha256=sha,
+                    photo_sha256=sha256_bytes(upload.data),
                     signature=signature,
                     band=answer_band,
+                    observation_id=observation[0] if observation else None,
+                    observation_photos=observation[1] if observation else None,
                 )
             )
-        if not known:
-            metrics.unrecognised.inc()
-        results.append(
-            PhotoPrediction(
-                index=index,
-                recognised=bool(known),
-                outcome=outcome,
-                species=top[0].species if known else None,
-                top=top,
-                band=answer_band,
-                candidates=possible,
-                family=shared_family(catalog, possible),
-                abstain_score=round(float(score), 6),
-                not_flower_score=round(float(flower_score), 6),
-                model_name=slot.card.name,
-                model_version=slot.version,
-            )
-        )
-    return PhotoResponse(results=results)
+        results.append(result)
+    return results

@@ -305,6 +305,27 @@ def render() -> str:
             ),
         )
         lines.append("")
+    observed = load("observations")
+    if observed and not observed.get("skipped") and not observed.get("failed"):
+        lines += [
+            f"Several photos of one plant (`python -m benchmarks.quality.observations`; {observed['protocol']}): "
+            "mean (std) over the splits; a split where a count's sure threshold was never met counts 0 sure, and "
+            "the share right is averaged over the splits that answered sure:",
+            "",
+        ]
+
+        def ms(r: dict[str, Any], key: str) -> str:
+            return f"{r[key]['mean']:.3f} ({r[key]['std']:.3f})"
+
+        lines += table(
+            ("photos", "known sure", "sure answers right", "known kept", "untaught refused"),
+            (
+                (name, ms(r, "known_sure"), ms(r, "sure_right"), ms(r, "known_kept"), ms(r, "unknown_refused"))
+                for name, r in observed.items()
+                if isinstance(r, dict) and "known_sure" in r
+            ),
+        )
+        lines.append("")
     loop = load("review_loop")
     if loop and not loop.get("skipped"):
         lines += [

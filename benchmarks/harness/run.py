@@ -12,7 +12,16 @@ from benchmarks.harness.common import ROOT, save
 from benchmarks.harness.report import render
 from benchmarks.harness.summary import update_readme
 from benchmarks.memory import memory
-from benchmarks.quality import backbones, garden_bands, not_flower, photo_int8, photo_quality, quality, trust_bands
+from benchmarks.quality import (
+    backbones,
+    garden_bands,
+    not_flower,
+    observations,
+    photo_int8,
+    photo_quality,
+    quality,
+    trust_bands,
+)
 from benchmarks.serving import api_throughput, ondevice, photo_batching, photo_latency, soak
 
 
@@ -24,6 +33,7 @@ def main() -> None:
         ("backbones", backbones.main),
         ("garden_bands", garden_bands.main),
         ("trust_bands", trust_bands.main),
+        ("observations", observations.main),
         ("review_loop", review_loop.main),
         ("ondevice", ondevice.main),
         ("pipeline", pipeline.main),

@@ -25,6 +25,7 @@ from bunga.models.linear_svm import LinearModel, Problem, fit
 from bunga.models.lite_graph import build_once
 from bunga.models.metrics import auroc
 from bunga.models.not_flower import IMAGENET_OUTPUT
+from bunga.models.observation import CountFit, Scores, fit_counts, log_probabilities
 from bunga.models.signature import SIGNATURE_DIM, SIGNATURE_OUTPUT, projection, signatures
 from bunga.models.unit_rows import l2_normalise
 from bunga.schemas import OTHER_FLOWERS
@@ -400,6 +401,38 @@ def held_out_tops(
     return np.concatenate(
         [sure_values(g.probabilities, g.logits if score == MARGIN else None, g.pool, score) for g in groups]
     )
+
+
+def observation_fits(
+    selection: HeadSelection,
+    held: list[HeldOut],
+    crop_of: np.ndarray,
+    pool: int | None,
+    max_refused: float,
+    precision: float,
+    seed: int,
+) -> dict[str, CountFit]:
+    """Observation thresholds (bunga.models.observation.fit_counts) from a head selection whose
+    companions are crops of the training rows ``crop_of``, and the held-out-class stand-ins."""
+    companion = selection.companion_logits if selection.companion_logits is not None else np.zeros((0, 1))
+    known = Scores(
+        log_probabilities(selection.probs, selection.logits),
+        selection.truth,
+        log_probabilities(companion, companion),
+        crop_of,
+        pool,
+    )
+    untaught = [
+        Scores(
+            log_probabilities(h.probabilities, h.logits),
+            np.zeros(len(h.logits), dtype=np.int64),
+            log_probabilities(h.crop_logits, h.crop_logits),
+            h.crop_of,
+            h.pool,
+        )
+        for h in held
+    ]
+    return fit_counts(known, untaught, max_refused, precision, seed)
 
 
 def open_set(

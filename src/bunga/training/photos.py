@@ -29,7 +29,6 @@ from bunga.models.backbone import backbone
 from bunga.models.bands import MARGIN, NEVER_MARGIN, fit_sure, pool_index, sure_values
 from bunga.models.export import IMAGE_TOLERANCE
 from bunga.models.not_flower import NotFlowerRule, fit_not_flower, refusal_score
-from bunga.models.observation import Scores, fit_counts, log_probabilities
 from bunga.models.signature import reference_sample
 from bunga.models.unit_rows import normalise_in_place
 from bunga.monitor.profile import reference_profile
@@ -163,25 +162,11 @@ def _observation_bands(
 ) -> dict[str, ObservationBands]:
     """Thresholds for 2 and for 3-5 photos of one plant (bunga.models.observation), from the training
     split's out-of-fold scores and its held-out-class stand-ins."""
-    companion = selection.companion_logits if selection.companion_logits is not None else np.zeros((0, 1))
-    known = Scores(
-        log_probabilities(selection.probs, selection.logits),
-        selection.truth,
-        log_probabilities(companion, companion),
-        crops.of,
-        pool,
+    from bunga.models import image
+
+    fits = image.observation_fits(
+        selection, held, crops.of, pool, cfg.abstain_max_refused, cfg.sure_precision, cfg.seed
     )
-    untaught = [
-        Scores(
-            log_probabilities(h.probabilities, h.logits),
-            np.zeros(len(h.logits), dtype=np.int64),
-            log_probabilities(h.crop_logits, h.crop_logits),
-            h.crop_of,
-            h.pool,
-        )
-        for h in held
-    ]
-    fits = fit_counts(known, untaught, cfg.abstain_max_refused, cfg.sure_precision, cfg.seed)
     return {
         key: ObservationBands(
             abstain_threshold=f.abstain_threshold,

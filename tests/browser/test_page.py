@@ -218,6 +218,39 @@ def test_page_says_when_it_is_not_sure(browser: object, model_dir: Path, tmp_pat
         page.wait_for_function("document.querySelector('#photo-result .possible')?.innerText.startsWith('Not sure')")
 
 
+def _never_sure(card: dict[str, Any]) -> None:
+    card["bands"].update(sure_threshold=1e6)
+    for fit in card["observation"].values():
+        fit.update(sure_threshold=1e6)
+
+
+def test_another_photo_of_the_plant_is_combined_and_sent_together(
+    browser: object, model_dir: Path, tmp_path: Path
+) -> None:
+    """Not sure: the visitor adds another photo of the same plant; the page answers both as one
+    observation, says how many photos it used, lets one be removed, and sends feedback for both."""
+    with answered_page(browser, model_dir, tmp_path, _never_sure, "#photo-result .possible", "sintetis_merah") as page:
+        assert page.locator("#more-photos").is_visible()
+        assert page.locator("#more-photos label").inner_text() == "Tambahkan foto lain dari tanaman ini"
+        second = tmp_path / "second.jpg"
+        second.write_bytes(photo_bytes("sintetis_merah", 5))
+        page.set_input_files("#another", str(second))
+        page.wait_for_selector("#observation:has-text('Jawaban dari 2 foto')")
+        assert page.locator("#thumbs li").count() == 2
+        page.select_option("#correct", "sintetis_merah")
+        page.click("#send-feedback")
+        page.wait_for_selector("#feedback-status:has-text('Terima kasih')")
+        records = [json.loads(r.read_text()) for r in (tmp_path / "d" / "feedback" / "photos").glob("*.json")]
+        assert len(records) == 2 and len({r["observation_id"] for r in records}) == 1  # one plant, one label
+        assert all(r["label"] == "sintetis_merah" for r in records)
+        page.click("#lang")
+        page.wait_for_selector("#observation:has-text('Answer from 2 photos')")
+        page.locator("#thumbs li button").nth(1).click()  # remove the second photo: the first alone again
+        page.wait_for_selector("#observation", state="detached")  # polled by Playwright, not eval (the CSP)
+        page.wait_for_selector("#photo-result .possible")
+        assert page.locator("#thumbs li").count() == 0
+
+
 def test_the_correction_list_starts_afresh_offers_the_catalogue_and_works_offline(
     browser: object, sure_server: LiveServer, synthetic_photos: Path
 ) -> None:

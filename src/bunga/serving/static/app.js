@@ -23,6 +23,8 @@ const TEXT = {
     noSignal: "Tidak ada sinyal, dan model belum disimpan di ponsel ini.",
     queued: "Tidak ada sinyal: masukan disimpan di ponsel dan dikirim saat ada sinyal.", queuedSent: "Masukan tertunda terkirim",
     mostLikely: "paling mungkin", alsoPossible: "mungkin juga", details: "Rincian (peluang menurut model)",
+    addAnother: "Tambahkan foto lain dari tanaman ini", fromPhotos: "Jawaban dari {used} foto tanaman ini",
+    fromPhotosSkipped: "Jawaban dari {used} dari {count} foto (yang bukan bunga tidak dipakai)", remove: "Hapus foto",
   },
   en: {
     title: "Identify flowers at Kebun Raya ITERA", tabPhoto: "Photo", tabMeasure: "Measurements",
@@ -45,12 +47,17 @@ const TEXT = {
     noSignal: "No signal, and the model is not kept on this phone yet.",
     queued: "No signal: your feedback is kept on this phone and sent when there is signal.", queuedSent: "Queued feedback sent",
     mostLikely: "most likely", alsoPossible: "also possible", details: "Details (the model's probabilities)",
+    addAnother: "Add another photo of this plant", fromPhotos: "Answer from {used} photos of this plant",
+    fromPhotosSkipped: "Answer from {used} of {count} photos (those that are not a flower were left out)",
+    remove: "Remove photo",
   },
 };
 
 let lang = localStorage.getItem("bunga-lang") === "en" ? "en" : "id";
 let lastPhoto = null;
 let lastAnswer = null;
+let plantPhotos = []; // photos of the plant being identified (the first, then any added), at most MAX_PLANT_PHOTOS
+const MAX_PLANT_PHOTOS = 5;
 let speciesClasses = [];
 const $ = (id) => document.getElementById(id);
 const t = (key) => TEXT[lang][key] || key;
@@ -167,9 +174,17 @@ function renderPhoto(answer, fresh = false) {
     box.append(el("p", { class: "unknown", role: "alert" }, t("unknown")), el("p", {}, t("unknownHint")));
     box.append(suggestions(result.top));
   }
+  if (result.photo_count > 1) {
+    const key = result.photos_used < result.photo_count ? "fromPhotosSkipped" : "fromPhotos";
+    const text = t(key).replace("{used}", result.photos_used).replace("{count}", result.photo_count);
+    box.prepend(el("p", { class: "hint", id: "observation" }, text));
+  }
   const where = result.computed === "phone" ? t("onPhone") : t("onServer");
   box.append(el("p", { class: "hint", id: "computed" }, `${t("model")}: ${result.model_name} v${result.model_version}, ${where}`));
   $("feedback-form").hidden = false;
+  // not sure yet: another photo of the same plant may settle it (on the server; alone on the phone)
+  $("more-photos").hidden = result.band === "sure" || result.computed === "phone" || plantPhotos.length >= MAX_PLANT_PHOTOS;
+  renderThumbs();
   if (fresh) box.scrollIntoView({ block: "start" }); // a phone shows the answer, not only the banner above it
 }
 
@@ -293,15 +308,16 @@ async function loadClasses() {
 async function identifyPhoto(event) {
   event.preventDefault();
   if (!lastPhoto) return;
+  if (!plantPhotos.length) plantPhotos = [lastPhoto];
   const form = new FormData();
-  form.append("file", lastPhoto, lastPhoto.name || "photo.jpg");
+  plantPhotos.forEach((photo, i) => form.append("file", photo, photo.name || `photo${i}.jpg`));
   status("photo-status", t("working"));
   $("feedback-form").hidden = true;
   $("correct").value = ""; // a new photo: no correction chosen yet
   status("feedback-status", "");
   let response = null;
   try {
-    response = await fetch("/predict/image?k=3", { method: "POST", body: form });
+    response = await fetch("/predict/observation?k=3", { method: "POST", body: form });
   } catch (_) { /* no signal: answered on the phone below, when the model is kept here */ }
   if (!response || response.status === 502 || response.status === 504) {
     if (!(await keptModel())) {
@@ -317,17 +333,36 @@ async function identifyPhoto(event) {
     status("photo-status", await errorText(response), true);
     return;
   }
-  lastAnswer = await response.json();
+  const observation = await response.json(); // one result for the plant's photos (one photo: as /predict/image)
+  lastAnswer = { results: [observation] };
   status("photo-status", "");
   renderPhoto(lastAnswer, true);
 }
 
+function renderThumbs() {
+  const list = $("thumbs");
+  list.replaceChildren();
+  if (plantPhotos.length < 2) return;
+  plantPhotos.forEach((photo, i) => {
+    const remove = el("button", { type: "button", "aria-label": t("remove") }, "×");
+    remove.addEventListener("click", () => {
+      plantPhotos.splice(i, 1);
+      lastPhoto = plantPhotos[0];
+      identifyPhoto(new Event("submit"));
+    });
+    list.append(el("li", {}, el("img", { src: URL.createObjectURL(photo), alt: photo.name || "" }), remove));
+  });
+}
+
 async function sendFeedback(label) {
   const result = lastAnswer && lastAnswer.results[0];
+  const cited = result && result.observation_id && plantPhotos.length > 1 ? result.observation_id : "";
   const item = {
     key: crypto.randomUUID(), // the same key on every retry: recorded once
     at: Date.now(),
     photo: await bungaOutbox.forUpload(lastPhoto),
+    // several photos of one plant: all of them, citing the server's observation id (one label for all)
+    ...(cited ? { observation_id: cited, photos: plantPhotos.slice() } : {}),
     label,
     predicted: result && result.top.length ? result.top[0].species : "",
     band: result && result.band ? result.band : "",
@@ -454,8 +489,17 @@ document.addEventListener("DOMContentLoaded", () => {
       $(`tab-${next}`).focus();
     }
   });
+  $("another").addEventListener("change", () => {
+    const added = $("another").files[0];
+    $("another").value = "";
+    if (!added || plantPhotos.length >= MAX_PLANT_PHOTOS) return;
+    plantPhotos.push(added);
+    identifyPhoto(new Event("submit"));
+  });
   $("photo").addEventListener("change", () => {
     lastPhoto = $("photo").files[0] || null;
+    plantPhotos = lastPhoto ? [lastPhoto] : []; // a new plant
+    $("more-photos").hidden = true;
     $("identify").disabled = !lastPhoto;
     $("feedback-form").hidden = true; // the last photo's answer and correction do not carry over
     $("correct").value = "";

@@ -74,8 +74,9 @@ const bungaOutbox = (() => {
 
   function send(item) {
     const form = new FormData();
-    form.append("file", item.photo, "photo.jpg");
-    for (const field of ["label", "predicted", "band"]) if (item[field]) form.append(field, item[field]);
+    // photos of one plant: every photo, citing the observation id the server gave them
+    (item.photos || [item.photo]).forEach((photo, i) => form.append("file", photo, `photo${i}.jpg`));
+    for (const field of ["label", "predicted", "band", "observation_id"]) if (item[field]) form.append(field, item[field]);
     return fetch("/feedback", { method: "POST", body: form, headers: { "Idempotency-Key": item.key } });
   }
 

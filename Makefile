@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run pipeline serve test lint typecheck unit bench audit clean web
+.PHONY: help run pipeline serve test lint typecheck unit bench audit clean web docs
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,13 +51,16 @@ serve: $(VENV)/.run-installed ## Serve the current champions
 	$(BIN)/bunga serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.dev-installed ## ruff, and the import layers (lint-imports: contracts in pyproject.toml)
-	$(BIN)/ruff check src tests benchmarks scripts research *.py
+	$(BIN)/ruff check src tests benchmarks scripts research docs *.py
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.dev-installed ## mypy --strict on src/
 	$(BIN)/mypy
 
-test: lint typecheck web ## Lint, type-check and run the whole test suite
+docs: $(VENV)/.dev-installed ## Build the documentation site into site/ (strict: a broken link or anchor fails)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck docs web ## Lint, type-check, build the docs and run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: $(VENV)/.dev-installed ## Only the fast unit tests
@@ -74,4 +77,4 @@ bench: $(VENV)/.bench-installed ## Speed, memory and accuracy benchmarks -> benc
 	$(BIN)/python -m benchmarks
 
 clean: ## Remove the venv, caches and local MLflow store
-	rm -rf $(VENV) web/node_modules $(ORT) .pytest_cache .mypy_cache .ruff_cache mlflow.db mlartifacts .bunga-cache bunga-model bunga-monitor.db* monitoring
+	rm -rf $(VENV) site web/node_modules $(ORT) .pytest_cache .mypy_cache .ruff_cache mlflow.db mlartifacts .bunga-cache bunga-model bunga-monitor.db* monitoring

@@ -1,5 +1,5 @@
 """`make bench`: every benchmark in one run, then benchmarks/RESULTS.md from results/*.json and the
-README's performance table (benchmarks/harness/summary.py). `python -m benchmarks NAME...` runs only those."""
+performance page's table (docs/performance.md) (benchmarks/harness/summary.py). `python -m benchmarks NAME...` runs only those."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import traceback
 from benchmarks.garden import monitor_scale, pipeline, review_loop, train_scale
 from benchmarks.harness.common import ROOT, save
 from benchmarks.harness.report import render
-from benchmarks.harness.summary import update_readme
+from benchmarks.harness.summary import update_performance_page
 from benchmarks.memory import memory
 from benchmarks.quality import (
     backbones,
@@ -59,8 +59,8 @@ def main() -> None:
             print(f"benchmark {name} failed; its results are marked failed")
         print(f"{name}: {time.perf_counter() - start:.0f} s")
     (ROOT / "benchmarks" / "RESULTS.md").write_text(render())
-    update_readme()
-    print("wrote benchmarks/RESULTS.md and the README's performance table")
+    update_performance_page()
+    print("wrote benchmarks/RESULTS.md and the performance page's table (docs/performance.md)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The README's performance table: for every goal, bunga's figure, what it is compared with, the
+"""The performance page's table (docs/performance.md): for every goal, bunga's figure, what it is compared with, the
 target and the verdict, built from results/*.json. A result measured on other code says "stale"."""
 
 from __future__ import annotations
@@ -427,7 +427,7 @@ def _monitor_rows(scale: dict[str, Any]) -> list[Row]:
 
 
 def summary() -> str:
-    """The README's performance table: each target, bunga's number, the comparison, the verdict.
+    """The performance page's table (docs/performance.md): each target, bunga's number, the comparison, the verdict.
 
     A row whose result was measured on other code than this checkout says "stale" instead of a verdict.
     """
@@ -478,8 +478,9 @@ def summary() -> str:
     return "\n".join(lines)
 
 
-def update_readme() -> None:
-    readme = ROOT / "README.md"
+def update_performance_page() -> None:
+    """Write the table between the markers of the site's performance page (docs/performance.md)."""
+    readme = ROOT / "docs" / "performance.md"
     text = readme.read_text()
     start, end = "<!-- performance:start -->", "<!-- performance:end -->"
     if start in text and end in text:

@@ -185,7 +185,7 @@ def test_env_example_lists_every_variable() -> None:
             "model_photos",
             "image_batch_size",
         }:
-            continue  # documented in the README's table; rarely changed
+            continue  # in the settings reference (docs/reference/settings.md); rarely changed
         assert expected in listed, expected
 
 

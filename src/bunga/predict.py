@@ -21,6 +21,8 @@ from bunga.models.bands import (
     SURE,
     TOP_PROBABILITY,
     band,
+    candidates,
+    named_order,
     sure_values,
 )
 from bunga.models.not_flower import IMAGENET_OUTPUT, NotFlowerRule, refusal_score
@@ -56,6 +58,22 @@ class PhotoScores:
     not_flower_scores: np.ndarray
     signatures: np.ndarray | None = None  # monitoring signatures (graphs made before them have none)
     logits: np.ndarray | None = None  # the head's logits (graphs made before the margin score have none)
+
+
+@dataclass(frozen=True)
+class PhotoAnswer:
+    """What bunga answers for one photo (or one observation), before the catalogue's words are added:
+    the fields of a ``/predict/image`` result that come from the model."""
+
+    band: str  # sure | possible | not_recognised | not_a_flower
+    recognised: bool
+    outcome: str  # species | unknown_species | not_a_flower
+    species: str | None  # the top named species when recognised
+    top: list[tuple[str, float]]  # the k most probable named species (the pool never) and their probabilities
+    candidates: list[str]  # possible: up to three species it may be, most likely first
+    abstain_score: float
+    not_flower_score: float
+    pool_won: bool  # the other_flowers pool was the most probable class
 
 
 @dataclass(frozen=True)
@@ -204,6 +222,54 @@ class Predictor:
             answer_band = SURE if value >= fit.sure_threshold else POSSIBLE
         flower_score = float(np.mean(np.asarray(scores.not_flower_scores)[rows]))
         return ObservationAnswer(probs, known, abstain, flower_score, answer_band, used)
+
+    def answer(
+        self,
+        probabilities: np.ndarray,
+        known: bool,
+        not_flower: bool,
+        answer_band: str,
+        scores: tuple[float, float],
+        k: int = 3,
+    ) -> PhotoAnswer:
+        """One answer from a row of class probabilities, its band and its (abstain, not-a-flower) scores."""
+        order = named_order(probabilities, self.pool)[:k]
+        top = [(self.classes[i], float(probabilities[i])) for i in order]
+        possible = [self.classes[i] for i in candidates(probabilities, self.pool)] if answer_band == POSSIBLE else []
+        return PhotoAnswer(
+            band=answer_band,
+            recognised=known,
+            outcome="species" if known else "not_a_flower" if not_flower else "unknown_species",
+            species=top[0][0] if known else None,
+            top=top,
+            candidates=possible,
+            abstain_score=scores[0],
+            not_flower_score=scores[1],
+            pool_won=self.pool is not None and int(np.argmax(probabilities)) == self.pool,
+        )
+
+    def answers(self, scores: PhotoScores, k: int = 3) -> list[PhotoAnswer]:
+        """Each photo's answer, as the server gives it."""
+        return [
+            self.answer(
+                scores.probabilities[i],
+                bool(scores.recognised[i]),
+                bool(scores.not_flower[i]),
+                answer_band,
+                (float(scores.abstain_scores[i]), float(scores.not_flower_scores[i])),
+                k,
+            )
+            for i, answer_band in enumerate(self.bands(scores))
+        ]
+
+    def observation_answer(self, scores: PhotoScores, k: int = 3) -> tuple[PhotoAnswer, ObservationAnswer]:
+        """The one answer for several photos of one plant (``observe``), and how it was combined."""
+        combined = self.observe(scores)
+        numbers = (combined.abstain_score, combined.not_flower_score)
+        answer = self.answer(
+            combined.probabilities, combined.recognised, combined.not_a_flower, combined.band, numbers, k
+        )
+        return answer, combined
 
     def describe(self) -> ModelCard:
         """The card of the loaded model."""

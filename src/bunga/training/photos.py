@@ -15,6 +15,7 @@ import numpy as np
 
 from bunga.bundle import read_bundle, write_bundle
 from bunga.bundle_check import record_and_verify
+from bunga.catalog import Catalog, load_catalog
 from bunga.data.dataset import (
     MIN_PHOTOS_PER_SPECIES,
     PhotoSet,
@@ -23,6 +24,7 @@ from bunga.data.dataset import (
     holdout_mask,
     load_photos,
 )
+from bunga.data.merge import CATALOG_FILE
 from bunga.errors import BungaError
 from bunga.imaging import photo_tensor
 from bunga.models.backbone import backbone
@@ -32,6 +34,7 @@ from bunga.models.not_flower import NotFlowerRule, fit_not_flower, refusal_score
 from bunga.models.signature import reference_sample
 from bunga.models.unit_rows import normalise_in_place
 from bunga.monitor.profile import reference_profile
+from bunga.pyfunc import log_photo_model
 from bunga.schemas import OTHER_FLOWERS, Abstention, Bands, ModelCard, NotFlower, ObservationBands, ReferencePhoto
 from bunga.tracking import Tracker
 from bunga.training.evaluate import evaluate
@@ -296,6 +299,12 @@ def _fit_frozen(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | N
     )
 
 
+def _catalog(dataset_dir: Path) -> Catalog:
+    """The catalogue the dataset version carries (the merge writes it), else the shipped one."""
+    path = dataset_dir / CATALOG_FILE
+    return load_catalog(path if path.is_file() else None)
+
+
 def _check_photos(cfg: TrainConfig, data: PhotoSet, mask: np.ndarray) -> np.ndarray:
     """A few preprocessed test photos to check the exported graph against its sources."""
     paths = [data.paths[i] for i in np.flatnonzero(mask)[:4]]
@@ -425,12 +434,17 @@ def train_photos(
             ),
         )
         write_bundle(folder / "bundle", fit.graph, card)
-        predictor = record_and_verify(folder / "bundle")
-        card, model_path = read_bundle(folder / "bundle")
+        record_and_verify(folder / "bundle")
+        card, _ = read_bundle(folder / "bundle")
         run.folder(folder / "bundle", "bunga")
-        check_x = split.check_x[:1]
-        out = predictor.predict_proba(check_x)
-        model_uri = run.onnx_model(model_path, check_x, out, requirements(["onnxruntime", "numpy", "onnx"]))
+        # the registered model answers as the server does (bunga.pyfunc): photos in, bands and names out
+        model_uri = log_photo_model(
+            folder / "bundle",
+            _catalog(cfg.dataset_dir),
+            classes,
+            data.paths[int(np.flatnonzero(mask)[0])],
+            requirements(["onnxruntime", "numpy", "pillow", "pandas", "pydantic", "pyyaml"]),
+        )
         run_id = run.run_id
     version = register(tracker, cfg, run_id, model_uri, report, data.digest)
     log_seconds = time.perf_counter() - started - train_seconds

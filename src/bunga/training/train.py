@@ -105,6 +105,9 @@ def environment() -> dict[str, str]:
         "pillow",
         "optuna",
         "skops",
+        "pandas",
+        "pydantic",
+        "pyyaml",
     ):
         try:
             versions[package] = metadata.version(package)

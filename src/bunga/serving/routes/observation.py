@@ -53,24 +53,13 @@ async def predict_observation(
     book: ObservationBook = state.observations
     observation_id = book.issue([sha256_bytes(u.data) for u in uploads])
     photos = answer_photos(request, slot, scores, uploads, k, started, (observation_id, len(uploads)))
-    combined = slot.predictor.observe(scores)
-    scores_pair = (combined.abstain_score, combined.not_flower_score)
-    answer = photo_prediction(
-        0,
-        combined.probabilities,
-        combined.recognised,
-        combined.not_a_flower,
-        combined.band,
-        scores_pair,
-        slot,
-        state.catalog,
-        k,
-    )
+    combined, how = slot.predictor.observation_answer(scores, k)
+    answer = photo_prediction(0, combined, slot, state.catalog)
     state.metrics.observations.labels(str(len(uploads))).inc()
     return ObservationPrediction(
         **answer.model_dump(),
         observation_id=observation_id,
         photo_count=len(uploads),
-        photos_used=len(combined.used),
+        photos_used=len(how.used),
         photos=photos,
     )

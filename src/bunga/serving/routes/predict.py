@@ -16,9 +16,9 @@ from starlette.types import Scope
 from bunga.catalog import Catalog
 from bunga.config import Settings
 from bunga.files import sha256_bytes
-from bunga.models.bands import POSSIBLE, candidates, logged_label, named_order
+from bunga.models.bands import logged_label, named_order
 from bunga.monitor.log import PredictionLog, Record
-from bunga.predict import PhotoScores
+from bunga.predict import PhotoAnswer, PhotoScores
 from bunga.schemas import Measurements
 from bunga.serving.batching import PhotoBatcher
 from bunga.serving.limits import check_rate
@@ -205,42 +205,28 @@ async def score_uploads(request: Request, slot: Slot, max_files: int) -> tuple[l
     return uploads, await batcher.score(slot.predictor, batch)
 
 
-def photo_prediction(
-    index: int,
-    row: np.ndarray,
-    known: bool,
-    not_flower: bool,
-    answer_band: str,
-    scores: tuple[float, float],
-    slot: Slot,
-    catalog: Catalog,
-    k: int,
-) -> PhotoPrediction:
-    """The answer for one photo (or one observation's combination) from its class probabilities,
-    band and (abstain, not-a-flower) scores."""
-    pool, classes = slot.predictor.pool, slot.predictor.classes
-    order = named_order(row, pool)[:k]
+def photo_prediction(index: int, answer: PhotoAnswer, slot: Slot, catalog: Catalog) -> PhotoPrediction:
+    """The answer for one photo (or one observation) with the catalogue's words and reference photos."""
     top = [
         Candidate(
-            species=classes[i],
-            probability=round(float(row[i]), 6),
-            info=catalog.get(classes[i]),
-            reference=reference_info(slot, classes[i]),
+            species=species,
+            probability=round(probability, 6),
+            info=catalog.get(species),
+            reference=reference_info(slot, species),
         )
-        for i in order
+        for species, probability in answer.top
     ]
-    possible = [classes[i] for i in candidates(row, pool)] if answer_band == POSSIBLE else []
     return PhotoPrediction(
         index=index,
-        recognised=known,
-        outcome="species" if known else "not_a_flower" if not_flower else "unknown_species",
-        species=top[0].species if known else None,
+        recognised=answer.recognised,
+        outcome=answer.outcome,
+        species=answer.species,
         top=top,
-        band=answer_band,
-        candidates=possible,
-        family=shared_family(catalog, possible),
-        abstain_score=round(scores[0], 6),
-        not_flower_score=round(scores[1], 6),
+        band=answer.band,
+        candidates=answer.candidates,
+        family=shared_family(catalog, answer.candidates),
+        abstain_score=round(answer.abstain_score, 6),
+        not_flower_score=round(answer.not_flower_score, 6),
         model_name=slot.card.name,
         model_version=slot.version,
     )
@@ -261,22 +247,19 @@ def answer_photos(
     catalog: Catalog = state.catalog
     metrics: Metrics = state.metrics
     logger: PredictionLog | None = state.prediction_log
-    answer_bands = slot.predictor.bands(scores)
-    pool, arm = slot.predictor.pool, slot.card.alias or "champion"
+    arm = slot.card.alias or "champion"
     now, latency_ms = time.time(), (time.perf_counter() - started) * 1000
     results = []
-    for index, upload in enumerate(uploads):
-        row, known = scores.probabilities[index], bool(scores.recognised[index])
-        not_flower, answer_band = bool(scores.not_flower[index]), answer_bands[index]
-        numbers = (float(scores.abstain_scores[index]), float(scores.not_flower_scores[index]))
-        result = photo_prediction(index, row, known, not_flower, answer_band, numbers, slot, catalog, k)
-        metrics.photo_answers.labels(answer_band, arm).inc()
-        label = logged_label(answer_band, result.top[0].species, pool is not None and int(row.argmax()) == pool)
+    for index, (answer, upload) in enumerate(zip(slot.predictor.answers(scores, k), uploads, strict=True)):
+        result = photo_prediction(index, answer, slot, catalog)
+        metrics.photo_answers.labels(answer.band, arm).inc()
+        label = logged_label(answer.band, answer.top[0][0], answer.pool_won)
         metrics.predicted("photos", label, slot.version)
-        if not known:
+        if not answer.recognised:
             metrics.unrecognised.inc()
         if logger is not None:
             signature = scores.signatures[index].astype(np.float16).tobytes() if scores.signatures is not None else None
+            row = scores.probabilities[index]
             logger.add(
                 Record(
                     now,
@@ -285,13 +268,13 @@ def answer_photos(
                     slot.version,
                     arm,
                     label,
-                    float(row[named_order(row, pool)[0]]),
-                    known,
-                    numbers[0],
+                    float(row[named_order(row, slot.predictor.pool)[0]]),
+                    answer.recognised,
+                    answer.abstain_score,
                     latency_ms,
                     photo_sha256=sha256_bytes(upload.data),
                     signature=signature,
-                    band=answer_band,
+                    band=answer.band,
                     observation_id=observation[0] if observation else None,
                     observation_photos=observation[1] if observation else None,
                 )

@@ -85,7 +85,7 @@ def monitor(
             else:  # phones' answers are claims: shown, never an exit code or a reason to retrain
                 line = f"[yellow]phone answers[/yellow] {r.kind} v{r.version}: {alarm}"
                 console.print(line, highlight=False, soft_wrap=True)
-    json_path, html_path = write(reports, profiles, {"last": last, "hours": hours}, out)
+    json_path, html_path = write(reports, profiles, {"last": last, "hours": hours}, out, thresholds.psi)
     console.print(f"report: {html_path} (and {json_path.name})", highlight=False)
     if log_run:
         log_monitoring_run(open_tracker(), reports, json_path, html_path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from bunga.schemas import FEATURES, NOT_A_FLOWER, ReferenceProfile
 CHUNK = 50_000
 EPS = 1e-4
 PSI_BINS = 10
+CHART_BINS = 20  # bins of the report's distribution charts
+DAY_S = 86_400.0
 SERVER, PHONE = "server", "phone"  # whose answers a report covers: the server's arms, or phones' claims
 SOURCES = {SERVER: f"arm <> '{PHONE_ARM}'", PHONE: f"arm = '{PHONE_ARM}'"}
 
@@ -62,6 +65,13 @@ class VersionReport:
     signature_drift: dict[str, float] = field(default_factory=dict)  # photos: mmd, p, n
     live_accuracy: tuple[float, float, float, int] | None = None  # estimate, low, high, n
     band_shares: dict[str, float] = field(default_factory=dict)  # photos: share of answers per logged band
+    # for the report's charts: per feature (and "top_probability") the window's and the reference's shares
+    # over bins cut at the reference's quantiles ("edges": the bins' bounds in the feature's own units)
+    distributions: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # per UTC day of the window: day, volume, recognised share, band shares, PSI per feature (enough rows)
+    daily: list[dict[str, Any]] = field(default_factory=list)
+    # per UTC day a feedback arrived: day, right, total, and the share right with its 95 % interval
+    live_daily: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -112,6 +122,16 @@ def binned_shares(counts: np.ndarray, quantiles: np.ndarray, bins: int = PSI_BIN
     window = np.diff(np.concatenate([[0.0], np.cumsum(counts)[index - 1] / max(n, 1), [1.0 if n else 0.0]]))
     reference = np.diff(np.concatenate([[0.0], reference_cdf(quantiles, quantiles[index]), [1.0]]))
     return window, reference
+
+
+def distribution(counts: np.ndarray, quantiles: np.ndarray, bins: int = CHART_BINS) -> dict[str, list[float]]:
+    """A window's and the reference's shares over ``bins`` bins cut at the reference's quantiles, with
+    the bins' bounds, for a chart."""
+    bins = min(bins, len(quantiles) - 1)
+    step = (len(quantiles) - 1) // bins
+    window, reference = binned_shares(counts, quantiles, bins)
+    bounds = quantiles[np.concatenate([np.arange(0, len(quantiles) - 1, step)[: len(window)], [len(quantiles) - 1]])]
+    return {"edges": bounds.tolist(), "window": window.tolist(), "reference": reference.tolist()}
 
 
 def binned_psi(counts: np.ndarray, quantiles: np.ndarray, bins: int = PSI_BINS) -> float:
@@ -220,12 +240,17 @@ def check_version(
     volume = recognised = 0
     top_sum = top_sq = 0.0
     known_n = 0
-    cursor = _rows(db, "predicted, top_prob, recognised, f1, f2, f3, f4", kind, version, source, window)
+    with_band = kind == "photos" and "band" in columns(db)
+    days: dict[int, Day] = {}
+    select = "predicted, top_prob, recognised, f1, f2, f3, f4, ts" + (", band" if with_band else "")
+    cursor = _rows(db, select, kind, version, source, window)
     while chunk := cursor.fetchmany(CHUNK):
         data = np.asarray([r[1:3] for r in chunk], dtype=float)
         volume += len(chunk)
         for r in chunk:
             mix[str(r[0])] = mix.get(str(r[0]), 0) + 1
+        day_of = (np.asarray([r[7] for r in chunk], dtype=float) // DAY_S).astype(np.int64)
+        _count_days(days, day_of, data[:, 1] > 0, [r[8] for r in chunk] if with_band else None)
         known = data[:, 1] > 0
         recognised += int(known.sum())
         top = data[:, 0]
@@ -238,9 +263,11 @@ def check_version(
             values = np.asarray([r[3:7] for r in chunk], dtype=float)
             for i, n in enumerate(names):
                 column = values[:, FEATURES.index(n)] if n in FEATURES else values[:, i]
-                feature_counts[n] += np.bincount(
-                    np.searchsorted(edges[n], column, side="left"), minlength=len(feature_counts[n])
-                )
+                binned = np.searchsorted(edges[n], column, side="left")
+                feature_counts[n] += np.bincount(binned, minlength=len(feature_counts[n]))
+                for day in np.unique(day_of):
+                    counts = days[int(day)].features.setdefault(n, np.zeros(len(feature_counts[n])))
+                    counts += np.bincount(binned[day_of == day], minlength=len(counts))
     mean_top = top_sum / known_n if known_n else math.nan
     sd = math.sqrt(max(0.0, top_sq / known_n - mean_top**2)) if known_n else math.nan
     half = 1.96 * sd / math.sqrt(known_n) if known_n else math.nan
@@ -259,6 +286,11 @@ def check_version(
     )
     if kind == "photos" and volume:
         report.band_shares = band_shares(db, version, source, window)
+    report.daily = _daily(days, quantiles, thresholds.min_volume)
+    if profile is not None and volume:
+        report.distributions = {n: distribution(feature_counts[n], quantiles[n]) for n in names}
+        if len(top_edges):
+            report.distributions["top_probability"] = distribution(top_counts, top_quantiles)
     if profile is None or volume == 0:
         return report
     if volume < thresholds.min_volume:
@@ -305,6 +337,50 @@ def check_version(
     return report
 
 
+@dataclass
+class Day:
+    """What one UTC day of the window held."""
+
+    volume: int = 0
+    recognised: int = 0
+    bands: dict[str, int] = field(default_factory=dict)
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # counts over the reference's quantile bins
+
+
+def _count_days(days: dict[int, Day], day_of: np.ndarray, known: np.ndarray, bands: list[Any] | None) -> None:
+    for day in np.unique(day_of):
+        rows = day_of == day
+        entry = days.setdefault(int(day), Day())
+        entry.volume += int(rows.sum())
+        entry.recognised += int(known[rows].sum())
+        if bands is not None:
+            for b in np.asarray(bands, dtype=object)[rows]:
+                if b is not None:
+                    entry.bands[str(b)] = entry.bands.get(str(b), 0) + 1
+
+
+def _daily(days: dict[int, Day], quantiles: dict[str, np.ndarray], min_volume: int) -> list[dict[str, Any]]:
+    """Per day: volume, recognised share, band shares, and each feature's PSI (days with enough rows)."""
+    out = []
+    for day in sorted(days):
+        entry = days[day]
+        banded = sum(entry.bands.values())
+        out.append(
+            {
+                "day": datetime.fromtimestamp(day * DAY_S, UTC).date().isoformat(),
+                "volume": entry.volume,
+                "recognised": entry.recognised / entry.volume if entry.volume else math.nan,
+                "bands": {b: n / banded for b, n in sorted(entry.bands.items())} if banded else {},
+                "psi": {
+                    n: binned_psi(counts, quantiles[n])
+                    for n, counts in entry.features.items()
+                    if counts.sum() >= min_volume
+                },
+            }
+        )
+    return out
+
+
 def band_shares(db: Store, version: str, source: str, window: Window) -> dict[str, float]:
     """Share of a version's photo answers in each band the log recorded (rows logged before the log
     kept the band are left out; an old log read without migrating has none)."""
@@ -323,6 +399,14 @@ def band_shares(db: Store, version: str, source: str, window: Window) -> dict[st
 
 
 def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[float, float, float, int] | None:
+    """Share of visitors' labelled feedback that agrees with the server's answer (``live_scores``)."""
+    overall, _ = live_scores(db, inbox, kind, version)
+    return overall
+
+
+def live_scores(
+    db: Store, inbox: Path, kind: str, version: str
+) -> tuple[tuple[float, float, float, int] | None, list[dict[str, Any]]]:
     """Share of visitors' labelled feedback that agrees with what the server answered, for one version.
 
     The server's answer is the one it stored with the feedback (computed when the photo or the values
@@ -330,8 +414,9 @@ def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[floa
     never count). What the visitor's page claims it was told (``predicted``) is never scored."""
     folder = inbox / kind
     if not folder.is_dir():
-        return None
+        return None, []
     right = total = 0
+    by_day: dict[str, list[int]] = {}
     for path in sorted(folder.glob("*.json")):
         try:
             record = json.loads(path.read_text("utf-8"))
@@ -353,7 +438,15 @@ def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[floa
             continue
         total += 1
         right += int(predicted == label)
+        day = str(record.get("time", ""))[:10] or "unknown"
+        tally = by_day.setdefault(day, [0, 0])
+        tally[0] += int(predicted == label)
+        tally[1] += 1
     if total == 0:
-        return None
+        return None, []
     p, low, high = wilson(right, total)
-    return p, low, high, total
+    daily = [
+        {"day": day, "right": r, "total": n, **dict(zip(("share", "low", "high"), wilson(r, n), strict=True))}
+        for day, (r, n) in sorted(by_day.items())
+    ]
+    return (p, low, high, total), daily

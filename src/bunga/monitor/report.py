@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bunga.files import atomic_write_text
+from bunga.monitor import charts
 from bunga.monitor.checks import SERVER, VersionReport
 from bunga.schemas import ReferenceProfile
 
@@ -46,25 +47,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.1%}"
 
 
-def _bars(mix: dict[str, float], reference: dict[str, float]) -> str:
-    """Window vs reference class mix as horizontal SVG bars."""
-    names = sorted(set(mix) | set(reference))
-    rows = []
-    for i, name in enumerate(names):
-        y = i * 22
-        now, then = mix.get(name, 0.0), reference.get(name, 0.0)
-        rows.append(
-            f'<text x="0" y="{y + 14}">{html.escape(name)}</text>'
-            f'<rect x="170" y="{y + 2}" width="{now * 300:.1f}" height="8" fill="#1b5e20"/>'
-            f'<rect x="170" y="{y + 11}" width="{then * 300:.1f}" height="8" fill="#9e9e9e"/>'
-            f'<text x="{176 + max(now, then) * 300:.1f}" y="{y + 14}">{now:.0%} / {then:.0%}</text>'
-        )
-    height = max(22, 22 * len(names))
-    return f'<svg role="img" aria-label="class mix" width="560" height="{height}" font-size="12">{"".join(rows)}</svg>'
-
-
 def write(
-    reports: list[VersionReport], profiles: dict[tuple[str, str], ReferenceProfile], window: dict[str, Any], out: Path
+    reports: list[VersionReport],
+    profiles: dict[tuple[str, str], ReferenceProfile],
+    window: dict[str, Any],
+    out: Path,
+    psi_alarm: float = 0.25,
 ) -> tuple[Path, Path]:
     """Write ``monitor-report.json`` and ``monitor-report.html`` into ``out``."""
     data = as_json(reports, window)
@@ -75,7 +63,8 @@ def write(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>bunga monitoring</title>",
         "<style>body{font-family:sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}"
-        ".alarm{color:#b71c1c;font-weight:bold}</style></head><body>",
+        ".alarm{color:#b71c1c;font-weight:bold}.charts{display:flex;flex-wrap:wrap;gap:1rem}"
+        "svg.chart{max-width:100%;height:auto}</style></head><body>",
         f"<h1>bunga monitoring</h1><p>Generated {html.escape(data['generated_at'])}; window "
         f"{html.escape(json.dumps(window))}.</p>",
     ]
@@ -117,6 +106,22 @@ def write(
             ),
             "</table>",
         ]
+        if r.daily:
+            parts.append("<h3>Day by day</h3>" + charts.daily(r.daily, r.live_daily, psi_alarm, r.source))
+        drawn = [
+            charts.distribution(n, r.distributions[n], f"PSI {f['psi']:.2f}, KS {f['ks']:.2f}, p {f['p_value']:.2g}")
+            for n, f in r.features.items()
+            if n in r.distributions
+        ]
+        if "top_probability" in r.distributions:
+            drift = r.confidence_drift
+            caption = f"KS {drift['ks']:.2f}, p {drift['p_value']:.2g}" if drift else "against training"
+            drawn.append(charts.distribution("top_probability", r.distributions["top_probability"], caption))
+        if r.band_shares:
+            drawn.append(charts.shares("answers per band", r.band_shares, None, "bands"))
+        if drawn:
+            parts.append("<h3>Distributions: window (green) over training (grey)</h3><div class='charts'>")
+            parts += [*drawn, "</div>"]
         if r.features:
             parts.append("<h3>Measurement drift</h3><table><tr><th>feature</th><th>PSI</th><th>KS</th><th>p</th></tr>")
             parts += [
@@ -127,7 +132,8 @@ def write(
         profile = profiles.get((r.kind, r.version))
         if profile is not None and r.class_mix:
             parts.append(
-                "<h3>Class mix: window (green) and training (grey)</h3>" + _bars(r.class_mix, profile.class_priors)
+                "<h3>Class mix: window (green) and training (grey)</h3>"
+                + charts.shares("class mix", r.class_mix, profile.class_priors, "class-mix")
             )
         if r.alarms or r.notes:
             items = [f"<li class='alarm'>{html.escape(a)}</li>" for a in r.alarms]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bunga.bundle import read_bundle
-from bunga.monitor.checks import SERVER, Thresholds, VersionReport, Window, check_version, live_accuracy, versions
+from bunga.monitor.checks import SERVER, Thresholds, VersionReport, Window, check_version, live_scores, versions
 from bunga.monitor.store import open_store
 from bunga.schemas import ReferenceProfile
 from bunga.tracking import Tracker
@@ -43,7 +43,7 @@ def run_checks(
             if profile is None:
                 report.alarms.append("no reference profile for this version (trained before monitoring existed?)")
             if source == SERVER:  # visitors' labels are scored against the server's answers only
-                report.live_accuracy = live_accuracy(db, inbox, kind, version)
+                report.live_accuracy, report.live_daily = live_scores(db, inbox, kind, version)
             reports.append(report)
         progress(len(found), len(found), "done")
         return reports, profiles

@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run pipeline serve test lint typecheck unit bench audit clean web docs
+.PHONY: help run pipeline serve test lint typecheck unit bench audit clean web docs screenshots
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,9 @@ typecheck: $(VENV)/.dev-installed ## mypy --strict on src/
 
 docs: $(VENV)/.dev-installed ## Build the documentation site into site/ (strict: a broken link or anchor fails)
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --quiet
+
+screenshots: $(VENV)/.dev-installed web ## Photograph the real pages in Chromium into docs/assets/ (the browser tests)
+	$(BIN)/python scripts/screenshots.py
 
 test: lint typecheck docs web ## Lint, type-check, build the docs and run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

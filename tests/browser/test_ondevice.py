@@ -20,7 +20,7 @@ import pytest
 from bunga.imaging import photo_tensor
 from bunga.models.bands import band
 from bunga.predict import Predictor
-from tests.browser.test_page import browser, open_page  # noqa: F401  (the fixture)
+from tests.browser.test_page import ARTIFACTS, browser, open_page  # noqa: F401  (the fixture)
 from tests.conftest import SHIPPED_PHOTOS, LiveServer, run_in_workspace
 from tests.helpers import photo_bytes
 
@@ -215,6 +215,8 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
     assert "Bunga matahari" in cold.locator("#photo-result").inner_text()
     cold.wait_for_selector("#photo-result figure.reference img")
     cold.wait_for_function("document.querySelector('#photo-result figure.reference img').naturalWidth > 0")
+    ARTIFACTS.mkdir(exist_ok=True)
+    cold.screenshot(path=str(ARTIFACTS / "page-offline.png"), full_page=True)
 
     cold.click("#confirm")  # feedback without signal: kept on the phone
     cold.wait_for_selector("#feedback-status:has-text('masukan disimpan di ponsel')")

@@ -237,6 +237,8 @@ def test_another_photo_of_the_plant_is_combined_and_sent_together(
         page.set_input_files("#another", str(second))
         page.wait_for_selector("#observation:has-text('Jawaban dari 2 foto')")
         assert page.locator("#thumbs li").count() == 2
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "page-observation.png"), full_page=True)
         page.select_option("#correct", "sintetis_merah")
         page.click("#send-feedback")
         page.wait_for_selector("#feedback-status:has-text('Terima kasih')")

@@ -147,7 +147,8 @@ def _embed(cfg: TrainConfig, split: PhotoSplit, progress: PhotoProgress | None) 
     n_train = len(split.y_train)
     rng = np.random.default_rng(cfg.seed)
     of = np.sort(rng.choice(n_train, size=min(MAX_CROPS, n_train), replace=False))
-    crops = image.crop_features([pairs[i] for i in of], cache, runner, cfg.batch_size, cfg.max_pixels)
+    crop_cache = image.EmbeddingCache(cfg.cache_dir / "crop-views", runner.id, spec.feature_dim)
+    crops = image.crop_features([pairs[i] for i in of], crop_cache, runner, cfg.batch_size, cfg.max_pixels)
     del runner
     matrix = image.cached_features(pairs, cache)
     normalise_in_place(matrix[:, : spec.embedding_dim])  # the head, centroids and signatures use unit rows

@@ -15,6 +15,7 @@ import numpy as np
 
 from bunga.imaging import photo_tensor
 from bunga.models.observation import combine, log_probabilities
+from bunga.monitor.checks import SERVER, Window, observation_counts
 from bunga.predict import Predictor
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes
@@ -126,6 +127,9 @@ def test_one_photo_answers_as_predict_image_and_several_are_combined(model_dir: 
             rows = db.execute(sql, (oid,)).fetchall()
         time.sleep(0.2)
     assert rows == [(oid, 3)] * 3  # each photo's own answer, logged with its observation
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        counted = observation_counts(db, both["model_version"], SERVER, Window())
+    assert counted == {"1": 1, "2": 1, "3": 1}  # monitoring counts observations by number of photos
 
 
 def test_a_restarted_server_still_knows_its_observations(model_dir: Path, tmp_path: Path) -> None:

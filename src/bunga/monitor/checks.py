@@ -72,6 +72,7 @@ class VersionReport:
     daily: list[dict[str, Any]] = field(default_factory=list)
     # per UTC day a feedback arrived: day, right, total, and the share right with its 95 % interval
     live_daily: list[dict[str, Any]] = field(default_factory=list)
+    observations: dict[str, int] = field(default_factory=dict)  # photos: observations by number of photos
     alarms: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -286,6 +287,7 @@ def check_version(
     )
     if kind == "photos" and volume:
         report.band_shares = band_shares(db, version, source, window)
+        report.observations = observation_counts(db, version, source, window)
     report.daily = _daily(days, quantiles, thresholds.min_volume)
     if profile is not None and volume:
         report.distributions = {n: distribution(feature_counts[n], quantiles[n]) for n in names}
@@ -379,6 +381,18 @@ def _daily(days: dict[int, Day], quantiles: dict[str, np.ndarray], min_volume: i
             }
         )
     return out
+
+
+def observation_counts(db: Store, version: str, source: str, window: Window) -> dict[str, int]:
+    """How many observations (photos of one plant sent together) a version answered, by number of photos."""
+    if "observation_id" not in columns(db):
+        return {}
+    where, args = _where(window, "photos", version, source)
+    sql = (
+        f"SELECT observation_photos, COUNT(DISTINCT observation_id) FROM predictions "  # noqa: S608
+        f"WHERE {where} AND observation_id IS NOT NULL GROUP BY observation_photos"
+    )
+    return {str(n): int(c) for n, c in db.execute(sql, args).fetchall() if n is not None}
 
 
 def band_shares(db: Store, version: str, source: str, window: Window) -> dict[str, float]:

@@ -104,6 +104,17 @@ def write(
                 if r.signature_drift
                 else []
             ),
+            *(
+                [
+                    "<tr><th>observations (photos of one plant)</th><td>"
+                    + ", ".join(
+                        f"{n:,} of {k} photo{'s' if k != '1' else ''}" for k, n in sorted(r.observations.items())
+                    )
+                    + "</td></tr>"
+                ]
+                if r.observations
+                else []
+            ),
             "</table>",
         ]
         if r.daily:

@@ -122,3 +122,61 @@ def test_a_curator_adds_a_species_on_the_page_and_labels_a_photo_with_it(
         assert httpx.get(f"{server.url}/species/kembang_sepatu/photo").status_code == 200
     finally:
         server.stop()
+
+
+def test_the_photos_of_one_plant_are_reviewed_together(browser: object, model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A visitor's three photos of one plant wait together: one label labels the plant's photos still
+    waiting, a rejection takes one photo only, and the merge keeps the observation id in images.csv."""
+    data = tmp_path / "collected_data"
+    curators = json.dumps({"ani": hashlib.sha256(TOKEN.encode()).hexdigest()})
+    env = {"BUNGA_DATA_DIR": str(data), "BUNGA_CURATORS": curators, "BUNGA_FEEDBACK_RATE_PER_MIN": "0"}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    plant = [photo_bytes("sintetis_ungu", 700 + i) for i in range(3)]
+    try:
+        files = [("file", (f"p{i}.jpg", p, "image/jpeg")) for i, p in enumerate(plant)]
+        oid = httpx.post(f"{server.url}/predict/observation", files=files).json()["observation_id"]
+        sent = httpx.post(f"{server.url}/feedback", files=files, data={"label": "", "observation_id": oid})
+        assert sent.status_code == 201, sent.text
+        alone = {"file": ("a.jpg", photo_bytes("sintetis_merah", 800), "image/jpeg")}
+        assert httpx.post(f"{server.url}/feedback", files=alone, data={"label": ""}).status_code == 201
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        queue = httpx.get(f"{server.url}/review/queue", headers=auth).json()
+        together = [e for e in queue if e["observation_id"] == oid]
+        assert len(together) == 3 and all(len(e["observation_photos"]) == 3 for e in together)
+        positions = sorted(queue.index(e) for e in together)
+        assert positions == list(range(positions[0], positions[0] + 3))  # adjacent in the queue
+        page, errors = open_page(browser, f"{server.url}/review")
+        page.fill("#token", TOKEN)
+        page.click("#signin button[type=submit]")
+        page.wait_for_selector("#item:not([hidden])")
+        lone_first = page.locator("#item").get_attribute("data-sha") not in {e["sha256"] for e in together}
+        if lone_first:
+            page.keyboard.press("r")  # the lone photo came first: rejected, it leaves the way
+            page.wait_for_selector("#progress:has-text('3 tersisa')")
+        page.wait_for_selector("#plant:not([hidden]) #plant-photos li:nth-child(3) img")
+        first = page.locator("#item").get_attribute("data-sha")
+        page.keyboard.press("r")  # one photo of the plant rejected alone
+        page.wait_for_selector("#plant-photos li:nth-child(2) img")
+        assert page.locator("#plant-photos li").count() == 2
+        page.locator("#species button").first.wait_for()
+        page.locator("#species button").nth(1).wait_for()
+        keyed = min(9, page.locator("#species button").count())
+        ids = [page.locator("#species button").nth(i).get_attribute("data-species") for i in range(keyed)]
+        page.keyboard.press(str(ids.index("sintetis_ungu") + 1))  # its key labels the plant
+        if lone_first:
+            page.wait_for_selector("#empty:not([hidden])")  # one key labelled both remaining photos
+        else:
+            page.wait_for_selector("#progress:has-text('1 tersisa')")  # one key labelled both; the lone one waits
+        assert not errors, errors
+        decided = httpx.get(f"{server.url}/review/queue?decided=true", headers=auth).json()
+        by_sha = {d["sha256"]: d for d in decided}
+        assert by_sha[first]["decision"] == "reject"
+        labelled = [d for d in decided if d["observation_id"] == oid and d["decision"] == "label"]
+        assert len(labelled) == 2 and len({d["decided_label"] for d in labelled}) == 1
+    finally:
+        server.stop()
+    merged = CliRunner().invoke(app, ["merge"], env={"BUNGA_DATA_DIR": str(data)})
+    assert merged.exit_code == 0, merged.output
+    with (tmp_path / "Dataset Bunga" / "images.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["observation"] for r in rows] == [oid, oid]  # the plant's two kept photos, grouped in the sheet

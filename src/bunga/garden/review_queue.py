@@ -29,6 +29,7 @@ class QueueItem:
     answer_version: str | None = None
     predicted: str | None = None  # what the visitor's page claimed the model said: a claim
     band: str | None = None  # the band the visitor's page claimed
+    observation: str | None = None  # the server's id of the photos of one plant this one came with
     decision: Decision | None = None
 
     @property
@@ -78,6 +79,9 @@ def build(files: list[tuple[str, bytes]]) -> dict[str, QueueItem]:
             value = record.get(key)
             if isinstance(value, str) and value and getattr(item, key) is None:
                 setattr(item, key, value[:100])
+        observation = record.get("observation_id")
+        if isinstance(observation, str) and observation and item.observation is None:
+            item.observation = observation[:64]
     for sha, by_voter in voters.items():
         items[sha].votes = Counter(by_voter.values())
     for sha, decision in decisions.latest(made).items():
@@ -88,5 +92,19 @@ def build(files: list[tuple[str, bytes]]) -> dict[str, QueueItem]:
 
 def ordered(items: list[QueueItem]) -> list[QueueItem]:
     """Doubtful answers first by the server's band ("possible", then not recognised, ...; records
-    from before the server answered last), oldest first within a band."""
-    return sorted(items, key=lambda i: (BAND_ORDER.get(i.answer_band or "", 4), i.received))
+    from before the server answered last), oldest first within a band; the photos of one plant
+    (one observation) together, where its first photo falls."""
+    first = sorted(items, key=lambda i: (BAND_ORDER.get(i.answer_band or "", 4), i.received))
+    place: dict[str, int] = {}
+    for n, item in enumerate(first):
+        place.setdefault(item.observation or item.sha256, n)
+    return sorted(first, key=lambda i: (place[i.observation or i.sha256], i.received))
+
+
+def plants(items: list[QueueItem]) -> dict[str, list[str]]:
+    """Observation id -> the sha256s of its photos among ``items``, in queue order."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        if item.observation:
+            out.setdefault(item.observation, []).append(item.sha256)
+    return out

@@ -56,6 +56,10 @@ class QueueEntry(BaseModel):
     model_version: str | None = Field(description="The version that gave the server's answer")
     claimed_species: str | None = Field(description="What the visitor's page claimed the model said (a claim)")
     claimed_band: str | None = Field(description="The band the visitor's page claimed (a claim)")
+    observation_id: str | None = Field(None, description="The photos of one plant this one was sent with")
+    observation_photos: list[str] = Field(
+        [], description="The sha256s of that plant's photos in this queue, this one included (one label labels all)"
+    )
     decision: str | None = None
     decided_label: str | None = None
     decided_by: str | None = None
@@ -113,9 +117,12 @@ async def queue(
         and (species is None or i.proposed == species)
         and (since is None or i.received >= since)
     ]
+    together = review_queue.plants(chosen)
     return [
         QueueEntry(
             sha256=i.sha256,
+            observation_id=i.observation,
+            observation_photos=together.get(i.observation or "", []),
             received=i.received,
             proposed=i.proposed,
             votes=dict(i.votes),

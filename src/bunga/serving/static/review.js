@@ -16,6 +16,7 @@ const TEXT = {
     spDeskripsi: "Deskripsi (Bahasa Indonesia)", spDescription: "Deskripsi (Inggris)", spPhoto: "Foto rujukan",
     spSave: "Simpan spesies", spSaved: "Spesies tersimpan", searchSpecies: "Cari spesies lain di katalog",
     visitorSaid: "Halaman pengunjung mengklaim", notFlowerProposed: "Bukan bunga",
+    plant: "Foto dari tanaman yang sama: {n}. Satu label memberi label semuanya; N dan R hanya untuk foto ini.",
   },
   en: {
     title: "Review visitors' photos", token: "Curator token", signin: "Sign in", filterBand: "Show",
@@ -30,6 +31,7 @@ const TEXT = {
     spDeskripsi: "Description (Bahasa Indonesia)", spDescription: "Description (English)", spPhoto: "Reference photo",
     spSave: "Save species", spSaved: "Species saved", searchSpecies: "Search the rest of the catalogue",
     visitorSaid: "The visitor's page claims", notFlowerProposed: "Not a flower",
+    plant: "Photos of the same plant: {n}. One label labels them all; N and R apply to this photo only.",
   },
 };
 let lang = localStorage.getItem("bunga-lang") === "en" ? "en" : "id";
@@ -145,12 +147,41 @@ async function show() {
   $("accept").textContent = `${t("accept")} (Enter)`;
   $("accept").disabled = !current.proposed;
   $("item").dataset.sha = current.sha256;
+  showPlant(current);
   const response = await api(`/review/photos/${current.sha256}`);
   if (response.ok && queue[0] === current) {
     if (photoUrl) URL.revokeObjectURL(photoUrl);
     photoUrl = URL.createObjectURL(await response.blob());
     $("photo").src = photoUrl;
   }
+}
+
+// The photos of one plant wait together: shown beside the current one, labelled together.
+let plantUrls = [];
+async function showPlant(current) {
+  plantUrls.forEach((u) => URL.revokeObjectURL(u));
+  plantUrls = [];
+  const shas = plantOf(current);
+  $("plant").hidden = shas.length < 2;
+  $("plant-photos").replaceChildren();
+  if (shas.length < 2) return;
+  $("plant-hint").textContent = t("plant").replace("{n}", shas.length);
+  for (const sha of shas) {
+    const response = await api(`/review/photos/${sha}`);
+    if (!response.ok || queue[0] !== current) return;
+    const url = URL.createObjectURL(await response.blob());
+    plantUrls.push(url);
+    const img = Object.assign(document.createElement("img"), { src: url, alt: "" });
+    const item = document.createElement("li");
+    item.append(img);
+    $("plant-photos").append(item);
+  }
+}
+
+// The queued photos of the current photo's plant (itself first); just itself when it came alone.
+function plantOf(current) {
+  const together = (current.observation_photos || []).filter((sha) => queue.some((q) => q.sha256 === sha));
+  return together.length > 1 ? [current.sha256, ...together.filter((sha) => sha !== current.sha256)] : [current.sha256];
 }
 
 // Keys are queued: a curator may press the next key while the last decision is being saved, and each
@@ -168,18 +199,22 @@ async function decideNow(decision, label) {
     [decision, label] = current.proposed === "not_a_flower" ? ["not_a_flower", null] : ["label", current.proposed];
   }
   if (decision === "label" && !label) return;
-  const response = await api("/review/decisions", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ sha256: current.sha256, decision, label }),
-  });
-  if (!response.ok) {
-    const body = await response.json().catch(() => ({}));
-    status(typeof body.detail === "string" ? body.detail : `${response.status}`, true);
-    return;
+  // a species labels every queued photo of the plant; "not a flower" and "reject" this photo only
+  const shas = decision === "label" ? plantOf(current) : [current.sha256];
+  for (const sha of shas) {
+    const response = await api("/review/decisions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sha256: sha, decision, label }),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      status(typeof body.detail === "string" ? body.detail : `${response.status}`, true);
+      return;
+    }
+    queue = queue.filter((q) => q.sha256 !== sha);
   }
-  status(`${t("saved")}: ${decision === "label" ? name(label) : decision}`);
-  queue.shift();
+  status(`${t("saved")}: ${decision === "label" ? name(label) : decision}${shas.length > 1 ? ` × ${shas.length}` : ""}`);
   show(); // the next photo loads in the background; the next key does not wait for it
 }
 

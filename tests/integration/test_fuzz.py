@@ -40,7 +40,12 @@ def test_every_operation_survives_generated_requests(model_dir: Path, tmp_path: 
             # schema allows are rightly refused with 415/422, so that one check is off for uploads; so
             # is a phone answer's time (within the log's window, from now) and model version (one this
             # server served): rules of the moment, not of the schema.
-            uploads = case.operation.path in {"/predict/image", "/feedback", "/predictions/phone"}
+            uploads = case.operation.path in {
+                "/predict/image",
+                "/predict/observation",
+                "/feedback",
+                "/predictions/phone",
+            }
             case.call_and_validate(excluded_checks=[positive_data_acceptance] if uploads else None)
 
         run()

@@ -40,6 +40,18 @@ FEED_TENSOR = """async ([b64, n]) => {
     bungaOnDevice.answer(o.probabilities[i], o.similarity[i], o.imagenet[i], rules, {}, o.logits[i]);
   return o.probabilities.map((p, i) => [p, answer(i).band]);
 }"""
+FEED_OBSERVATION = """async ([b64, n]) => {
+  const raw = atob(b64);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i += 1) bytes[i] = raw.charCodeAt(i);
+  const rules = await (await fetch("/models/photos/rules")).json();
+  const o = await bungaOnDevice.scoreTensor(new Float32Array(bytes.buffer), n);
+  const photos = o.probabilities.map((p, i) => ({
+    probabilities: p, similarity: o.similarity[i], imagenet: o.imagenet[i], logits: o.logits[i],
+  }));
+  const a = bungaOnDevice.observe(photos, rules, {});
+  return [a.band, a.top[0].species, a.top[0].probability, a.photos_used];
+}"""
 FEED_PHOTO = """async (b64) => {
   const raw = atob(b64);
   const bytes = new Uint8Array(raw.length);
@@ -129,6 +141,18 @@ def test_the_browser_answers_like_the_server(
         assert [g[1] for g in got] == bands
         assert len(set(bands)) >= 2, bands  # the set exercises more than one band
 
+        # several photos of one plant, combined on the phone as /predict/observation combines them
+        assert set(predictor.card.observation) == {"2", "3"}
+        groups = [[i, i + 1] for i in range(0, 40, 4)] + [[i, i + 4, i + 8] for i in range(1, 13, 4)] + [[40, 44]]
+        for group in groups:
+            chunk = tensors[group]
+            combined, how = predictor.observation_answer(predictor.score_photos(chunk))
+            phone_band, top, probability, used = page.evaluate(
+                FEED_OBSERVATION, [base64.b64encode(chunk.tobytes()).decode(), len(chunk)]
+            )
+            assert (phone_band, top, used) == (combined.band, combined.top[0][0], len(how.used)), group
+            assert abs(probability - combined.top[0][1]) <= 1e-3
+
         served = [
             httpx.post(f"{server.url}/predict/image", files={"file": ("p.jpg", p, "image/jpeg")}).json()["results"][0]
             for p in photos
@@ -217,6 +241,12 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
     cold.wait_for_function("document.querySelector('#photo-result figure.reference img').naturalWidth > 0")
     ARTIFACTS.mkdir(exist_ok=True)
     cold.screenshot(path=str(ARTIFACTS / "page-offline.png"), full_page=True)
+    # not sure: a second photo of the same plant, combined on the phone as the server would
+    second = sorted((SHIPPED_PHOTOS / "sunflower").glob("*.jpg"))[5]
+    assert cold.locator("#more-photos").is_visible()
+    cold.set_input_files("#another", str(second))
+    cold.wait_for_selector("#observation:has-text('Jawaban dari 2 foto')", timeout=60_000)
+    assert "dihitung di ponsel" in cold.locator("#computed").inner_text()
 
     cold.click("#confirm")  # feedback without signal: kept on the phone
     cold.wait_for_selector("#feedback-status:has-text('masukan disimpan di ponsel')")
@@ -228,7 +258,8 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
     cold.click("#measure-form button[type=submit]")
     cold.wait_for_selector("#measure-computed:has-text('dihitung di ponsel')", timeout=60_000)
     assert "setosa" in cold.locator("#measure-result").inner_text().lower()
-    assert cold.evaluate("async () => await bungaOutbox.answersWaiting()") == 2  # for the prediction log
+    # for the prediction log: the photo alone, the plant's two photos as one record, the measurements
+    assert cold.evaluate("async () => await bungaOutbox.answersWaiting()") == 3
     inbox = tmp_path / "d" / "feedback" / "photos"
     assert not list(inbox.glob("*.json"))
     back = LiveServer(
@@ -251,11 +282,14 @@ def test_installable_and_identifies_from_a_cold_start_with_the_server_gone(
         back.stop()  # its prediction log is written out on the way down
     with sqlite3.connect(tmp_path / "bunga-monitor.db") as db:
         logged = db.execute(
-            "SELECT kind, predicted, photo_sha256, f1 FROM predictions WHERE arm = 'phone' ORDER BY kind"
+            "SELECT kind, predicted, photo_sha256, f1, observation_photos FROM predictions WHERE arm = 'phone' "
+            "ORDER BY kind, observation_photos"
         ).fetchall()
+    sha = hashlib.sha256(photo.read_bytes()).hexdigest()
     assert logged == [
-        ("measurements", "setosa", None, SETOSA[0]),
-        ("photos", "sunflower", hashlib.sha256(photo.read_bytes()).hexdigest(), None),
+        ("measurements", "setosa", None, SETOSA[0], None),
+        ("photos", "sunflower", sha, None, None),
+        ("photos", "sunflower", sha, None, 2),  # the observation: one record, its first photo named
     ]
 
 

@@ -168,3 +168,25 @@ def test_a_version_string_from_the_log_never_breaks_the_mlflow_run(model_dir: Pa
     result = runner.invoke(app, ["monitor", "--model-dir", str(model_dir), "--out", str(tmp_path / "r")], env=env)
     assert result.exit_code in (0, 4), result.output
     assert "logged to MLflow" in result.output
+
+
+def test_a_phone_reports_several_photos_of_one_plant_as_one_observation(model_dir: Path, tmp_path: Path) -> None:
+    env = {"BUNGA_DATA_DIR": str(tmp_path / "d"), "BUNGA_MONITOR_DB": str(tmp_path / "log.db")}
+    server = LiveServer(env, ["--model-dir", str(model_dir)], tmp_path)
+    url = f"{server.url}/predictions/phone"
+    try:
+        served = httpx.get(f"{server.url}/model").json()["models"]["photos"]["version"]
+        plant = [f"{n:064x}" for n in (7, 8, 9)]
+        answer = {**_answer(served, 7), "photos": plant}
+        assert httpx.post(url, json={"records": [answer]}).status_code == 202
+        wrong_first = {**_answer(served, 7), "photos": plant[::-1]}
+        refused = httpx.post(url, json={"records": [wrong_first]})
+        assert refused.status_code == 422 and "photo_sha256 first" in refused.text
+        too_many = {**_answer(served, 7), "photos": [f"{n:064x}" for n in range(7, 13)]}
+        assert httpx.post(url, json={"records": [too_many]}).status_code == 422
+    finally:
+        server.stop()
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        rows = db.execute("SELECT arm, observation_id, observation_photos FROM predictions").fetchall()
+    assert len(rows) == 1 and rows[0][0] == PHONE_ARM and rows[0][2] == 3  # one record for the plant
+    assert rows[0][1].startswith("phone_")  # no server issued it: an id of the phone's photos, a claim

@@ -98,6 +98,11 @@ async def photo_rules(store: StoreDep) -> dict[str, Any]:
         "sure_threshold": card.bands.sure_threshold if card.bands else None,
         "sure_score": card.bands.score if card.bands else "top_probability",  # margin: needs the logits output
         "candidates": {"max": MAX_CANDIDATES, "min_probability": CANDIDATE_MIN},
+        # several photos of one plant: thresholds per photo count ("2"; "3" for 3-5), as /predict/observation
+        "observation": {
+            k: {"abstain_threshold": o.abstain_threshold, "sure_threshold": o.sure_threshold}
+            for k, o in card.observation.items()
+        },
         "references": {c: info.model_dump() for c in card.classes if (info := reference_info(slot, c)) is not None},
     }
 

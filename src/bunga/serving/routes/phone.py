@@ -7,12 +7,13 @@ band counter under ``arm="phone"``."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from bunga.models.bands import logged_label, recognised
@@ -44,6 +45,12 @@ class PhoneAnswer(BaseModel):
     predicted: str | None = Field(None, max_length=100, description="The top species; null when not recognised")
     band: Literal["sure", "possible", "not_recognised", "not_a_flower"] | None = Field(
         None, description="Photos: the answer's band"
+    )
+    photos: list[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]] | None = Field(
+        None,
+        min_length=2,
+        max_length=5,
+        description="Photos of one plant answered as one observation: every photo's sha256, photo_sha256 first",
     )
     top_probability: float = Field(ge=0, le=1)
     abstain_score: float | None = Field(None, ge=0, le=1)
@@ -93,6 +100,8 @@ def _problem(record: PhoneAnswer) -> str | None:
         return "a photos answer carries photo_sha256 and band, no measurements"
     if recognised(record.band) and not record.predicted:
         return f"a {record.band} answer names its species in 'predicted'"
+    if record.photos is not None and (record.photos[0] != record.photo_sha256 or len(set(record.photos)) < 2):
+        return "an observation lists its photos' sha256s, photo_sha256 first, at least two different"
     return None
 
 
@@ -105,11 +114,14 @@ def _logged(record: PhoneAnswer, model: str) -> Record:
             record.top_probability, True, None, 0.0, f1, f2, f3, f4,
         )  # fmt: skip
     answer_band = record.band or "not_recognised"
+    # an observation's id on a phone is its photos' (no server issued one): a claim, like the answer
+    observation = "phone_" + hashlib.sha256("".join(record.photos).encode()).hexdigest()[:24] if record.photos else None
     return Record(
         record.at, "photos", model, record.model_version, PHONE_ARM,
         logged_label(answer_band, record.predicted or ""),  # recognised: named (checked before)
         record.top_probability, recognised(answer_band), record.abstain_score, 0.0,
         photo_sha256=record.photo_sha256, band=answer_band,
+        observation_id=observation, observation_photos=len(record.photos) if record.photos else None,
     )  # fmt: skip
 
 

@@ -182,8 +182,8 @@ function renderPhoto(answer, fresh = false) {
   const where = result.computed === "phone" ? t("onPhone") : t("onServer");
   box.append(el("p", { class: "hint", id: "computed" }, `${t("model")}: ${result.model_name} v${result.model_version}, ${where}`));
   $("feedback-form").hidden = false;
-  // not sure yet: another photo of the same plant may settle it (on the server; alone on the phone)
-  $("more-photos").hidden = result.band === "sure" || result.computed === "phone" || plantPhotos.length >= MAX_PLANT_PHOTOS;
+  // not sure yet: another photo of the same plant may settle it (on the server, or on the phone without signal)
+  $("more-photos").hidden = result.band === "sure" || plantPhotos.length >= MAX_PLANT_PHOTOS;
   renderThumbs();
   if (fresh) box.scrollIntoView({ block: "start" }); // a phone shows the answer, not only the banner above it
 }
@@ -243,16 +243,23 @@ async function logOnPhone(record) {
 }
 
 async function identifyOnPhone() {
-  const outputs = await bungaOnDevice.scoreImage(lastPhoto);
-  const result = bungaOnDevice.answer(
-    outputs.probabilities[0], outputs.similarity[0], outputs.imagenet[0], bungaOnDevice.rules("photos"), onDevice.catalog,
-    outputs.logits[0],
-  );
+  // the plant's photos (usually one), each scored on the phone, then answered as one observation
+  const photos = plantPhotos.length ? plantPhotos : [lastPhoto];
+  const rules = bungaOnDevice.rules("photos");
+  const scored = [];
+  for (const photo of photos) {
+    const o = await bungaOnDevice.scoreImage(photo);
+    scored.push({ probabilities: o.probabilities[0], similarity: o.similarity[0], imagenet: o.imagenet[0], logits: o.logits[0] });
+  }
+  const result = bungaOnDevice.observe(scored, rules, onDevice.catalog);
+  const shas = [];
+  for (const photo of photos) shas.push(await bungaOnDevice.sha256Hex(await photo.arrayBuffer()));
   await logOnPhone({
     kind: "photos",
-    photo_sha256: await bungaOnDevice.sha256Hex(await lastPhoto.arrayBuffer()),
+    photo_sha256: shas[0],
+    ...(new Set(shas).size > 1 ? { photos: shas } : {}), // several photos of one plant: one observation record
     model_version: result.model_version,
-    predicted: result.top[0].species,
+    predicted: result.recognised ? result.top[0].species : null,
     band: result.band,
     top_probability: Math.min(1, Math.max(0, result.top[0].probability)),
     abstain_score: Math.min(1, Math.max(0, result.abstain_score)),

@@ -197,12 +197,15 @@ const bungaOnDevice = (() => {
     return probabilities[order[0]];
   }
 
+  const ranked = (probabilities) => probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).map(([, i]) => i);
+  const poolOf = (rules) => (rules.pool === undefined ? null : rules.pool); // other_flowers: learned, never named
+
   function answer(probabilities, similarity, imagenet, rules, catalog = {}, logits = null) {
     const rule = rules.not_flower;
     const flowerScore = rule ? notFlowerScore(imagenet, similarity, rule, rules.p_floor) : 0;
     const notFlower = rule ? flowerScore > rule.threshold : false;
-    const all = probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).map(([, i]) => i);
-    const pool = rules.pool === undefined ? null : rules.pool; // other_flowers: learned, never named
+    const all = ranked(probabilities);
+    const pool = poolOf(rules);
     const order = all.filter((i) => i !== pool);
     let abstainScore = 0;
     let recognised = !notFlower;
@@ -216,6 +219,53 @@ const bungaOnDevice = (() => {
     if (notFlower) band = "not_a_flower";
     else if (!recognised) band = "not_recognised";
     else if (rules.sure_threshold !== null && sureValue(probabilities, logits, order, rules) < rules.sure_threshold) band = "possible";
+    return present(probabilities, { recognised, notFlower, band, abstainScore, flowerScore }, rules, catalog);
+  }
+
+  // Log-probabilities of one photo: from its logits when the graph gives them (exact), else clipped.
+  function logProbabilities(probabilities, logits) {
+    if (!logits) return probabilities.map((p) => Math.log(Math.min(1, Math.max(1e-30, p))));
+    const top = Math.max(...logits);
+    const total = Math.log(logits.reduce((sum, z) => sum + Math.exp(z - top), 0));
+    return logits.map((z) => z - top - total);
+  }
+
+  // Several photos of one plant -> the one answer /predict/observation gives (bunga.predict.observe):
+  // photos that are not a flower left out; one left answers alone; two or more combined as the mean
+  // of their log-probabilities, judged by the rules' thresholds for that many photos.
+  function observe(photos, rules, catalog = {}) {
+    const alone = photos.map((o) => answer(o.probabilities, o.similarity, o.imagenet, rules, catalog, o.logits));
+    const used = alone.map((a, i) => [a, i]).filter(([a]) => a.band !== "not_a_flower").map(([, i]) => i);
+    const counted = (result) => ({ ...result, photo_count: photos.length, photos_used: used.length, photos: alone });
+    if (used.length <= 1) return counted(alone[used.length ? used[0] : 0]);
+    const logs = used.map((i) => logProbabilities(photos[i].probabilities, photos[i].logits));
+    const mean = logs[0].map((_, c) => logs.reduce((sum, row) => sum + row[c], 0) / logs.length);
+    const top = Math.max(...mean);
+    const exp = mean.map((v) => Math.exp(v - top));
+    const total = exp.reduce((a, b) => a + b, 0);
+    const probabilities = exp.map((v) => v / total);
+    const pool = poolOf(rules);
+    const all = ranked(probabilities);
+    const abstainScore = 1 - probabilities[all[0]];
+    const fit = (rules.observation || {})[used.length <= 2 ? "2" : "3"];
+    const poolWon = all[0] === pool;
+    const recognised = fit
+      ? abstainScore <= fit.abstain_threshold && !poolWon
+      : !poolWon && 2 * used.filter((i) => alone[i].recognised).length >= used.length;
+    let band = recognised ? "possible" : "not_recognised";
+    if (recognised && fit) {
+      const named = all.filter((i) => i !== pool).map((i) => mean[i]).sort((a, b) => b - a);
+      const margin = named.length > 1 ? named[0] - named[1] : named[0];
+      if (margin >= fit.sure_threshold) band = "sure";
+    }
+    const flowerScore = used.reduce((sum, i) => sum + alone[i].not_flower_score, 0) / used.length;
+    return counted(present(probabilities, { recognised, notFlower: false, band, abstainScore, flowerScore }, rules, catalog));
+  }
+
+  // An answer's fields from its probabilities and what was decided about them.
+  function present(probabilities, { recognised, notFlower, band, abstainScore, flowerScore }, rules, catalog) {
+    const pool = poolOf(rules);
+    const order = ranked(probabilities).filter((i) => i !== pool);
     const species = (i) => rules.classes[i];
     const candidates = band === "possible"
       ? order.slice(0, rules.candidates.max).filter((i, n) => n === 0 || probabilities[i] >= rules.candidates.min_probability).map(species)
@@ -275,6 +325,6 @@ const bungaOnDevice = (() => {
   }
 
   return {
-    load, rules, scoreTensor, scoreImage, answer, scoreMeasurements, answerMeasurements, sha256Hex,
+    load, rules, scoreTensor, scoreImage, answer, observe, scoreMeasurements, answerMeasurements, sha256Hex,
   };
 })();

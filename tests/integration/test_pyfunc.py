@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import LiveServer, _free_port
+from tests.conftest import LiveServer, _free_port, credit_synthetic_photos, run_in_workspace
 from tests.helpers import photo_bytes
 
 PNG = b"\x89PNG"
@@ -33,6 +35,17 @@ def _noise(seed: int) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, synthetic_photos: Path) -> Path:
+    """A photo model of this module's own: the session's workspace registry is promoted to and rolled
+    back by other tests, so its champion is not the one its exported folder holds."""
+    ws = tmp_path_factory.mktemp("pyfunc")
+    shutil.copytree(synthetic_photos, ws / "collected_data" / "staf")
+    credit_synthetic_photos(ws / "collected_data" / "staf")
+    run_in_workspace(ws, ["pipeline", "--kind", "photos"], ["export", "--kind", "photos"])
+    return ws
+
+
 @pytest.fixture
 def photos(tmp_path: Path) -> list[Path]:
     """Generated flowers of every style and two everyday (noise) photos, as files."""
@@ -45,13 +58,17 @@ def photos(tmp_path: Path) -> list[Path]:
     return out
 
 
-def test_the_registered_model_answers_as_the_server(
-    trained_workspace: Path, model_dir: Path, tmp_path: Path, photos: list[Path]
-) -> None:
+def test_the_registered_model_answers_as_the_server(workspace: Path, tmp_path: Path, photos: list[Path]) -> None:
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{trained_workspace / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model("models:/bunga-photos@champion")
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    before = mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # another test may have pointed the registry elsewhere in this process
+    try:
+        model = mlflow.pyfunc.load_model("models:/bunga-photos@champion")
+    finally:
+        mlflow.set_registry_uri(before)
     names = {i.name for i in model.metadata.get_input_schema().inputs}
     assert names == {"path", "image"}  # photos as a user has them, not tensors
     outputs = {o.name for o in model.metadata.get_output_schema().inputs}
@@ -59,6 +76,7 @@ def test_the_registered_model_answers_as_the_server(
     by_path = model.predict(pd.DataFrame({"path": [str(p) for p in photos]}))
     by_bytes = model.predict(pd.DataFrame({"image": [p.read_bytes() for p in photos]}))
     assert by_path.to_dict("records") == by_bytes.to_dict("records")
+    model_dir = workspace / "bunga-model"
     server = LiveServer({"BUNGA_DATA_DIR": str(tmp_path / "d")}, ["--model-dir", str(model_dir)], tmp_path)
     try:
         for photo, row in zip(photos, by_path.to_dict("records"), strict=True):
@@ -77,17 +95,18 @@ def test_the_registered_model_answers_as_the_server(
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_with_bands(trained_workspace: Path, tmp_path: Path, photos: list[Path]) -> None:
+def test_mlflow_models_serve_answers_with_bands(workspace: Path, tmp_path: Path, photos: list[Path]) -> None:
     port = _free_port()
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{trained_workspace / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workspace / 'mlflow.db'}",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # its uvicorn
     }
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/bunga-photos@champion"]
     cmd += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     log = (tmp_path / "mlflow-serve.log").open("w")
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    # its own session: mlflow starts uvicorn as a child, and the whole group is stopped at the end
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -107,5 +126,5 @@ def test_mlflow_models_serve_answers_with_bands(trained_workspace: Path, tmp_pat
         assert first["top_names"][0] and first["model_run_id"]
         assert second["species"] == "sintetis_merah"
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)

@@ -40,11 +40,11 @@ def noise_pngs(count: int, seed: int) -> list[bytes]:
     return out
 
 
-async def upload_all(url: str, photos: list[bytes], clients: int) -> list[int]:
+async def upload_all(url: str, photos: list[bytes], clients: int) -> list[int | str]:
     gate = asyncio.Semaphore(clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=clients)) as http:
 
-        async def one(i: int, data: bytes) -> int:
+        async def one(i: int, data: bytes) -> int | str:
             async with gate:
                 try:
                     response = await http.post(
@@ -52,8 +52,8 @@ async def upload_all(url: str, photos: list[bytes], clients: int) -> list[int]:
                         files={"file": (f"{i}.png", data, "image/png")},
                         data={"label": "sintetis_merah" if i % 2 else ""},
                     )
-                except httpx.HTTPError:
-                    return -1
+                except httpx.HTTPError as err:  # named in the failure: a timeout is not a reset
+                    return type(err).__name__
                 return response.status_code
 
         return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(photos))))

@@ -19,20 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness.common import save
-from benchmarks.quality.backbones import IMAGENET, features
 from benchmarks.quality.trust_bands import (
     HELD_OUT,
     KNOWN,
-    OXFORD,
     POOL,
     POOL_PHOTOS,
     POOL_SPECIES,
     SPLITS,
     TEST_SHARE,
-    VARIANT,
-    augmented,
-    photos,
+    over_splits,
 )
 from bunga.models import image
 from bunga.models.bands import MARGIN, NEVER_MARGIN, UNKNOWN_PER_KNOWN, fit_sure, pool_index, sure_values
@@ -147,33 +142,12 @@ def one_split(x: np.ndarray, views: np.ndarray, y: np.ndarray, seed: int) -> dic
 
 
 def main() -> dict[str, Any]:
-    if not OXFORD.is_dir():
-        out: dict[str, Any] = {"skipped": "../shared/data/oxford102_dev is not present"}
-        save("observations", out)
-        return out
-    paths, y = photos()
-    x = features(VARIANT, paths, "oxford102")[:, :-IMAGENET]
-    views = augmented(paths)
-    splits = [one_split(x, views, y, seed) for seed in range(SPLITS)]
-    labels = [label for label in splits[0] if all(label in s for s in splits)]
-    results = {
-        label: {
-            metric: {
-                "mean": float(np.nanmean([s[label][metric] for s in splits])),
-                "std": float(np.nanstd([s[label][metric] for s in splits])),
-            }
-            for metric in splits[0][label]
-        }
-        for label in labels
-    }
-    out = {
-        "protocol": f"oxford102_dev: {KNOWN} known / {HELD_OUT} untaught / {POOL_SPECIES} pool species "
+    protocol = (
+        f"oxford102_dev: {KNOWN} known / {HELD_OUT} untaught / {POOL_SPECIES} pool species "
         f"({POOL_PHOTOS} photos each), {SPLITS} splits; thresholds fitted as bunga train fits them; "
-        "sure answers judged on the 45:37 mix",
-        **results,
-    }
-    save("observations", out)
-    return out
+        "sure answers judged on the 45:37 mix"
+    )
+    return over_splits("observations", protocol, one_split)
 
 
 if __name__ == "__main__":

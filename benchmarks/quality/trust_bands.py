@@ -242,15 +242,21 @@ def one_split(x: np.ndarray, views: np.ndarray, y: np.ndarray, seed: int) -> dic
     return results
 
 
-def main() -> dict[str, Any]:
+Split = Callable[[np.ndarray, np.ndarray, np.ndarray, int], dict[str, dict[str, float]]]
+
+
+def over_splits(name: str, protocol: str, one_split: Split) -> dict[str, Any]:
+    """Run ``one_split`` on each seeded split of oxford102_dev (features and augmented views from the
+    cache) and save each figure's mean and std over the splits as results/``name``.json."""
     if not OXFORD.is_dir():
         out: dict[str, Any] = {"skipped": "../shared/data/oxford102_dev is not present"}
-        save("trust_bands", out)
+        save(name, out)
         return out
     paths, y = photos()
     x = features(VARIANT, paths, "oxford102")[:, :-IMAGENET]
     views = augmented(paths)
     splits = [one_split(x, views, y, seed) for seed in range(SPLITS)]
+    labels = [label for label in splits[0] if all(label in s for s in splits)]
     results = {
         label: {
             metric: {
@@ -259,15 +265,19 @@ def main() -> dict[str, Any]:
             }
             for metric in splits[0][label]
         }
-        for label in splits[0]
+        for label in labels
     }
-    out = {
-        "protocol": f"oxford102_dev: {KNOWN} known / {HELD_OUT} untaught / {POOL_SPECIES} "
-        f"pool species ({POOL_PHOTOS} photos each), {SPLITS} splits; sure answers judged on the 45:37 mix",
-        **results,
-    }
-    save("trust_bands", out)
+    out = {"protocol": protocol, **results}
+    save(name, out)
     return out
+
+
+def main() -> dict[str, Any]:
+    protocol = (
+        f"oxford102_dev: {KNOWN} known / {HELD_OUT} untaught / {POOL_SPECIES} "
+        f"pool species ({POOL_PHOTOS} photos each), {SPLITS} splits; sure answers judged on the 45:37 mix"
+    )
+    return over_splits("trust_bands", protocol, one_split)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from benchmarks.harness.models import SPACE, prepare
 from benchmarks.harness.servers import peer_venv
 from benchmarks.memory.peak import Measured
 from bunga.bundle import read_bundle
-from bunga.monitor.log import INSERT
+from bunga.monitor.log import INSERT, Record
 from bunga.monitor.store import open_store
 from bunga.schemas import FEATURES, ReferenceProfile
 
@@ -68,8 +68,8 @@ def fill(path: Any, n: int, profile: ReferenceProfile, name: str, version: str) 
         x = [np.interp(rng.uniform(0, 1, m), q, profile.feature_quantiles[f]) for f in FEATURES]
         x[FEATURES.index("petal_length")] += 1.0
         predicted = rng.choice(classes, m, p=priors)
-        rows = [
-            (
+        rows = [  # whole log records (the columns the log has today, later ones left empty)
+            Record(
                 now,
                 "measurements",
                 name,
@@ -77,15 +77,13 @@ def fill(path: Any, n: int, profile: ReferenceProfile, name: str, version: str) 
                 "champion",
                 str(predicted[i]),
                 float(top[i]),
-                1,
+                True,
                 None,
                 1.0,
                 float(x[0][i]),
                 float(x[1][i]),
                 float(x[2][i]),
                 float(x[3][i]),
-                None,
-                None,
             )
             for i in range(m)
         ]

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
             " its next call (at most photo_batch_max photos); photo_batch_wait_ms > 0 also holds a "
             "photo that long for photo requests still being read. Off by default (1): on 2 CPU cores "
             "the backbone is about as fast per photo at batch 1 as at batch 32, and batching measured "
-            "no gain (see the README)."
+            "no gain (docs/performance.md)."
         ),
     )
     photo_batch_wait_ms: float = Field(

@@ -6,7 +6,7 @@ as one batch, one call at a time: photos that arrive while the model is busy sha
 With ``max_wait`` > 0 it also waits for more photos, but only while other photo requests are still
 being decoded, and never longer than ``max_wait`` after the first queued photo arrived: a request
 that is alone is dispatched at once. Each request gets back exactly its own rows of the batch's
-scores. Off unless ``BUNGA_PHOTO_BATCH_MAX`` > 1 (see the README for why)."""
+scores. Off unless ``BUNGA_PHOTO_BATCH_MAX`` > 1 (docs/performance.md says why)."""
 
 from __future__ import annotations
 

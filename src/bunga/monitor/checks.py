@@ -286,7 +286,12 @@ def check_version(
         estimated_accuracy=(mean_top, max(0.0, mean_top - half), min(1.0, mean_top + half)),
     )
     if kind == "photos" and volume:
-        report.band_shares = band_shares(db, version, source, window)
+        banded: dict[str, int] = {}
+        for entry in days.values():  # the bands the stream already counted per day
+            for name, count in entry.bands.items():
+                banded[name] = banded.get(name, 0) + count
+        total = sum(banded.values())
+        report.band_shares = {b: c / total for b, c in sorted(banded.items())} if total else {}
         report.observations = observation_counts(db, version, source, window)
     report.daily = _daily(days, quantiles, thresholds.min_volume)
     if profile is not None and volume:
@@ -393,23 +398,6 @@ def observation_counts(db: Store, version: str, source: str, window: Window) -> 
         f"WHERE {where} AND observation_id IS NOT NULL GROUP BY observation_photos"
     )
     return {str(n): int(c) for n, c in db.execute(sql, args).fetchall() if n is not None}
-
-
-def band_shares(db: Store, version: str, source: str, window: Window) -> dict[str, float]:
-    """Share of a version's photo answers in each band the log recorded (rows logged before the log
-    kept the band are left out; an old log read without migrating has none)."""
-    if "band" not in columns(db):
-        return {}
-    where, args = _where(window, "photos", version, source)
-    if window.last is not None:  # the last N rows, then their bands
-        inner = f"SELECT band FROM predictions WHERE {where} ORDER BY ts DESC LIMIT ?"  # noqa: S608
-        sql = f"SELECT band, COUNT(*) FROM ({inner}) AS w WHERE band IS NOT NULL GROUP BY band"  # noqa: S608
-        args = [*args, window.last]
-    else:
-        sql = f"SELECT band, COUNT(*) FROM predictions WHERE {where} AND band IS NOT NULL GROUP BY band"  # noqa: S608
-    counts = {str(b): int(n) for b, n in db.execute(sql, args).fetchall()}
-    total = sum(counts.values())
-    return {b: n / total for b, n in sorted(counts.items())} if total else {}
 
 
 def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[float, float, float, int] | None:

@@ -12,7 +12,7 @@ from bunga.files import atomic_write_text, sha256_bytes
 from bunga.garden import records
 from bunga.garden.catalog_edits import CATALOG
 from bunga.garden.decisions import DECISIONS
-from bunga.garden.quota import CLAIMED, InboxQuota, Reservation
+from bunga.garden.quota import CLAIMED, STORED, InboxQuota, Reservation
 from bunga.garden.records import RECORD_BYTES, InboxFull, InboxUnavailable, same_upload
 
 CLAIM_WAITS, CLAIM_WAIT_S = 200, 0.05  # how long a retry waits for another try of its upload to finish
@@ -50,10 +50,10 @@ class DirectoryInbox:
         claim = f"{sha}-{record_id}"
         stored = self.folder / records.PHOTOS / f"{claim}.json"
         for _ in range(CLAIM_WAITS):
-            if stored.is_file():
+            held = self.quota.reserve(nbytes, 2, claim, stored)
+            if held == STORED:
                 same_upload(stored.read_bytes(), label)
                 return sha  # this upload was stored before: a retry
-            held = self.quota.reserve(nbytes, 2, claim)
             if held != CLAIMED:  # a reservation, or why the inbox is full
                 return self._write_held(held, write, data, suffix, label, record_id=record_id, sha=sha, **meta)
             time.sleep(CLAIM_WAIT_S)  # another try of this upload is being stored: its outcome is ours

@@ -32,6 +32,7 @@ STALE_RESERVATION_S = 600.0  # far beyond the request timeout: a reservation thi
 
 
 CLAIMED = "claimed"  # reserve(): another upload in progress holds the same claim
+STORED = "stored"  # reserve(): the claim's upload is stored already (a retry that came late)
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,18 @@ class InboxQuota:
             int(p[1]) for p in pending
         )
 
-    def reserve(self, nbytes: int, nfiles: int, claim: str | None = None) -> Reservation | str:
+    def reserve(
+        self, nbytes: int, nfiles: int, claim: str | None = None, stored: Path | None = None
+    ) -> Reservation | str:
         """Hold ``nbytes`` in ``nfiles`` files for one upload, or say why the inbox is full. With a
-        ``claim`` (the record an idempotency key names), ``CLAIMED`` while another upload holds it: two
-        tries of one upload arriving together are never both charged."""
+        ``claim`` (the record an idempotency key names), ``CLAIMED`` while another upload holds it and
+        ``STORED`` once its record ``stored`` exists: both are looked at under the lock the commit
+        takes, so two tries of one upload arriving together are never both charged."""
         with self._ledger() as ledger:
             if claim is not None and any(len(p) > 4 and p[4] == claim for p in ledger["pending"].values()):
                 return CLAIMED
+            if stored is not None and stored.is_file():  # written before its commit, which holds this lock
+                return STORED
             full = refusal(*self._total(ledger), nbytes, nfiles, self.max_bytes, self.max_files)
             if full is not None:
                 return full

@@ -30,6 +30,8 @@ IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_wid
 
 
 def make_client(model_dir: Path, tmp_path: Path, **overrides: object) -> TestClient:
+    """An app on the given model folder that swaps models only when POST /admin/reload says so."""
+    overrides = {"reload_interval_s": 0, **overrides}
     settings = Settings(model_dir=model_dir, data_dir=tmp_path / "collected_data", admin_token=TOKEN, **overrides)  # type: ignore[arg-type]
     return TestClient(create_app(settings), raise_server_exceptions=False)
 

@@ -195,6 +195,9 @@ def test_trainers_and_replicas_share_one_registry(mlflow_server: str, tmp_path: 
                 "BUNGA_ADMIN_TOKEN": TOKEN,
                 "BUNGA_SERVE_KINDS": '["measurements"]',
                 "BUNGA_CACHE_DIR": str(tmp_path / f"replica{i}"),
+                # told replicas do not poll: only POST /admin/reload swaps them (with the default
+                # 10 s poll they raced the test when training and promoting were slow)
+                "BUNGA_RELOAD_INTERVAL_S": "0",
             },
             [],
             tmp_path,

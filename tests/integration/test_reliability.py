@@ -138,7 +138,12 @@ def test_a_killed_server_leaves_no_partial_file(live_server: LiveServer, model_d
 @pytest.mark.slow
 def test_swaps_under_load_never_fail_a_request(model_dir: Path, tmp_path: Path) -> None:
     server = LiveServer(
-        {"BUNGA_DATA_DIR": str(tmp_path / "d"), "BUNGA_ADMIN_TOKEN": AUTH["Authorization"][7:]},
+        # no polling: only the POST /admin/reload below swaps, so its answer is the swap's
+        {
+            "BUNGA_DATA_DIR": str(tmp_path / "d"),
+            "BUNGA_ADMIN_TOKEN": AUTH["Authorization"][7:],
+            "BUNGA_RELOAD_INTERVAL_S": "0",
+        },
         ["--model-dir", str(model_dir)],
         tmp_path,
     )

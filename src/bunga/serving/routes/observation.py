@@ -51,8 +51,9 @@ async def predict_observation(
     slot = photo_slot(state.store)
     uploads, scores = await score_uploads(request, slot, MAX_PHOTOS)
     book: ObservationBook = state.observations
-    observation_id = book.issue([sha256_bytes(u.data) for u in uploads])
-    photos = answer_photos(request, slot, scores, uploads, k, started, (observation_id, len(uploads)))
+    digests = [sha256_bytes(u.data) for u in uploads]
+    observation_id = book.issue(digests)
+    photos = answer_photos(request, slot, scores, uploads, k, started, (observation_id, digests))
     combined, how = slot.predictor.observation_answer(scores, k)
     answer = photo_prediction(0, combined, slot, state.catalog)
     state.metrics.observations.labels(str(len(uploads))).inc()

@@ -239,10 +239,10 @@ def answer_photos(
     uploads: list[Upload],
     k: int,
     started: float,
-    observation: tuple[str, int] | None = None,
+    observation: tuple[str, list[str]] | None = None,
 ) -> list[PhotoPrediction]:
     """Each photo's own answer, counted in the metrics and logged (with the ``observation`` id and
-    its photo count when the photos were sent as one plant)."""
+    its photos' sha256s, hashed once by the caller, when the photos were sent as one plant)."""
     state = request.app.state
     catalog: Catalog = state.catalog
     metrics: Metrics = state.metrics
@@ -272,11 +272,11 @@ def answer_photos(
                     answer.recognised,
                     answer.abstain_score,
                     latency_ms,
-                    photo_sha256=sha256_bytes(upload.data),
+                    photo_sha256=observation[1][index] if observation else sha256_bytes(upload.data),
                     signature=signature,
                     band=answer.band,
                     observation_id=observation[0] if observation else None,
-                    observation_photos=observation[1] if observation else None,
+                    observation_photos=len(observation[1]) if observation else None,
                 )
             )
         results.append(result)

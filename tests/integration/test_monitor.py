@@ -27,8 +27,9 @@ from typer.testing import CliRunner
 from bunga.bundle import read_bundle
 from bunga.cli import app
 from bunga.config import Settings
-from bunga.monitor.checks import Thresholds, Window, check_version
+from bunga.monitor.checks import Thresholds, check_version
 from bunga.monitor.log import PredictionLog, Record
+from bunga.monitor.queries import Window
 from bunga.monitor.run import run_checks
 from bunga.schemas import FEATURES, ReferenceProfile
 from bunga.serving.app import create_app

@@ -15,7 +15,7 @@ import numpy as np
 
 from bunga.imaging import photo_tensor
 from bunga.models.observation import combine, log_probabilities
-from bunga.monitor.checks import SERVER, Window, observation_counts
+from bunga.monitor.queries import SERVER, Window, observation_counts
 from bunga.predict import Predictor
 from tests.conftest import LiveServer
 from tests.helpers import photo_bytes

@@ -17,8 +17,10 @@ from typer.testing import CliRunner
 
 from bunga.bundle import read_bundle
 from bunga.cli import app
-from bunga.monitor.checks import SERVER, Thresholds, Window, live_accuracy
+from bunga.monitor.checks import Thresholds
+from bunga.monitor.live import live_accuracy
 from bunga.monitor.log import PHONE_ARM, PredictionLog, Record
+from bunga.monitor.queries import SERVER, Window
 from bunga.monitor.run import run_checks
 from bunga.schemas import FEATURES, ReferenceProfile
 from bunga.training.promotion import report_alarms

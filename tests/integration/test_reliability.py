@@ -247,7 +247,8 @@ with TestClient(create_app(settings)) as client:
     sent = client.post("/feedback", files={{"file": ("a.jpg", photo_bytes(), "image/jpeg")}}, data={{"label": ""}})
     assert sent.status_code == 201
 heavy = ["torch", "sklearn", "pandas", "mlflow", "skops", "joblib", "cloudpickle", "bunga.data", "bunga.training"]
-heavy += ["bunga.monitor.checks", "bunga.monitor.run"]
+heavy += ["bunga.monitor.checks", "bunga.monitor.run", "bunga.monitor.drift", "bunga.monitor.daily"]
+heavy += ["bunga.monitor.live", "bunga.monitor.queries"]
 print(sorted(m for m in heavy if m in sys.modules))
 """
     result = subprocess.run(

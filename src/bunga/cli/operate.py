@@ -39,7 +39,8 @@ def monitor(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bunga.garden.inbox import export_if_database
-    from bunga.monitor.checks import SERVER, Thresholds, Window
+    from bunga.monitor.checks import Thresholds
+    from bunga.monitor.queries import SERVER, Window
     from bunga.monitor.report import write
     from bunga.monitor.run import log_monitoring_run, profile_lookup, run_checks
 

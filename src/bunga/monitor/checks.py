@@ -1,39 +1,23 @@
 """The checks of `bunga monitor`: a window of logged predictions against the model's reference
 profile. Rows are streamed from the log in chunks and reduced to counts, so memory does not grow
-with the window."""
+with the window; the statistics are in ``drift``, the per-day figures in ``daily``."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from bunga.monitor.log import PHONE_ARM
+from bunga.monitor.daily import DAY_S, Day, count_days, daily_figures
+from bunga.monitor.drift import binned_ks, binned_shares, distribution, mmd_test, psi, shares_p_value
+from bunga.monitor.queries import SERVER, Window, observation_counts, window_rows, window_signatures
 from bunga.monitor.store import Store, columns
-from bunga.schemas import FEATURES, NOT_A_FLOWER, ReferenceProfile
+from bunga.schemas import FEATURES, ReferenceProfile
 
 CHUNK = 50_000
-EPS = 1e-4
-PSI_BINS = 10
-CHART_BINS = 20  # bins of the report's distribution charts
-DAY_S = 86_400.0
-SERVER, PHONE = "server", "phone"  # whose answers a report covers: the server's arms, or phones' claims
-SOURCES = {SERVER: f"arm <> '{PHONE_ARM}'", PHONE: f"arm = '{PHONE_ARM}'"}
-
-
-@dataclass
-class Window:
-    """Which predictions to look at."""
-
-    since: float | None = None  # unix time
-    until: float | None = None
-    last: int | None = None  # the last N predictions of each kind and version
 
 
 @dataclass
@@ -77,148 +61,6 @@ class VersionReport:
     notes: list[str] = field(default_factory=list)
 
 
-def psi(actual: np.ndarray, expected: np.ndarray) -> float:
-    """Population stability index of two distributions over the same bins (shares)."""
-    a, e = np.clip(actual, EPS, None), np.clip(expected, EPS, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def shares_p_value(window: np.ndarray, reference: np.ndarray, n: int, reference_n: int) -> float:
-    """How likely the window's shares are under the reference's, from sampling noise alone (Pearson's
-    chi-square on the counts, the reference's own sample size counted as for KS). PSI alone cannot
-    tell: on 40 rows and 10 bins one empty bin (1.5 % likely each) gives a PSI near 0.7, so a PSI over
-    the alarm level raises an alarm only when noise is unlikely to explain it."""
-    kept = reference > 0
-    if n == 0 or kept.sum() < 2:
-        return 1.0
-    expected = n * reference[kept]
-    chi2 = float(np.sum((n * window[kept] - expected) ** 2 / expected)) * reference_n / (n + reference_n)
-    return float(stats.chi2.sf(chi2, int(kept.sum()) - 1))
-
-
-def reference_cdf(quantiles: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The reference's CDF at ``at``, from its evenly spaced quantiles (ties handled)."""
-    return (np.searchsorted(quantiles, at, side="right") - 1).clip(0) / (len(quantiles) - 1)
-
-
-def binned_ks(counts: np.ndarray, quantiles: np.ndarray, reference_n: int) -> tuple[float, float]:
-    """KS statistic and p-value of a window against the reference; the window is given as counts in
-    the bins the reference's inner quantiles make (``x <= edge`` falls at or left of the edge)."""
-    n = int(counts.sum())
-    if n == 0:
-        return 0.0, 1.0
-    edges = quantiles[1:-1]
-    window_cdf = np.cumsum(counts)[: len(edges)] / n
-    d = float(np.max(np.abs(window_cdf - reference_cdf(quantiles, edges))))
-    effective = n * reference_n / (n + reference_n)
-    return d, float(stats.kstwo.sf(d, max(1, round(effective))))
-
-
-def binned_shares(counts: np.ndarray, quantiles: np.ndarray, bins: int = PSI_BINS) -> tuple[np.ndarray, np.ndarray]:
-    """The window's and the reference's shares over ``bins`` bins cut at the reference's quantiles (the
-    fine counts are cut at every reference quantile, so coarse edges fall on fine ones)."""
-    n = counts.sum()
-    step = (len(quantiles) - 1) // bins
-    index = np.arange(step, len(quantiles) - 1, step)  # inner quantile positions of the coarse edges
-    window = np.diff(np.concatenate([[0.0], np.cumsum(counts)[index - 1] / max(n, 1), [1.0 if n else 0.0]]))
-    reference = np.diff(np.concatenate([[0.0], reference_cdf(quantiles, quantiles[index]), [1.0]]))
-    return window, reference
-
-
-def distribution(counts: np.ndarray, quantiles: np.ndarray, bins: int = CHART_BINS) -> dict[str, list[float]]:
-    """A window's and the reference's shares over ``bins`` bins cut at the reference's quantiles, with
-    the bins' bounds, for a chart."""
-    bins = min(bins, len(quantiles) - 1)
-    step = (len(quantiles) - 1) // bins
-    window, reference = binned_shares(counts, quantiles, bins)
-    bounds = quantiles[np.concatenate([np.arange(0, len(quantiles) - 1, step)[: len(window)], [len(quantiles) - 1]])]
-    return {"edges": bounds.tolist(), "window": window.tolist(), "reference": reference.tolist()}
-
-
-def binned_psi(counts: np.ndarray, quantiles: np.ndarray, bins: int = PSI_BINS) -> float:
-    """PSI over ``bins`` bins cut at the reference's quantiles."""
-    if counts.sum() == 0:
-        return 0.0
-    return psi(*binned_shares(counts, quantiles, bins))
-
-
-def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 0) -> tuple[float, float]:
-    """Maximum mean discrepancy (RBF kernel, median-distance bandwidth) between two samples, with a
-    permutation p-value."""
-    pooled = np.concatenate([x, y]).astype(np.float64)
-    sq = np.sum(pooled**2, axis=1)
-    d2 = np.clip(sq[:, None] + sq[None, :] - 2 * pooled @ pooled.T, 0, None)
-    bandwidth = float(np.median(d2[np.triu_indices(len(pooled), 1)])) or 1.0
-    k = np.exp(-d2 / bandwidth)
-    n = len(x)
-
-    def statistic(order: np.ndarray) -> float:
-        a, b = order[:n], order[n:]
-        return float(k[np.ix_(a, a)].mean() + k[np.ix_(b, b)].mean() - 2 * k[np.ix_(a, b)].mean())
-
-    observed = statistic(np.arange(len(pooled)))
-    rng = np.random.default_rng(seed)
-    exceed = sum(statistic(rng.permutation(len(pooled))) >= observed for _ in range(permutations))
-    return observed, (exceed + 1) / (permutations + 1)
-
-
-def window_signatures(db: Store, version: str, window: Window, limit: int = 500) -> np.ndarray:
-    """Up to ``limit`` of the newest photo signatures the server logged in the window."""
-    where, args = _where(window, "photos", version, SERVER)
-    sql = f"SELECT signature FROM predictions WHERE {where} AND signature IS NOT NULL ORDER BY ts DESC LIMIT ?"  # noqa: S608
-    cap = min(limit, window.last) if window.last is not None else limit
-    rows = db.execute(sql, [*args, cap]).fetchall()
-    if not rows:
-        return np.empty((0, 0), dtype=np.float32)
-    return np.stack([np.frombuffer(r[0], dtype=np.float16) for r in rows]).astype(np.float32)
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
-    """A proportion with its Wilson score interval."""
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _where(
-    window: Window, kind: str | None = None, version: str | None = None, source: str | None = None
-) -> tuple[str, list[Any]]:
-    """The WHERE clause (``?`` markers) and its arguments for a window, optionally one kind, version
-    and source (the server's answers or the phones')."""
-    clauses: list[str] = [SOURCES[source]] if source is not None else ["1 = 1"]
-    args: list[Any] = []
-    for column, value in (("kind", kind), ("version", version)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            args.append(value)
-    if window.since is not None:
-        clauses.append("ts >= ?")
-        args.append(window.since)
-    if window.until is not None:
-        clauses.append("ts < ?")
-        args.append(window.until)
-    return " AND ".join(clauses), args
-
-
-def _rows(db: Store, columns: str, kind: str, version: str, source: str, window: Window) -> Any:
-    where, args = _where(window, kind, version, source)
-    if window.last is not None:  # the last N: newest first, then streamed
-        sql = f"SELECT {columns} FROM predictions WHERE {where} ORDER BY ts DESC LIMIT ?"  # noqa: S608
-        return db.execute(sql, [*args, window.last])
-    return db.execute(f"SELECT {columns} FROM predictions WHERE {where}", args)  # noqa: S608
-
-
-def versions(db: Store, window: Window) -> list[tuple[str, str, str, str]]:
-    """(kind, model, version, source) with predictions in the window, the server's before the phones'."""
-    where, args = _where(window)
-    source = f"CASE WHEN arm = '{PHONE_ARM}' THEN '{PHONE}' ELSE '{SERVER}' END"
-    sql = f"SELECT DISTINCT kind, model, version, {source} FROM predictions WHERE {where} ORDER BY 4 DESC, 1, 3"  # noqa: S608
-    return [(str(k), str(m), str(v), str(a)) for k, m, v, a in db.execute(sql, args)]
-
-
 def check_version(
     db: Store,
     kind: str,
@@ -244,14 +86,14 @@ def check_version(
     with_band = kind == "photos" and "band" in columns(db)
     days: dict[int, Day] = {}
     select = "predicted, top_prob, recognised, f1, f2, f3, f4, ts" + (", band" if with_band else "")
-    cursor = _rows(db, select, kind, version, source, window)
+    cursor = window_rows(db, select, kind, version, source, window)
     while chunk := cursor.fetchmany(CHUNK):
         data = np.asarray([r[1:3] for r in chunk], dtype=float)
         volume += len(chunk)
         for r in chunk:
             mix[str(r[0])] = mix.get(str(r[0]), 0) + 1
         day_of = (np.asarray([r[7] for r in chunk], dtype=float) // DAY_S).astype(np.int64)
-        _count_days(days, day_of, data[:, 1] > 0, [r[8] for r in chunk] if with_band else None)
+        count_days(days, day_of, data[:, 1] > 0, [r[8] for r in chunk] if with_band else None)
         known = data[:, 1] > 0
         recognised += int(known.sum())
         top = data[:, 0]
@@ -293,7 +135,7 @@ def check_version(
         total = sum(banded.values())
         report.band_shares = {b: c / total for b, c in sorted(banded.items())} if total else {}
         report.observations = observation_counts(db, version, source, window)
-    report.daily = _daily(days, quantiles, thresholds.min_volume)
+    report.daily = daily_figures(days, quantiles, thresholds.min_volume)
     if profile is not None and volume:
         report.distributions = {n: distribution(feature_counts[n], quantiles[n]) for n in names}
         if len(top_edges):
@@ -342,113 +184,3 @@ def check_version(
                 f"more photos not recognised: {refused / volume:.0%} against {1 - expected:.0%} at training (p {p:.1e})"
             )
     return report
-
-
-@dataclass
-class Day:
-    """What one UTC day of the window held."""
-
-    volume: int = 0
-    recognised: int = 0
-    bands: dict[str, int] = field(default_factory=dict)
-    features: dict[str, np.ndarray] = field(default_factory=dict)  # counts over the reference's quantile bins
-
-
-def _count_days(days: dict[int, Day], day_of: np.ndarray, known: np.ndarray, bands: list[Any] | None) -> None:
-    for day in np.unique(day_of):
-        rows = day_of == day
-        entry = days.setdefault(int(day), Day())
-        entry.volume += int(rows.sum())
-        entry.recognised += int(known[rows].sum())
-        if bands is not None:
-            for b in np.asarray(bands, dtype=object)[rows]:
-                if b is not None:
-                    entry.bands[str(b)] = entry.bands.get(str(b), 0) + 1
-
-
-def _daily(days: dict[int, Day], quantiles: dict[str, np.ndarray], min_volume: int) -> list[dict[str, Any]]:
-    """Per day: volume, recognised share, band shares, and each feature's PSI (days with enough rows)."""
-    out = []
-    for day in sorted(days):
-        entry = days[day]
-        banded = sum(entry.bands.values())
-        out.append(
-            {
-                "day": datetime.fromtimestamp(day * DAY_S, UTC).date().isoformat(),
-                "volume": entry.volume,
-                "recognised": entry.recognised / entry.volume if entry.volume else math.nan,
-                "bands": {b: n / banded for b, n in sorted(entry.bands.items())} if banded else {},
-                "psi": {
-                    n: binned_psi(counts, quantiles[n])
-                    for n, counts in entry.features.items()
-                    if counts.sum() >= min_volume
-                },
-            }
-        )
-    return out
-
-
-def observation_counts(db: Store, version: str, source: str, window: Window) -> dict[str, int]:
-    """How many observations (photos of one plant sent together) a version answered, by number of photos."""
-    if "observation_id" not in columns(db):
-        return {}
-    where, args = _where(window, "photos", version, source)
-    sql = (
-        f"SELECT observation_photos, COUNT(DISTINCT observation_id) FROM predictions "  # noqa: S608
-        f"WHERE {where} AND observation_id IS NOT NULL GROUP BY observation_photos"
-    )
-    return {str(n): int(c) for n, c in db.execute(sql, args).fetchall() if n is not None}
-
-
-def live_accuracy(db: Store, inbox: Path, kind: str, version: str) -> tuple[float, float, float, int] | None:
-    """Share of visitors' labelled feedback that agrees with the server's answer (``live_scores``)."""
-    overall, _ = live_scores(db, inbox, kind, version)
-    return overall
-
-
-def live_scores(
-    db: Store, inbox: Path, kind: str, version: str
-) -> tuple[tuple[float, float, float, int] | None, list[dict[str, Any]]]:
-    """Share of visitors' labelled feedback that agrees with what the server answered, for one version.
-
-    The server's answer is the one it stored with the feedback (computed when the photo or the values
-    arrived), or for older photo records its logged answer to the same photo (by sha256; phones' rows
-    never count). What the visitor's page claims it was told (``predicted``) is never scored."""
-    folder = inbox / kind
-    if not folder.is_dir():
-        return None, []
-    right = total = 0
-    by_day: dict[str, list[int]] = {}
-    for path in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        label = record.get("label") if isinstance(record, dict) else None
-        if not isinstance(label, str) or not label or label == NOT_A_FLOWER:
-            continue
-        predicted, answered_by = record.get("answer_species"), record.get("answer_version")
-        if answered_by is None and kind == "photos" and isinstance(record.get("sha256"), str):
-            row = db.execute(  # the server's own answer: a phone's is a claim, never a fact to score
-                f"SELECT predicted, version FROM predictions WHERE photo_sha256 = ? AND kind = 'photos' "  # noqa: S608
-                f"AND {SOURCES[SERVER]} ORDER BY ts DESC LIMIT 1",
-                (record["sha256"],),
-            ).fetchone()
-            if row is not None:
-                predicted, answered_by = row
-        if answered_by != version:
-            continue
-        total += 1
-        right += int(predicted == label)
-        day = str(record.get("time", ""))[:10] or "unknown"
-        tally = by_day.setdefault(day, [0, 0])
-        tally[0] += int(predicted == label)
-        tally[1] += 1
-    if total == 0:
-        return None, []
-    p, low, high = wilson(right, total)
-    daily = [
-        {"day": day, "right": r, "total": n, **dict(zip(("share", "low", "high"), wilson(r, n), strict=True))}
-        for day, (r, n) in sorted(by_day.items())
-    ]
-    return (p, low, high, total), daily

@@ -13,7 +13,8 @@ from typing import Any
 
 from bunga.files import atomic_write_text
 from bunga.monitor import charts
-from bunga.monitor.checks import SERVER, VersionReport
+from bunga.monitor.checks import VersionReport
+from bunga.monitor.queries import SERVER
 from bunga.schemas import ReferenceProfile
 
 

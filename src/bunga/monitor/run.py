@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bunga.bundle import read_bundle
-from bunga.monitor.checks import SERVER, Thresholds, VersionReport, Window, check_version, live_scores, versions
+from bunga.monitor.checks import Thresholds, VersionReport, check_version
+from bunga.monitor.live import live_scores
+from bunga.monitor.queries import SERVER, Window, versions
 from bunga.monitor.store import open_store
 from bunga.schemas import ReferenceProfile
 from bunga.tracking import Tracker

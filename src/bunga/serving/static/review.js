@@ -157,8 +157,12 @@ async function show() {
 }
 
 // The photos of one plant wait together: shown beside the current one, labelled together.
+// The thumbnails are fetched first and shown in one step, and only by the newest call: a decision
+// made while they load never leaves a half-drawn or doubled row.
 let plantUrls = [];
+let plantDrawing = 0;
 async function showPlant(current) {
+  const drawing = ++plantDrawing;
   plantUrls.forEach((u) => URL.revokeObjectURL(u));
   plantUrls = [];
   const shas = plantOf(current);
@@ -166,16 +170,22 @@ async function showPlant(current) {
   $("plant-photos").replaceChildren();
   if (shas.length < 2) return;
   $("plant-hint").textContent = t("plant").replace("{n}", shas.length);
+  const items = [];
+  const urls = [];
   for (const sha of shas) {
     const response = await api(`/review/photos/${sha}`);
-    if (!response.ok || queue[0] !== current) return;
-    const url = URL.createObjectURL(await response.blob());
-    plantUrls.push(url);
-    const img = Object.assign(document.createElement("img"), { src: url, alt: "" });
+    if (!response.ok) continue;
+    urls.push(URL.createObjectURL(await response.blob()));
     const item = document.createElement("li");
-    item.append(img);
-    $("plant-photos").append(item);
+    item.append(Object.assign(document.createElement("img"), { src: urls.at(-1), alt: "" }));
+    items.push(item);
   }
+  if (drawing !== plantDrawing || queue[0] !== current) {
+    urls.forEach((u) => URL.revokeObjectURL(u));
+    return;
+  }
+  plantUrls = urls;
+  $("plant-photos").replaceChildren(...items);
 }
 
 // The queued photos of the current photo's plant (itself first); just itself when it came alone.

@@ -424,8 +424,7 @@ def test_kill_9_loses_at_most_the_last_moment_of_the_log(model_dir: Path, tmp_pa
         assert httpx.post(f"{again.url}/predict", json=record).status_code == 200
     finally:
         again.stop()  # a clean stop writes what is queued
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == kept + 1
+    assert _rows(db) == kept + 1
 
 
 def _rows(db: Path) -> int:

@@ -93,8 +93,8 @@ def check_version(
         for r in chunk:
             mix[str(r[0])] = mix.get(str(r[0]), 0) + 1
         day_of = (np.asarray([r[7] for r in chunk], dtype=float) // DAY_S).astype(np.int64)
-        count_days(days, day_of, data[:, 1] > 0, [r[8] for r in chunk] if with_band else None)
         known = data[:, 1] > 0
+        count_days(days, day_of, known, [r[8] for r in chunk] if with_band else None)
         recognised += int(known.sum())
         top = data[:, 0]
         top_known = top[known]
